@@ -1,0 +1,30 @@
+"""Shared fixtures. Tests never need a GPU, a download or ../shared (real-data tests skip)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+COCO128_VOC = REPO.parent / "shared" / "data" / "coco128-voc"
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def coco128_root() -> Path:
+    """The VOC2007-layout folder of ../shared/data/coco128-voc (skipped when absent)."""
+    root = COCO128_VOC / "VOC2007"
+    if not root.is_dir():
+        pytest.skip(f"real-photo subset not found at {root} (it lives in ../shared, beside a CI clone)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def coco128_annotations() -> Path:
+    """The COCO json folder of ../shared/data/coco128-voc (skipped when absent)."""
+    root = COCO128_VOC / "annotations"
+    if not root.is_dir():
+        pytest.skip(f"real-photo subset not found at {root}")
+    return root

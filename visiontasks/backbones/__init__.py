@@ -1,0 +1,13 @@
+"""Shared backbones: ``get_model("vgg16" | "resnet50" | "resnet18" | "alexnet" | "small")``."""
+from visiontasks.backbones.alexnet import AlexNetBackbone
+from visiontasks.backbones.base import Backbone, freeze
+from visiontasks.backbones.pretrained import load_torchvision_weights, weights_cache_path
+from visiontasks.backbones.resnet import ResNetC4Backbone
+from visiontasks.backbones.small import SmallBackbone
+from visiontasks.backbones.vgg import VGG16_POOL_INDICES, VGG16Backbone, vgg16_torchvision
+
+__all__ = [
+    "Backbone", "freeze", "load_torchvision_weights", "weights_cache_path",
+    "VGG16Backbone", "vgg16_torchvision", "VGG16_POOL_INDICES",
+    "ResNetC4Backbone", "AlexNetBackbone", "SmallBackbone",
+]
