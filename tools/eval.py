@@ -1,0 +1,186 @@
+"""Score detections or segmentations against a VOC-layout (or COCO) ground truth.
+
+Detection::
+
+    python tools/eval.py det --root VOC2007 --split test --detections DIR --metric voc07 [--out r.json]
+    python tools/eval.py det --metric coco --images DIR --annotations gt.json --detections dets.json
+    python tools/eval.py det --checkpoint runs/x/checkpoint_last.pt --root VOC2007 --split test \\
+        [--write-results DIR]          # also writes VOC comp4 files for the official server
+
+Segmentation::
+
+    python tools/eval.py seg --root VOC2012 --split val --predictions DIR_OF_PNG [--out r.json]
+    python tools/eval.py seg --checkpoint runs/x/checkpoint_last.pt --root VOC2012 --split val
+    python tools/eval.py seg --method otsu|adaptive|region_growing|split_merge|edges [--oracle-labels] \\
+        --root VOC2012 --split val [--save-predictions DIR]
+
+Prints a per-class table and writes JSON: ``{"metric", "mAP", "per_class"}`` for detection,
+``{"mIoU", "pixel_accuracy", "mean_class_accuracy", "per_class"}`` for segmentation (fractions
+in [0, 1]; null for a class with nothing to score). Bad input exits 2 with one line naming the file.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from _common import run_cli
+from tqdm import tqdm
+
+from visiontasks.data import VOCDetection, VOCSegmentation, read_label_png, save_label_png
+from visiontasks.engine.evaluate import evaluate_detection, evaluate_segmentation, predict_dataset, segmentation_result
+from visiontasks.engine.run import format_metrics, public_metrics, write_json
+from visiontasks.errors import InputError
+from visiontasks.evaluation import (SegmentationEvaluator, eval_coco, eval_detection_voc, read_voc_results,
+                                    write_voc_results)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="task", required=True)
+    det = sub.add_parser("det", help="detection mAP")
+    det.add_argument("--root", help="VOC-layout folder (Annotations/, JPEGImages/, ImageSets/)")
+    det.add_argument("--split", default="test")
+    det.add_argument("--classes", nargs="+", default=None, help="class names (default: VOC's 20)")
+    det.add_argument("--detections", help="dir of comp4_det_<split>_<class>.txt files, or a COCO results json")
+    det.add_argument("--checkpoint", help="evaluate a trained model instead of results files")
+    det.add_argument("--metric", default="voc07", choices=["voc07", "voc12", "coco"])
+    det.add_argument("--images", help="COCO images folder (--metric coco)")
+    det.add_argument("--annotations", help="COCO annotation json (--metric coco)")
+    det.add_argument("--write-results", metavar="DIR", help="with --checkpoint: write VOC comp4 results files")
+    det.add_argument("--pr-curves", metavar="PNG", help="draw the per-class PR curves")
+    seg = sub.add_parser("seg", help="segmentation mIoU")
+    seg.add_argument("--root", required=True, help="VOC-layout folder (SegmentationClass/, ImageSets/Segmentation/)")
+    seg.add_argument("--split", default="val")
+    seg.add_argument("--classes", nargs="+", default=None)
+    group = seg.add_mutually_exclusive_group(required=True)
+    group.add_argument("--predictions", help="dir of <image_id>.png label maps (palette or gray indices)")
+    group.add_argument("--checkpoint", help="evaluate a trained model")
+    group.add_argument("--method", choices=["otsu", "adaptive", "region_growing", "split_merge", "edges", "global"],
+                       help="a classic baseline (scored as foreground/background unless --oracle-labels)")
+    seg.add_argument("--oracle-labels", action="store_true",
+                     help="classic methods: label each region with its majority ground-truth class (upper bound)")
+    seg.add_argument("--save-predictions", metavar="DIR", help="write predicted label maps as VOC-palette PNGs")
+    for p in (det, seg):
+        p.add_argument("--out", help="write the result JSON here")
+        p.add_argument("--device", default="cpu")
+    return parser
+
+
+def _need(args: argparse.Namespace, *names: str) -> None:
+    missing = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is None]
+    if missing:
+        raise ValueError(f"{args.task} with these options needs {', '.join(missing)}")
+
+
+def eval_det(args: argparse.Namespace) -> dict:
+    if args.checkpoint:
+        return _eval_det_checkpoint(args)
+    if args.metric == "coco":
+        _need(args, "annotations", "detections")
+        stats = eval_coco(args.annotations, args.detections)
+        return {"metric": "coco", "mAP": stats["AP"], "per_class": {}, **stats}
+    _need(args, "root", "detections")
+    dataset = VOCDetection(args.root, args.split, classes=args.classes)
+    gts = [dataset.get_annotation(i) for i in range(len(dataset))]
+    boxes, labels, scores = read_voc_results(args.detections, args.split, dataset.classes, dataset.ids)
+    res = eval_detection_voc(boxes, labels, scores, [g["boxes"].numpy() for g in gts],
+                             [g["labels"].numpy() for g in gts], [g["difficult"].numpy() for g in gts],
+                             num_classes=len(dataset.classes), metric=args.metric)
+    return {"metric": args.metric, "mAP": float(res["map"]),
+            "per_class": dict(zip(dataset.classes, map(float, res["ap"]))), "curves": res}
+
+
+def _load(args: argparse.Namespace):
+    import visiontasks
+
+    return visiontasks.load_model(args.checkpoint, device=args.device, preset="evaluate")
+
+
+def _eval_det_checkpoint(args: argparse.Namespace) -> dict:
+    predictor = _load(args)
+    if args.metric == "coco":
+        from visiontasks.data import COCODetection
+
+        _need(args, "images", "annotations")
+        dataset = COCODetection(args.images, args.annotations)
+    else:
+        _need(args, "root")
+        dataset = VOCDetection(args.root, args.split, classes=args.classes or predictor.classes)
+    if args.write_results:
+        preds = [p for p, _ in predict_dataset(predictor.model, dataset, args.device, desc="detect")]
+        write_voc_results(args.write_results, args.split, dataset.classes, dataset.ids, preds)
+    return evaluate_detection(predictor.model, dataset, metric=args.metric, device=args.device)
+
+
+def _saver(args: argparse.Namespace):
+    if not args.save_predictions:
+        return None
+    out = Path(args.save_predictions)
+    return lambda pred, tgt: save_label_png(out / f"{tgt['image_id']}.png", pred)
+
+
+def eval_seg(args: argparse.Namespace) -> dict:
+    if args.checkpoint:
+        predictor = _load(args)
+        dataset = VOCSegmentation(args.root, args.split, classes=args.classes or predictor.classes)
+        return evaluate_segmentation(predictor.model, dataset, device=args.device, on_prediction=_saver(args))
+    dataset = VOCSegmentation(args.root, args.split, classes=args.classes)
+    if args.predictions:
+        return _eval_seg_files(args, dataset)
+    return _eval_classic(args, dataset)
+
+
+def _eval_seg_files(args: argparse.Namespace, dataset: VOCSegmentation) -> dict:
+    names = ["background", *dataset.classes]
+    evaluator = SegmentationEvaluator(len(names))
+    for i, image_id in enumerate(tqdm(dataset.ids, desc="score", leave=False)):
+        gt = dataset.get_annotation(i)["mask"].numpy()
+        path = Path(args.predictions) / f"{image_id}.png"
+        if not path.is_file():
+            raise InputError(path, f"prediction for image {image_id!r} of split {args.split!r} is missing")
+        pred = read_label_png(path)
+        if pred.shape != gt.shape:
+            raise InputError(path, f"mask size {pred.shape[1]}x{pred.shape[0]} differs from the ground truth's "
+                                   f"{gt.shape[1]}x{gt.shape[0]}")
+        bad = np.unique(pred[(pred >= len(names))])
+        if bad.size:
+            raise InputError(path, f"label values {bad.tolist()} outside 0..{len(names) - 1}")
+        evaluator.update(pred, gt)
+    return segmentation_result(evaluator.compute(), names)
+
+
+def _eval_classic(args: argparse.Namespace, dataset: VOCSegmentation) -> dict:
+    from visiontasks.classic import gt_to_fg_bg, segment_classic
+
+    names = ["background", *dataset.classes] if args.oracle_labels else ["background", "foreground"]
+    evaluator = SegmentationEvaluator(len(names))
+    save = _saver(args)
+    for image, target in tqdm(dataset, desc=args.method, total=len(dataset), leave=False):
+        rgb = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        gt = target["mask"].numpy()
+        pred = segment_classic(args.method, rgb, gt=gt, oracle=args.oracle_labels)
+        evaluator.update(pred, gt if args.oracle_labels else gt_to_fg_bg(gt))
+        if save:
+            save(pred, target)
+    return segmentation_result(evaluator.compute(), names)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    result = eval_det(args) if args.task == "det" else eval_seg(args)
+    if args.task == "det" and getattr(args, "pr_curves", None) and "curves" in result:
+        from visiontasks.evaluation import plot_pr_curves
+
+        plot_pr_curves(result["curves"], list(result["per_class"]), args.pr_curves)
+    result = public_metrics(result)
+    print(format_metrics(result))
+    if args.out:
+        write_json(result, args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

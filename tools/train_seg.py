@@ -1,0 +1,27 @@
+"""Train a segmenter: ``python tools/train_seg.py [--config C] [key.sub=value ...]``.
+
+With no arguments it trains the default config (a small model on the embedded dataset's masks,
+no download) and prints its mIoU. Under ``torchrun --nproc_per_node N`` it trains with DDP.
+"""
+from __future__ import annotations
+
+import sys
+
+from _common import REPO, run_cli
+from train_det import setup
+
+from visiontasks.engine.run import format_metrics, run_training
+
+DEFAULT_CONFIG = REPO / "configs" / "segmentation" / "default.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, cfg, out = setup(argv, DEFAULT_CONFIG, task="segmentation")
+    metrics = run_training(cfg, out, resume=args.resume, device=args.device)
+    print(format_metrics(metrics))
+    print(f"run directory: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

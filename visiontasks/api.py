@@ -1,0 +1,182 @@
+"""The inference API: ``load_model(...)`` → ``Predictor``; ``predictor.predict(image)`` → results.
+
+Example::
+
+    import visiontasks
+    model = visiontasks.load_model("default")            # embedded weights, no download
+    result = model.predict("street.jpg")                 # path, PIL, HWC uint8 array or CHW tensor
+    result.boxes, result.scores, result.label_names
+    result.save("street_pred.png")
+
+``load_model`` accepts ``"default"`` (the shipped ``weights/default_det.pt``), a run directory
+written by ``tools/train_det.py``/``train_seg.py`` (``config.yaml`` + ``checkpoint_last.pt``), a
+checkpoint file (it carries its config), or a YAML config (random weights unless ``weights``).
+Checkpoints are read with ``torch.load(weights_only=True)``: a hostile file cannot run code.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+from PIL import Image, UnidentifiedImageError
+
+from visiontasks.config import load_config, merge, validate, DEFAULTS
+from visiontasks.errors import InputError
+from visiontasks.registry import get_model
+from visiontasks.results import DetectionResult, SegmentationResult
+
+__all__ = ["load_model", "Predictor", "PRESETS", "DEFAULT_WEIGHTS", "to_tensor_image"]
+
+ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+
+#: Score thresholds of the presets, as chainercv's ``use_preset``.
+PRESETS = {"visualize": 0.7, "evaluate": 0.05}
+#: The checkpoint ``load_model("default")`` reads (trained by tools/train_det.py, see weights/README.md).
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "default_det.pt"
+
+
+def to_tensor_image(image: ImageLike) -> torch.Tensor:
+    """Converts a path, PIL image, HWC uint8 RGB array or CHW tensor to a float (3, H, W) tensor in [0, 1]."""
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            with Image.open(image) as im:
+                image = im.convert("RGB")
+        except FileNotFoundError:
+            raise InputError(image, "image file not found") from None
+        except (UnidentifiedImageError, OSError) as exc:
+            raise InputError(image, f"not a readable image ({exc})") from None
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"a numpy image must be HWC RGB, got shape {image.shape}")
+        if image.dtype != np.uint8:
+            raise ValueError(f"a numpy image must be uint8, got {image.dtype}")
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+    if torch.is_tensor(image):
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"a tensor image must be CHW with 3 channels, got shape {tuple(image.shape)}")
+        return image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+    raise TypeError(f"unsupported image type {type(image).__name__}")
+
+
+class Predictor:
+    """A model ready for inference: eval mode, on its device, with class names and a preset.
+
+    Args:
+        model: a detector or segmenter following docs/CONTRACTS.md.
+        task: "detection" or "segmentation".
+        classes: object class names (background excluded).
+        device: where to run.
+        preset: "visualize" (score ≥ 0.7) or "evaluate" (score ≥ 0.05); detection only.
+    """
+
+    def __init__(self, model: nn.Module, task: str, classes: Sequence[str], device: str | torch.device = "cpu",
+                 preset: str = "visualize", config: dict | None = None) -> None:
+        self.model = model.to(device).eval()
+        self.task = task
+        self.classes = tuple(classes)
+        self.device = torch.device(device)
+        self.config = config or {}
+        self.use_preset(preset)
+
+    def use_preset(self, preset: str) -> None:
+        """Selects the score threshold: "visualize" (0.7) or "evaluate" (0.05)."""
+        if preset not in PRESETS:
+            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+        self.preset = preset
+        self.score_thresh = PRESETS[preset]
+
+    @torch.no_grad()
+    def predict(self, images: ImageLike | list[ImageLike]) -> Any:
+        """Runs the model on one image or a list; returns one result or a list of results."""
+        single = not isinstance(images, list)
+        tensors = [to_tensor_image(im) for im in ([images] if single else images)]
+        batch = [t.to(self.device) for t in tensors]
+        if self.task == "detection":
+            outputs = self.model(batch)
+            results = []
+            for out, img in zip(outputs, tensors):
+                keep = out["scores"] >= self.score_thresh
+                order = torch.argsort(out["scores"][keep], descending=True)
+                results.append(DetectionResult(
+                    boxes=out["boxes"][keep][order].cpu(), scores=out["scores"][keep][order].cpu(),
+                    labels=out["labels"][keep][order].cpu(), classes=self.classes, image=img))
+        else:
+            names = ("background", *self.classes)
+            results = [SegmentationResult(mask=self.model(b[None])["out"][0].argmax(0).cpu(),
+                                          class_names=names, image=img) for b, img in zip(batch, tensors)]
+        return results[0] if single else results
+
+
+def _checkpoint_state(path: Path) -> dict:
+    from visiontasks.engine.checkpoint import load_checkpoint
+
+    return load_checkpoint(path)
+
+
+def _classes_of(cfg: dict, meta: dict) -> list[str]:
+    if meta.get("classes"):
+        return list(meta["classes"])
+    from visiontasks.data import dataset_classes
+
+    return list(dataset_classes(cfg["data"]))
+
+
+def load_model(source: str | os.PathLike = "default", weights: str | os.PathLike | None = None,
+               device: str | torch.device = "cpu", preset: str = "visualize",
+               overrides: Sequence[str] = ()) -> Predictor:
+    """Builds a model from a config, a run directory or a checkpoint, ready to ``predict``.
+
+    Args:
+        source: "default", a run directory, a checkpoint ``.pt`` file, or a YAML config.
+        weights: a checkpoint whose model weights replace the source's.
+        device: "cpu", "cuda", ...
+        preset: score preset for detection ("visualize" or "evaluate").
+        overrides: ``key.sub=value`` config overrides (e.g. ``model.box_score_thresh=0.01``).
+
+    Returns:
+        A :class:`Predictor`.
+    """
+    path = DEFAULT_WEIGHTS if str(source) == "default" else Path(source)
+    cfg: dict | None = None
+    state: dict | None = None
+    if path.is_dir():
+        if not (path / "config.yaml").is_file():
+            raise InputError(path, "not a run directory (no config.yaml)")
+        cfg = load_config(path / "config.yaml", overrides)
+        ckpt = path / "checkpoint_last.pt"
+        if weights is None and ckpt.is_file():
+            state = _checkpoint_state(ckpt)
+    elif path.suffix in (".yaml", ".yml"):
+        cfg = load_config(path, overrides)
+    elif path.is_file():
+        state = _checkpoint_state(path)
+        if not isinstance(state.get("config"), dict):
+            raise InputError(path, "checkpoint carries no config; pass the run's config.yaml as source")
+        cfg = validate(merge(DEFAULTS, state["config"]), str(path))
+        if overrides:
+            from visiontasks.config import apply_overrides
+
+            cfg = validate(apply_overrides(cfg, overrides), str(path))
+    else:
+        raise InputError(path, "no such file or directory (expected 'default', a run dir, a .pt or a .yaml)")
+    if weights is not None:
+        state = _checkpoint_state(Path(weights))
+    model_cfg = dict(cfg["model"])
+    model_cfg.pop("pretrained_backbone", None)  # weights come from the checkpoint, never a download
+    model = get_model(model_cfg.pop("name"), **model_cfg)
+    meta: dict = {}
+    if state is not None:
+        meta = state.get("meta") or {}
+        try:
+            model.load_state_dict(state["model"])
+        except (KeyError, RuntimeError) as exc:
+            raise InputError(weights or path, f"weights do not fit the model: {exc}".split("\n")[0]) from None
+    return Predictor(model, cfg["task"], _classes_of(cfg, meta), device=device, preset=preset, config=cfg)

@@ -1,0 +1,198 @@
+"""YAML configs that mirror constructor arguments.
+
+A config has four sections (``model``, ``data``, ``train``, ``eval``) plus ``task``. ``model`` holds
+``name`` and the keyword arguments of ``visiontasks.get_model(name, ...)``; ``train`` holds the
+keyword arguments of :class:`visiontasks.engine.Trainer`; ``data`` those of
+:func:`visiontasks.data.build_dataset`. A file may name at most one ``_base_`` (a path relative to
+itself) whose values it overrides; a base may not have a base of its own. Command-line overrides
+are ``key.sub=value`` strings with YAML values (``train.lr=0.01``, ``data.classes=[a,b]``).
+Unknown keys are an error that names the key.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from visiontasks.errors import InputError
+
+__all__ = ["DEFAULTS", "load_config", "apply_overrides", "merge", "validate", "dump_config"]
+
+DEFAULTS: dict[str, Any] = {
+    "task": "detection",
+    "model": {"name": None},
+    "data": {
+        "dataset": "embedded",
+        "root": None,
+        "train_split": "trainval",
+        "test_split": "test",
+        "classes": None,
+        "hflip_prob": 0.5,
+        "photometric": False,
+        "min_size": None,
+        "max_size": None,
+        "crop_size": None,
+        "num_workers": 2,
+        "images": None,
+        "annotations": None,
+        "test_images": None,
+        "test_annotations": None,
+    },
+    "train": {
+        "max_iters": 1000,
+        "batch_size": 2,
+        "lr": 0.001,
+        "momentum": 0.9,
+        "weight_decay": 0.0005,
+        "schedule": "step",
+        "steps": [],
+        "gamma": 0.1,
+        "warmup_iters": 0,
+        "warmup_factor": 0.001,
+        "amp": True,
+        "clip_grad_norm": None,
+        "eval_every": 0,
+        "checkpoint_every": 1000,
+        "log_every": 20,
+        "seed": 0,
+    },
+    "eval": {"metric": "voc07", "preset": "evaluate"},
+}
+_TASKS = ("detection", "segmentation")
+
+
+def merge(base: dict, override: dict, path: str = "") -> dict:
+    """Recursively merges ``override`` into a copy of ``base`` (dicts merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value, f"{path}{key}.")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(path, "config file not found") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(path, f"not valid YAML ({exc})".replace("\n", " ")) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError(path, f"a config must be a mapping, found {type(data).__name__}")
+    return data
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ValueError(f"override {item!r} must look like key.sub=value")
+    key, _, raw = item.partition("=")
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ValueError(f"override {item!r} has an empty key part")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
+    """Applies ``key.sub=value`` overrides; a key that does not exist in ``cfg`` is an error.
+
+    Keys of ``model`` may be new (they are checked against the builder's signature by
+    :func:`validate`), every other key must already exist.
+    """
+    cfg = copy.deepcopy(cfg)
+    for item in overrides:
+        parts, value = _parse_override(item)
+        node = cfg
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                if parts[0] == "model" and part not in node:
+                    node[part] = {}
+                else:
+                    raise ValueError(f"unknown config key {'.'.join(parts[: i + 1])!r} in override {item!r}")
+            node = node[part]
+        last = parts[-1]
+        if last not in node and parts[0] != "model":
+            raise ValueError(f"unknown config key {'.'.join(parts)!r} in override {item!r}")
+        node[last] = value
+    return cfg
+
+
+def validate(cfg: dict, source: str = "<config>") -> dict:
+    """Checks section and key names against :data:`DEFAULTS` and the model builder's signature.
+
+    Raises:
+        InputError: naming ``source`` and the first unknown key.
+    """
+    for key in cfg:
+        if key not in DEFAULTS:
+            raise InputError(source, f"unknown config key {key!r} (known: {sorted(DEFAULTS)})")
+    for section in ("data", "train", "eval"):
+        for key in cfg.get(section, {}):
+            if key not in DEFAULTS[section]:
+                raise InputError(source, f"unknown config key '{section}.{key}' (known: {sorted(DEFAULTS[section])})")
+    if cfg.get("task") not in _TASKS:
+        raise InputError(source, f"task must be one of {_TASKS}, got {cfg.get('task')!r}")
+    name = cfg.get("model", {}).get("name")
+    if not name:
+        raise InputError(source, "model.name is missing")
+    from visiontasks.registry import get_model_builder
+
+    try:
+        builder = get_model_builder(name)
+    except ValueError as exc:
+        raise InputError(source, str(exc)) from None
+    params = inspect.signature(builder).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        for key in cfg["model"]:
+            if key != "name" and key not in params:
+                raise InputError(source, f"unknown config key 'model.{key}': {name} takes {sorted(params)}")
+    return cfg
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> dict:
+    """Loads a YAML config, its single ``_base_``, the defaults and the overrides; validates.
+
+    Args:
+        path: the YAML file.
+        overrides: ``key.sub=value`` strings.
+
+    Returns:
+        The resolved config dict (sections ``task``, ``model``, ``data``, ``train``, ``eval``).
+    """
+    path = Path(path)
+    cfg = _read_yaml(path)
+    base_name = cfg.pop("_base_", None)
+    if base_name is not None:
+        base_path = (path.parent / str(base_name)).resolve()
+        base = _read_yaml(base_path)
+        if "_base_" in base:
+            raise InputError(base_path, "a base config may not have a _base_ of its own (one level only)")
+        cfg = merge(base, cfg)
+    cfg = merge(DEFAULTS, cfg)
+    validate(cfg, str(path))
+    try:
+        cfg = apply_overrides(cfg, overrides)
+    except ValueError as exc:
+        raise InputError(path, str(exc)) from None
+    return validate(cfg, str(path))
+
+
+def dump_config(cfg: dict, path: str | Path) -> None:
+    """Writes ``cfg`` as YAML atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,132 @@
+"""From a resolved config to a trained, evaluated run directory (what the train tools call).
+
+A run directory holds ``config.yaml`` (the resolved config), ``checkpoint_last.pt``, ``log.csv``,
+``loss.png``, ``tb/`` (TensorBoard) and, after the final evaluation, ``metrics.json``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from visiontasks.config import dump_config
+from visiontasks.data import build_dataset, collate_fn
+from visiontasks.engine.distributed import init_distributed, is_main_process
+from visiontasks.engine.evaluate import evaluate_detection, evaluate_segmentation, nan_to_none
+from visiontasks.engine.trainer import Trainer
+from visiontasks.registry import get_model
+
+__all__ = ["build_model", "run_training", "write_json", "segmentation_forward", "format_metrics"]
+
+
+def build_model(cfg: dict, num_classes: int) -> torch.nn.Module:
+    """Builds ``cfg["model"]``, checking ``num_classes`` (background included) against the data."""
+    kwargs = dict(cfg["model"])
+    name = kwargs.pop("name")
+    if kwargs.get("num_classes") is None:
+        kwargs["num_classes"] = num_classes
+    elif kwargs["num_classes"] != num_classes:
+        raise ValueError(f"model.num_classes={kwargs['num_classes']} but the dataset has {num_classes - 1} "
+                         f"classes (+1 background = {num_classes}); fix model.num_classes or data.classes")
+    return get_model(name, **kwargs)
+
+
+def segmentation_forward(model: torch.nn.Module, images: list[torch.Tensor], targets: list[dict]) -> dict:
+    """Training step of a segmenter: per-pixel cross-entropy, 255 ignored (same-size crops are stacked)."""
+    logits = model(torch.stack(images))["out"]
+    masks = torch.stack([t["mask"] for t in targets])
+    return {"loss_ce": F.cross_entropy(logits, masks, ignore_index=255)}
+
+
+def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """Writes JSON atomically (NaN written as null)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def format_metrics(metrics: dict) -> str:
+    """A per-class table followed by the headline figure(s)."""
+    lines = [f"{name:>16s}  {('   n/a' if v is None else f'{100 * v:6.2f}')}" for name, v in metrics["per_class"].items()]
+    if "mAP" in metrics:
+        lines.append(f"{'mAP (' + metrics['metric'] + ')':>16s}  {100 * metrics['mAP']:6.2f}")
+    else:
+        for key in ("mIoU", "pixel_accuracy", "mean_class_accuracy"):
+            lines.append(f"{key:>16s}  {100 * metrics[key]:6.2f}")
+    return "\n".join(lines)
+
+
+def public_metrics(metrics: dict) -> dict:
+    """The JSON written to metrics.json: no raw curves, NaN as null."""
+    out = {k: v for k, v in metrics.items() if k != "curves"}
+    out["per_class"] = {k: nan_to_none(v) for k, v in metrics["per_class"].items()}
+    for key in ("mAP", "mIoU", "pixel_accuracy", "mean_class_accuracy"):
+        if key in out:
+            out[key] = nan_to_none(out[key])
+    return out
+
+
+def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = False,
+                 device: str | None = None) -> dict:
+    """Trains ``cfg`` into ``out_dir`` and evaluates on the test split.
+
+    Args:
+        cfg: a resolved config (``visiontasks.config.load_config``).
+        out_dir: the run directory.
+        resume: continue from ``out_dir/checkpoint_last.pt``.
+        device: "cpu", "cuda", "cuda:1"…; default CUDA when available. Under torchrun each
+            process takes its LOCAL_RANK's GPU.
+
+    Returns:
+        The final metrics (as written to ``metrics.json``).
+    """
+    task = cfg["task"]
+    out = Path(out_dir)
+    rank, world, local_rank = init_distributed()
+    if device is None:
+        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    data_cfg = cfg["data"]
+    train_ds = build_dataset(data_cfg, data_cfg["train_split"], train=True, task=task)
+    test_ds = build_dataset(data_cfg, data_cfg["test_split"], train=False, task=task)
+    classes = list(train_ds.classes)
+    torch.manual_seed(cfg["train"]["seed"])
+    model = build_model(cfg, len(classes) + 1)
+    if is_main_process():
+        dump_config(cfg, out / "config.yaml")
+
+    if task == "detection":
+        metric = cfg["eval"]["metric"]
+
+        def eval_fn(m: torch.nn.Module) -> dict:
+            return evaluate_detection(m, test_ds, metric=metric, device=device)
+
+        forward_fn = None
+    else:
+        def eval_fn(m: torch.nn.Module) -> dict:
+            return evaluate_segmentation(m, test_ds, device=device)
+
+        forward_fn = segmentation_forward
+
+    trainer = Trainer(model, train_ds, collate_fn, out, **cfg["train"], num_workers=data_cfg["num_workers"],
+                      device=device, eval_fn=eval_fn, forward_fn=forward_fn, config=cfg,
+                      meta={"classes": classes, "task": task})
+    if resume:
+        trainer.resume()
+    metrics = trainer.train()
+    result = public_metrics(metrics)
+    if is_main_process():
+        write_json(result, out / "metrics.json")
+        curves = metrics.get("curves")
+        if curves is not None:
+            from visiontasks.evaluation import plot_pr_curves
+
+            plot_pr_curves(curves, classes, out / "pr_curves.png")
+    return result
