@@ -28,3 +28,11 @@ def coco128_annotations() -> Path:
     if not root.is_dir():
         pytest.skip(f"real-photo subset not found at {root}")
     return root
+
+
+@pytest.fixture(scope="session")
+def embedded_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded shapes dataset (default sizes, seed 0) built in a temporary folder: its VOC-layout root."""
+    from visiontasks.data import build_embedded_dataset
+
+    return build_embedded_dataset(tmp_path_factory.mktemp("embedded"), seed=0)

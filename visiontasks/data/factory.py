@@ -1,0 +1,98 @@
+"""Datasets from the ``data:`` section of a config (see docs/CONTRACTS.md, "Configs").
+
+Keys used: ``dataset`` (voc | embedded | coco), ``root``, ``classes``, ``hflip_prob``,
+``photometric``, ``min_size``, ``max_size``, ``crop_size`` and, for coco, ``images`` /
+``annotations`` (train split) and ``test_images`` / ``test_annotations`` (the ``test_split``;
+they default to the former). Other keys (``num_workers``, split names) are the caller's.
+For ``embedded``, ``root`` is the cache folder in which the dataset is generated (null: the default).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from torch.utils.data import Dataset
+
+from visiontasks.data.coco import COCODetection, coco_classes
+from visiontasks.data.embedded import EMBEDDED_CLASSES, build_embedded_dataset
+from visiontasks.data.transforms import build_detection_transforms, build_segmentation_transforms
+from visiontasks.data.voc import VOC_CLASSES, VOCDetection, VOCSegmentation
+
+__all__ = ["build_dataset", "dataset_classes", "DATASETS"]
+
+DATASETS = ("voc", "embedded", "coco")
+_TASKS = ("detection", "segmentation")
+
+
+def _kind(cfg_data: Mapping[str, Any]) -> str:
+    kind = cfg_data.get("dataset", "voc")
+    if kind not in DATASETS:
+        raise ValueError(f"data.dataset must be one of {DATASETS}, got {kind!r}")
+    return kind
+
+
+def _coco_paths(cfg_data: Mapping[str, Any], split: str | None) -> tuple[Any, Any]:
+    images, annotations = cfg_data.get("images"), cfg_data.get("annotations")
+    if split is not None and split == cfg_data.get("test_split") and cfg_data.get("test_annotations"):
+        images = cfg_data.get("test_images") or images
+        annotations = cfg_data["test_annotations"]
+    if not images or not annotations:
+        raise ValueError(f"dataset 'coco' needs data.images and data.annotations, got {images!r} and {annotations!r}")
+    return images, annotations
+
+
+def dataset_classes(cfg_data: Mapping[str, Any]) -> tuple[str, ...]:
+    """Object class names (background excluded) that :func:`build_dataset` would use."""
+    kind = _kind(cfg_data)
+    if cfg_data.get("classes"):
+        return tuple(cfg_data["classes"])
+    if kind == "voc":
+        return VOC_CLASSES
+    if kind == "embedded":
+        return EMBEDDED_CLASSES
+    annotations = cfg_data.get("annotations") or cfg_data.get("test_annotations")
+    if not annotations:
+        raise ValueError("dataset 'coco' needs data.annotations to know its classes")
+    return coco_classes(annotations)
+
+
+def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: str = "detection") -> Dataset:
+    """Builds the dataset of one split with its transforms.
+
+    Args:
+        cfg_data: the config's ``data:`` section.
+        split: split name (``ImageSets/Main|Segmentation/<split>.txt``; for coco it picks the
+            test files when it equals ``test_split``).
+        train: training transforms (random flip, photometric jitter, crop) or evaluation ones.
+        task: "detection" or "segmentation".
+
+    Returns:
+        A ``VOCDetection``, ``VOCSegmentation`` or ``COCODetection``.
+    """
+    if task not in _TASKS:
+        raise ValueError(f"task must be one of {_TASKS}, got {task!r}")
+    kind = _kind(cfg_data)
+    hflip = float(cfg_data.get("hflip_prob", 0.5))
+    photometric = bool(cfg_data.get("photometric", False))
+    if task == "detection":
+        transforms = build_detection_transforms(train, hflip_prob=hflip, photometric=photometric,
+                                                min_size=cfg_data.get("min_size"), max_size=cfg_data.get("max_size"))
+    else:
+        transforms = build_segmentation_transforms(train, hflip_prob=hflip, crop_size=cfg_data.get("crop_size"),
+                                                   photometric=photometric)
+    if kind == "coco":
+        if task != "detection":
+            raise ValueError("dataset 'coco' supports task 'detection' only")
+        images, annotations = _coco_paths(cfg_data, split)
+        dataset = COCODetection(images, annotations, transforms=transforms)
+        wanted = cfg_data.get("classes")
+        if wanted and tuple(wanted) != dataset.classes:
+            raise ValueError(f"data.classes {list(wanted)!r} differ from the categories of {annotations}")
+        return dataset
+    if kind == "embedded":
+        root = build_embedded_dataset(cfg_data.get("root"))
+    else:
+        root = cfg_data.get("root")
+        if not root:
+            raise ValueError("dataset 'voc' needs data.root (the folder holding Annotations/, JPEGImages/ …)")
+    cls = VOCDetection if task == "detection" else VOCSegmentation
+    return cls(root, split, classes=dataset_classes(cfg_data), transforms=transforms)

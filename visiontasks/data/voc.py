@@ -1,0 +1,201 @@
+"""PASCAL VOC-layout datasets (detection and semantic segmentation).
+
+``root`` is the folder holding ``Annotations/``, ``JPEGImages/``, ``ImageSets/Main|Segmentation/``
+and ``SegmentationClass/`` (e.g. ``VOCdevkit/VOC2007``). Every listed file is checked and every
+annotation parsed at construction, so that errors appear at start and evaluators can read the
+ground truth with :meth:`VOCDetection.get_annotation` without decoding images.
+
+Shape shorthand: H, W = image height and width; N = objects in an image.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from visiontasks.data.annotation import VOCAnnotation, parse_voc_xml
+from visiontasks.data.palette import read_label_png
+from visiontasks.data.transforms import apply_transforms
+from visiontasks.errors import InputError
+
+__all__ = ["VOC_CLASSES", "VOCDetection", "VOCSegmentation", "read_image", "image_size"]
+
+VOC_CLASSES: tuple[str, ...] = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)
+
+
+def read_image(path: str | os.PathLike[str]) -> torch.Tensor:
+    """Decodes an image file to a (3, H, W) uint8 RGB tensor (greyscale is expanded)."""
+    try:
+        with Image.open(path) as img:
+            array = np.asarray(img.convert("RGB"))
+    except FileNotFoundError:
+        raise InputError(path, "image file not found") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InputError(path, f"cannot decode image ({exc})") from None
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(height, width)`` of an image file, read from its header (no decoding)."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except FileNotFoundError:
+        raise InputError(path, "image file not found") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(path, f"cannot read image header ({exc})") from None
+    return h, w
+
+
+def _read_split(root: Path, sets_dir: str, split: str) -> list[str]:
+    if not root.is_dir():
+        raise InputError(root, "dataset folder not found")
+    path = root / "ImageSets" / sets_dir / f"{split}.txt"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputError(path, f"split file for split {split!r} not found") from None
+    except UnicodeDecodeError:
+        raise InputError(path, "split file is not UTF-8 text") from None
+    return [line.split()[0] for line in lines if line.strip()]
+
+
+def _check_listed(folder: Path, ids: Sequence[str], suffix: str, split_file: Path) -> None:
+    present = set(os.listdir(folder)) if folder.is_dir() else set()
+    for image_id in ids:
+        if image_id + suffix not in present:
+            raise InputError(folder / (image_id + suffix), f"listed in {split_file} but missing")
+
+
+class _VOCBase(Dataset):
+    """Shared split reading, file checks and image decoding."""
+
+    _sets_dir = "Main"
+
+    def __init__(self, root: str | os.PathLike[str], split: str, classes: Sequence[str] | None,
+                 transforms: Callable[[Any, Any], tuple[Any, Any]] | None) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.classes: tuple[str, ...] = tuple(VOC_CLASSES if classes is None else classes)
+        if not self.classes or len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes must be non-empty and unique, got {classes!r}")
+        self.transforms = transforms
+        self.ids: list[str] = _read_split(self.root, self._sets_dir, split)
+        self.split_file = self.root / "ImageSets" / self._sets_dir / f"{split}.txt"
+        _check_listed(self.root / "JPEGImages", self.ids, ".jpg", self.split_file)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def image_path(self, index: int) -> Path:
+        """Path of the JPEG of item ``index``."""
+        return self.root / "JPEGImages" / f"{self.ids[index]}.jpg"
+
+    def get_annotation(self, index: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        target = self.get_annotation(index)
+        image = read_image(self.image_path(index))
+        size = tuple(int(s) for s in target["orig_size"])
+        if tuple(image.shape[-2:]) != size:
+            raise InputError(self.image_path(index),
+                             f"image is {tuple(image.shape[-2:])} (H, W) but its annotation says {size}")
+        return apply_transforms(self.transforms, image, target)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
+                f"n={len(self)}, classes={len(self.classes)})")
+
+
+class VOCDetection(_VOCBase):
+    """VOC detection: ``(image, target)`` with boxes, labels, difficult, image_id, orig_size.
+
+    Args:
+        root: VOC-layout folder.
+        split: name of ``ImageSets/Main/<split>.txt`` (e.g. "trainval", "test").
+        classes: object class names (default :data:`VOC_CLASSES`); an object of another class
+            is an error.
+        transforms: ``transforms(image, target)`` on tv_tensors (see ``visiontasks.data.transforms``).
+
+    Raises:
+        InputError: a missing split file, image or annotation, or a bad annotation file.
+    """
+
+    _sets_dir = "Main"
+
+    def __init__(self, root: str | os.PathLike[str], split: str = "trainval", classes: Sequence[str] | None = None,
+                 transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None) -> None:
+        super().__init__(root, split, classes, transforms)
+        ann_dir = self.root / "Annotations"
+        _check_listed(ann_dir, self.ids, ".xml", self.split_file)
+        self._annotations: list[VOCAnnotation] = [parse_voc_xml(ann_dir / f"{i}.xml", self.classes) for i in self.ids]
+        self._sizes = [a.size if a.size is not None else image_size(self.image_path(k))
+                       for k, a in enumerate(self._annotations)]
+
+    def get_annotation(self, index: int) -> dict[str, Any]:
+        """The target of item ``index`` without decoding its image (fresh tensors)."""
+        ann = self._annotations[index]
+        return {
+            "boxes": torch.from_numpy(ann.boxes.copy()),
+            "labels": torch.from_numpy(ann.labels.copy()),
+            "difficult": torch.from_numpy(ann.difficult.copy()),
+            "image_id": self.ids[index],
+            "orig_size": torch.tensor(self._sizes[index], dtype=torch.int64),
+        }
+
+
+class VOCSegmentation(_VOCBase):
+    """VOC semantic segmentation: ``(image, target)`` with ``mask`` (H, W) int64 (255 = ignore).
+
+    Masks are palette PNGs in ``SegmentationClass/``; their palette indices are the labels.
+
+    Args:
+        root: VOC-layout folder.
+        split: name of ``ImageSets/Segmentation/<split>.txt`` (e.g. "train", "val").
+        classes: object class names (default :data:`VOC_CLASSES`); mask values must lie in
+            ``0..len(classes)`` or be 255.
+        transforms: ``transforms(image, target)`` on tv_tensors.
+
+    Raises:
+        InputError: a missing split file, image or mask, or a mask whose size differs from its image.
+    """
+
+    _sets_dir = "Segmentation"
+
+    def __init__(self, root: str | os.PathLike[str], split: str = "train", classes: Sequence[str] | None = None,
+                 transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None) -> None:
+        super().__init__(root, split, classes, transforms)
+        _check_listed(self.root / "SegmentationClass", self.ids, ".png", self.split_file)
+        self._sizes: list[tuple[int, int]] = []
+        for k in range(len(self.ids)):
+            size, mask_size = image_size(self.image_path(k)), image_size(self.mask_path(k))
+            if size != mask_size:
+                raise InputError(self.mask_path(k), f"mask is {mask_size} (H, W) but its image is {size}")
+            self._sizes.append(size)
+
+    def mask_path(self, index: int) -> Path:
+        """Path of the label PNG of item ``index``."""
+        return self.root / "SegmentationClass" / f"{self.ids[index]}.png"
+
+    def get_annotation(self, index: int) -> dict[str, Any]:
+        """``{"mask", "image_id", "orig_size"}`` of item ``index`` without decoding its image."""
+        path = self.mask_path(index)
+        mask = read_label_png(path)
+        bad = (mask > len(self.classes)) & (mask != 255)
+        if bad.any():
+            raise InputError(path, f"mask holds label {int(mask[bad].max())}, beyond the {len(self.classes)} classes")
+        return {
+            "mask": torch.from_numpy(mask.astype(np.int64)),
+            "image_id": self.ids[index],
+            "orig_size": torch.tensor(self._sizes[index], dtype=torch.int64),
+        }
