@@ -16,7 +16,7 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
     """Runs ``main``; an ``InputError``/``ValueError``/missing file becomes ``error: <message>`` and exit 2."""
     try:
         return main(argv)
-    except (InputError, ValueError, FileNotFoundError) as exc:
+    except (InputError, ValueError, FileNotFoundError, FloatingPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,102 @@
+"""DistributedDataParallel with 2 CPU processes (gloo): same result as averaging the ranks' losses."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import torch
+import torch.multiprocessing as mp
+import torch.nn as nn
+from torch.utils.data import Dataset
+
+from visiontasks.engine.optim import build_optimizer, build_scheduler
+from visiontasks.engine.sampler import ResumableBatchSampler, SeededDataset
+
+WORLD, ITERS, BATCH = 2, 4, 3
+TRAIN = dict(max_iters=ITERS, batch_size=BATCH, lr=0.05, momentum=0.9, weight_decay=1e-3, schedule="step",
+             steps=[2], gamma=0.5, seed=7, log_every=1, checkpoint_every=2, num_workers=0, device="cpu")
+
+
+class Augmented(Dataset):
+    def __len__(self) -> int:
+        return 10
+
+    def __getitem__(self, i: int):
+        x = torch.full((3,), float(i)) / 10 + 0.1 * torch.randn(3)  # random augmentation
+        return x, {"y": x.sum().reshape(1) * 2 - 1, "index": torch.tensor(i)}
+
+
+def collate(batch):
+    return [b[0] for b in batch], [b[1] for b in batch]
+
+
+def loss_of(model: nn.Module, images, targets) -> dict[str, torch.Tensor]:
+    pred = model(torch.stack(images))
+    return {"loss_mse": nn.functional.mse_loss(pred, torch.stack([t["y"] for t in targets]))}
+
+
+def _worker(rank: int, out: str, port: int) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from visiontasks.engine.distributed import cleanup
+    from visiontasks.engine.trainer import Trainer
+
+    torch.manual_seed(0)
+    seen: list[int] = []
+
+    def forward_fn(model, images, targets):
+        seen.extend(int(t["index"]) for t in targets)
+        return loss_of(model, images, targets)
+
+    def eval_fn(model: nn.Module) -> dict:
+        return {"evaluated_on_rank": float(rank), "training": float(model.training)}
+
+    trainer = Trainer(nn.Linear(3, 1), Augmented(), collate, out, **TRAIN, eval_fn=eval_fn, forward_fn=forward_fn)
+    assert isinstance(trainer.train_model, nn.parallel.DistributedDataParallel)
+    metrics = trainer.train()
+    torch.save({"params": [p.detach().clone() for p in trainer.model.parameters()], "metrics": metrics,
+                "seen": seen}, Path(out) / f"rank{rank}.pt")
+    cleanup()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _reference() -> list[torch.Tensor]:
+    """One process: each step minimises the mean of the two ranks' batch losses (what DDP computes)."""
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    opt = build_optimizer(model, **TRAIN)
+    sched = build_scheduler(opt, **TRAIN)
+    data = SeededDataset(Augmented())
+    streams = [iter(ResumableBatchSampler(10, BATCH, TRAIN["seed"], r, WORLD)) for r in range(WORLD)]
+    for _ in range(ITERS):
+        losses = [loss_of(model, *collate([data[k] for k in next(s)]))["loss_mse"] for s in streams]
+        opt.zero_grad()
+        (sum(losses) / WORLD).backward()
+        opt.step()
+        sched.step()
+    return [p.detach() for p in model.parameters()]
+
+
+def test_two_process_ddp_matches_the_averaged_single_process_run(tmp_path: Path) -> None:
+    mp.spawn(_worker, args=(str(tmp_path), _free_port()), nprocs=WORLD, join=True)
+    results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    for p, q, ref in zip(results[0]["params"], results[1]["params"], _reference()):
+        assert torch.equal(p, q)  # the replicas stay in sync
+        torch.testing.assert_close(p, ref, rtol=1e-5, atol=1e-6)
+    # Rank 0 evaluates (in eval mode); every rank gets its metrics.
+    assert results[0]["metrics"] == results[1]["metrics"] == {"evaluated_on_rank": 0.0, "training": 0.0}
+    first_epoch = [set(r["seen"][:5]) for r in results]  # 10 samples, 5 per rank per epoch
+    assert first_epoch[0].isdisjoint(first_epoch[1]) and first_epoch[0] | first_epoch[1] == set(range(10))
+    # Only rank 0 writes the log and the checkpoint; the checkpoint holds both ranks' RNG states.
+    with (tmp_path / "log.csv").open() as f:
+        assert [line.split(",")[0] for line in f][1:] == [str(i) for i in range(1, ITERS + 1)]
+    state = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)
+    assert state["iteration"] == ITERS and len(state["rng"]) == WORLD
+    assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])

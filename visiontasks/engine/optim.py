@@ -1,0 +1,150 @@
+"""SGD with the Caffe bias convention and per-iteration learning-rate schedules.
+
+The papers of this lineage (R-CNN, Fast/Faster R-CNN, FCN) were trained in Caffe with
+``bias_lr_mult: 2`` and ``bias_decay_mult: 0`` on every layer (py-faster-rcnn's
+``models/*/solver.prototxt`` and ``train.prototxt``). :func:`build_optimizer` reproduces that by
+default: parameters whose name ends in ``bias`` get ``lr * bias_lr_factor`` and
+``weight_decay * bias_weight_decay`` (pass ``bias_lr_factor=1.0, bias_weight_decay=None`` for the
+plain PyTorch convention, where biases are treated like weights).
+
+:func:`build_scheduler` returns a :class:`torch.optim.lr_scheduler.LambdaLR` stepped once per
+iteration: during iteration ``it`` (0-based) every group's LR is ``base_lr * factor(it)`` with
+
+    factor(it) = warmup(it) * decay(it)
+    warmup(it) = warmup_factor * (1 - it / warmup_iters) + it / warmup_iters   for it < warmup_iters, else 1
+    decay(it)  = gamma ** (number of steps s with s <= it)                     (schedule="step")
+               = 0.5 * (1 + cos(pi * it / max_iters))                          (schedule="cosine")
+               = 1                                                             (schedule="constant")
+
+(the linear warm-up of Detectron/Goyal et al.; the step rule is Caffe's ``multistep`` policy).
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+
+__all__ = ["build_optimizer", "build_scheduler", "lr_factor", "SCHEDULES"]
+
+SCHEDULES = ("step", "cosine", "constant")
+
+
+def build_optimizer(
+    model: nn.Module,
+    lr: float,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0005,
+    bias_lr_factor: float = 2.0,
+    bias_weight_decay: float | None = 0.0,
+    **_: Any,
+) -> torch.optim.SGD:
+    """SGD over the trainable parameters of ``model`` (``requires_grad=True``).
+
+    Args:
+        model: the network (its parameters are shared, not copied; a parameter reached under
+            several names is optimised once).
+        lr: base learning rate (of the weights).
+        momentum: SGD momentum.
+        weight_decay: L2 penalty on the weights.
+        bias_lr_factor: LR multiplier of the biases (Caffe's ``bias_lr_mult``; 2 in the papers).
+        bias_weight_decay: weight decay multiplier of the biases (Caffe's ``bias_decay_mult``;
+            0 in the papers); ``None`` = same decay as the weights.
+        **_: other keys (e.g. the rest of a ``train:`` config) are ignored.
+
+    Returns:
+        An SGD optimizer with up to two parameter groups: weights first, then biases.
+    """
+    if lr <= 0:
+        raise ValueError(f"lr must be positive, got {lr!r}")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    if bias_lr_factor <= 0:
+        raise ValueError(f"bias_lr_factor must be positive, got {bias_lr_factor!r}")
+    weights: list[nn.Parameter] = []
+    biases: list[nn.Parameter] = []
+    for name, param in model.named_parameters():  # named_parameters() already skips duplicates
+        if param.requires_grad:
+            (biases if name.endswith("bias") else weights).append(param)
+    if not weights and not biases:
+        raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
+    bias_decay = weight_decay if bias_weight_decay is None else weight_decay * bias_weight_decay
+    groups = []
+    if weights:
+        groups.append({"params": weights, "lr": lr, "weight_decay": weight_decay})
+    if biases:
+        groups.append({"params": biases, "lr": lr * bias_lr_factor, "weight_decay": bias_decay})
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def lr_factor(
+    it: int,
+    max_iters: int,
+    schedule: str = "step",
+    steps: Sequence[int] = (),
+    gamma: float = 0.1,
+    warmup_iters: int = 0,
+    warmup_factor: float = 0.001,
+) -> float:
+    """The multiplier of the base LR during iteration ``it`` (0-based); see the module docstring."""
+    if schedule == "step":
+        decay = gamma ** bisect.bisect_right(list(steps), it)
+    elif schedule == "cosine":
+        decay = 0.5 * (1.0 + math.cos(math.pi * min(it, max_iters) / max_iters))
+    elif schedule == "constant":
+        decay = 1.0
+    else:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if it < warmup_iters:
+        alpha = it / warmup_iters
+        decay *= warmup_factor * (1.0 - alpha) + alpha
+    return decay
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    max_iters: int,
+    schedule: str = "step",
+    steps: Sequence[int] = (),
+    gamma: float = 0.1,
+    warmup_iters: int = 0,
+    warmup_factor: float = 0.001,
+    **_: Any,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-iteration LR schedule: linear warm-up, then step decay, cosine or constant.
+
+    Call ``scheduler.step()`` once after every ``optimizer.step()``.
+
+    Args:
+        optimizer: the optimizer whose groups' initial ``lr`` are the base LRs.
+        max_iters: total iterations (the cosine period).
+        schedule: "step", "cosine" or "constant".
+        steps: iterations at which the step schedule multiplies the LR by ``gamma`` (ascending).
+        gamma: step decay factor.
+        warmup_iters: length of the linear warm-up (0 = none).
+        warmup_factor: LR multiplier at iteration 0 of the warm-up.
+        **_: other keys are ignored.
+
+    Returns:
+        A ``LambdaLR`` (its state dict holds only numbers, so it checkpoints with ``weights_only``).
+    """
+    if not isinstance(max_iters, int) or max_iters <= 0:
+        raise ValueError(f"max_iters must be a positive int, got {max_iters!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    steps = list(steps or ())
+    if any(not isinstance(s, int) or s <= 0 for s in steps) or steps != sorted(set(steps)):
+        raise ValueError(f"steps must be strictly increasing positive ints, got {steps!r}")
+    if not 0 < gamma <= 1:
+        raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
+    if not isinstance(warmup_iters, int) or warmup_iters < 0:
+        raise ValueError(f"warmup_iters must be an int >= 0, got {warmup_iters!r}")
+    if not 0 < warmup_factor <= 1:
+        raise ValueError(f"warmup_factor must be in (0, 1], got {warmup_factor!r}")
+    kwargs = dict(max_iters=max_iters, schedule=schedule, steps=tuple(steps), gamma=gamma,
+                  warmup_iters=warmup_iters, warmup_factor=warmup_factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, **kwargs))
