@@ -1,0 +1,190 @@
+"""Official PASCAL VOC detection results files (``comp4_det_<split>_<class>.txt``).
+
+One file per class; one line per detection::
+
+    <image_id> <score> <xmin> <ymin> <xmax> <ymax>
+
+with VOC's 1-based pixel coordinates (our 0-based boxes plus 1, as py-faster-rcnn writes them).
+Numbers are written with Python's shortest round-trip ``repr`` so that reading back is lossless
+up to the ``+1 / -1`` shift.
+
+Shape shorthand: N = images of the split; D_i = detections of image i.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from visiontasks.errors import InputError
+
+__all__ = ["write_voc_results", "read_voc_results", "results_filename"]
+
+
+def results_filename(split: str, class_name: str, comp: str = "comp4") -> str:
+    """``comp4_det_<split>_<class>.txt``, the name the VOC evaluation server expects."""
+    return f"{comp}_det_{split}_{class_name}.txt"
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _unpack(prediction: Mapping[str, Any] | Sequence[Any], index: int) -> tuple[np.ndarray, ...]:
+    if isinstance(prediction, Mapping):
+        boxes, labels, scores = prediction["boxes"], prediction["labels"], prediction["scores"]
+    else:
+        boxes, labels, scores = prediction
+    boxes = _to_numpy(boxes).astype(np.float64).reshape(-1, 4)
+    labels = _to_numpy(labels).astype(np.int64).reshape(-1)
+    scores = _to_numpy(scores).astype(np.float64).reshape(-1)
+    if not len(boxes) == len(labels) == len(scores):
+        raise ValueError(f"prediction {index} has {len(boxes)} boxes, {len(labels)} labels and {len(scores)} scores")
+    return boxes, labels, scores
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_voc_results(
+    out_dir: str | os.PathLike[str],
+    split: str,
+    classes: Sequence[str],
+    image_ids: Sequence[str],
+    predictions: Sequence[Mapping[str, Any] | Sequence[Any]],
+) -> list[Path]:
+    """Writes one ``comp4_det_<split>_<class>.txt`` per class (empty files included), atomically.
+
+    ============  =================================  ===============================
+    name          shape                              dtype
+    ============  =================================  ===============================
+    image_ids     N                                  str (VOC file stems)
+    predictions   N dicts ``boxes`` (D_i, 4),        tensors or arrays; boxes xyxy
+                  ``labels`` (D_i,), ``scores``      0-based, labels ``1..C``
+                  (D_i,) — or (boxes, labels,
+                  scores) tuples
+    ============  =================================  ===============================
+
+    Args:
+        out_dir: folder to write into (created if needed).
+        split: image set name, e.g. ``"test"``.
+        classes: the C class names, label ``c`` is ``classes[c - 1]``.
+
+    Returns:
+        The paths written, in class order.
+    """
+    if len(image_ids) != len(predictions):
+        raise ValueError(f"{len(image_ids)} image ids but {len(predictions)} predictions")
+    for image_id in image_ids:
+        if not image_id or any(ch.isspace() for ch in str(image_id)):
+            raise ValueError(f"image ids must be non-empty and free of whitespace, got {image_id!r}")
+    lines: list[list[str]] = [[] for _ in classes]
+    for i, (image_id, pred) in enumerate(zip(image_ids, predictions)):
+        boxes, labels, scores = _unpack(pred, i)
+        if labels.size and (labels.min() < 1 or labels.max() > len(classes)):
+            raise ValueError(f"prediction {i} has labels outside 1..{len(classes)}: {sorted(set(labels.tolist()))!r}")
+        for box, label, score in zip((boxes + 1.0).tolist(), labels.tolist(), scores.tolist()):
+            lines[label - 1].append(" ".join([str(image_id), repr(score), *map(repr, box)]))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, class_lines in zip(classes, lines):
+        path = out / results_filename(split, name)
+        _write_atomic(path, "".join(line + "\n" for line in class_lines))
+        paths.append(path)
+    return paths
+
+
+def _parse_file(path: Path, label: int, known: Mapping[str, int], split: str,
+                rows: list[tuple[int, int, float, float, float, float, float]]) -> None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(path, "not a UTF-8 text file") from None
+    for n, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 6:
+            raise InputError(path, f"line {n}: expected '<image_id> <score> <xmin> <ymin> <xmax> <ymax>', "
+                                   f"got {len(fields)} fields")
+        try:
+            values = [float(v) for v in fields[1:]]
+        except ValueError:
+            raise InputError(path, f"line {n}: score and coordinates must be numbers, got {line.strip()!r}") from None
+        if not all(math.isfinite(v) for v in values):
+            raise InputError(path, f"line {n}: non-finite number in {line.strip()!r}")
+        image = known.get(fields[0])
+        if image is None:
+            raise InputError(path, f"line {n}: image id {fields[0]!r} is not in split {split!r}")
+        rows.append((image, label, *values))
+
+
+def read_voc_results(
+    det_dir: str | os.PathLike[str],
+    split: str,
+    classes: Sequence[str],
+    image_ids: Sequence[str],
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Reads every ``comp*_det_<split>_<class>.txt`` of ``det_dir`` back into per-image arrays.
+
+    A class without a file simply has no detections.
+
+    Args:
+        det_dir: folder holding the results files.
+        split: image set name; files of other splits in the folder are left alone.
+        classes: the C class names (label ``c`` is ``classes[c - 1]``).
+        image_ids: the N image ids of the split, in the order of the returned lists.
+
+    Returns:
+        ``(boxes, labels, scores)``, lists of N arrays: boxes (D_i, 4) float64 xyxy 0-based,
+        labels (D_i,) int64 ``1..C``, scores (D_i,) float64; per image, rows in class then file order.
+
+    Raises:
+        InputError: the folder is missing or has no results file of the split; a file names a
+            class not in ``classes`` or repeats one; a line does not parse or names an image
+            outside the split.
+    """
+    folder = Path(det_dir)
+    if not folder.is_dir():
+        raise InputError(folder, "detections folder not found")
+    marker = f"_det_{split}_"
+    files = sorted(p for p in folder.glob(f"comp*{marker}*.txt") if p.is_file())
+    if not files:
+        raise InputError(folder, f"no results files named comp4_det_{split}_<class>.txt")
+    label_of = {name: c + 1 for c, name in enumerate(classes)}
+    known = {str(image_id): i for i, image_id in enumerate(image_ids)}
+    seen: dict[int, Path] = {}
+    rows: list[tuple[int, int, float, float, float, float, float]] = []
+    for path in files:
+        name = path.name[path.name.index(marker) + len(marker):-len(".txt")]
+        label = label_of.get(name)
+        if label is None:
+            raise InputError(path, f"class {name!r} is not one of the {len(classes)} classes {list(classes)!r}")
+        if label in seen:
+            raise InputError(path, f"a second results file for class {name!r} (first: {seen[label].name})")
+        seen[label] = path
+        _parse_file(path, label, known, split, rows)
+    table = np.array(rows, dtype=np.float64).reshape(-1, 7)
+    image = table[:, 0].astype(np.int64)
+    order = np.lexsort((table[:, 1], image))  # stable: file order within (image, class)
+    table, image = table[order], image[order]
+    splits = np.searchsorted(image, np.arange(1, len(image_ids)))
+    boxes = [b - 1.0 for b in np.split(table[:, 3:7], splits)]
+    labels = [lab.astype(np.int64) for lab in np.split(table[:, 1], splits)]
+    scores = list(np.split(table[:, 2], splits))
+    return boxes, labels, scores
