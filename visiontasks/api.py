@@ -58,7 +58,7 @@ def to_tensor_image(image: ImageLike) -> torch.Tensor:
             raise ValueError(f"a numpy image must be HWC RGB, got shape {image.shape}")
         if image.dtype != np.uint8:
             raise ValueError(f"a numpy image must be uint8, got {image.dtype}")
-        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+        return torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float() / 255.0
     if torch.is_tensor(image):
         if image.ndim != 3 or image.shape[0] != 3:
             raise ValueError(f"a tensor image must be CHW with 3 channels, got shape {tuple(image.shape)}")

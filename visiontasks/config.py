@@ -59,7 +59,7 @@ DEFAULTS: dict[str, Any] = {
         "log_every": 20,
         "seed": 0,
     },
-    "eval": {"metric": "voc07", "preset": "evaluate"},
+    "eval": {"metric": "voc07"},
 }
 _TASKS = ("detection", "segmentation")
 
