@@ -1,0 +1,167 @@
+"""Inference latency and peak memory: our Faster R-CNN vs torchvision's ``FasterRCNN``, same model.
+
+Both models: the same backbone body (VGG16 conv1_1 … conv5_3, 512 channels, stride 16; or the
+"small" backbone), 9 anchors (sizes 128/256/512, ratios 0.5/1/2), a 3×3 RPN conv of the backbone
+width, 6000 pre-NMS / 300 post-NMS test proposals, RoI max pooling 7×7 (torchvision's box_roi_pool
+is ``torchvision.ops.roi_pool`` wrapped to its ``(features dict, proposals, image_shapes)``
+interface: ``MultiScaleRoIAlign`` would be RoIAlign, not RoIPool), the backbone's own RoI head
+(fc6/fc7 4096 for VGG16) + 21-way classifier / 84 box outputs, NMS 0.3, 100 detections (score
+threshold 0 by default, see ``--score-thresh``), 600/1000 resizing, batch padding to 16.
+Differences that remain are the implementations' own: torchvision's RPN scores are A sigmoid
+logits (ours: the paper's 2A softmax), its anchors are centred on cell corners (ours: cell
+centres), and it decodes every anchor before its top-n (we decode the top-n only).
+
+Eval mode, random weights, the same thread count. Latency: both models in one process, their
+runs interleaved (ours, torchvision, ours, …) so that the load of other processes on a shared
+machine hits both alike; median over ``--runs``. Peak RSS: each model in its own spawned process
+(build + two inferences). Figures are printed, never asserted.
+
+    python bench/det_latency.py --runs 5 --threads 2 [--backbone vgg16|small] [--height 480 --width 640]
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import statistics
+import time
+from typing import Callable
+import traceback
+
+import torch
+import torch.nn as nn
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator as TVAnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.ops import roi_pool
+
+from visiontasks import get_model
+
+COMMON = dict(min_size=600, max_size=1000, rpn_pre_nms_top_n_test=6000, rpn_post_nms_top_n_test=300,
+              rpn_pre_nms_top_n_train=12000, rpn_post_nms_top_n_train=2000, box_score_thresh=0.05,
+              box_nms_thresh=0.3, box_detections_per_img=100)
+
+
+class TVRoIPool(nn.Module):
+    """``torchvision.ops.roi_pool`` behind torchvision's ``box_roi_pool`` interface."""
+
+    def __init__(self, output_size: int, spatial_scale: float) -> None:
+        super().__init__()
+        self.output_size, self.spatial_scale = output_size, spatial_scale
+
+    def forward(self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor],
+                image_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        return roi_pool(features["0"], proposals, self.output_size, self.spatial_scale)
+
+
+def build_ours(backbone: str = "vgg16", num_classes: int = 21, **overrides) -> nn.Module:
+    """Our registered Faster R-CNN with the benchmark settings."""
+    return get_model("faster_rcnn", num_classes=num_classes, backbone=backbone, **{**COMMON, **overrides})
+
+
+def build_torchvision(backbone: str = "vgg16", num_classes: int = 21, **overrides) -> nn.Module:
+    """torchvision's FasterRCNN assembled from the same backbone, RoIPool 7×7 and the same head."""
+    settings = {**COMMON, **overrides}
+    body = get_model(backbone)
+    head, dim = body.box_head()
+    features = body.body
+    features.out_channels = body.out_channels
+    model = FasterRCNN(
+        features, rpn_anchor_generator=TVAnchorGenerator(((128, 256, 512),), ((0.5, 1.0, 2.0),)),
+        box_head=head, box_predictor=FastRCNNPredictor(dim, num_classes), box_batch_size_per_image=128,
+        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225], **settings,
+    )
+    # FasterRCNN's constructor only accepts a MultiScaleRoIAlign; swap RoIPool in afterwards.
+    model.roi_heads.box_roi_pool = TVRoIPool(body.pool_size, 1.0 / body.stride)
+    model.transform.size_divisible = body.stride
+    return model
+
+
+BUILDERS = {"ours": build_ours, "torchvision": build_torchvision}
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process in MiB (``ru_maxrss`` is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def interleaved_times(steps: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, list[float]]:
+    """Seconds per call of each step, calls interleaved (a, b, a, b, …) so that changing load on a
+    shared machine hits all steps alike; ``warmup`` rounds are not timed."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for i in range(warmup + runs):
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def _inference_step(model: nn.Module, image: torch.Tensor) -> Callable[[], int]:
+    def step() -> int:
+        with torch.inference_mode():
+            return len(model([image])[0]["boxes"])
+    return step
+
+
+def _measure_memory(name: str, args: argparse.Namespace) -> dict:
+    """Peak RSS of a process that builds the model and runs two inferences."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    step = _inference_step(BUILDERS[name](args.backbone, box_score_thresh=args.score_thresh).eval(),
+                           torch.rand(3, args.height, args.width))
+    detections = [step() for _ in range(2)][-1]
+    return {"peak_rss_mib": peak_rss_mib(), "detections": detections}
+
+
+def _child(target, name: str, args: argparse.Namespace, queue: mp.Queue) -> None:
+    try:
+        queue.put(target(name, args))
+    except BaseException:  # report, don't leave the parent waiting
+        queue.put({"error": traceback.format_exc()})
+
+
+def run_in_child(name: str, args: argparse.Namespace, target=_measure_memory) -> dict:
+    """Runs ``target(name, args) -> dict`` in a fresh (spawned) process, for its own peak RSS, and returns the dict."""
+    ctx = mp.get_context("spawn")  # fork slows torch CPU kernels down 5-10x here
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(target, name, args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    if "error" in result:
+        raise RuntimeError(f"{name} failed in its child process:\n{result['error']}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backbone", default="vgg16", choices=["vgg16", "small", "resnet18", "resnet50", "alexnet"])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--score-thresh", type=float, default=0.0,
+                        help="test score threshold of both models (0: both return 100 detections, the "
+                             "worst case; with random weights 0.05 keeps arbitrary, different numbers)")
+    args = parser.parse_args()
+    print(f"backbone={args.backbone} image={args.height}x{args.width} (resized to 600 short side) "
+          f"threads={args.threads} runs={args.runs} warmup={args.warmup} score_thresh={args.score_thresh}")
+    memory = {name: run_in_child(name, args) for name in BUILDERS}
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    image = torch.rand(3, args.height, args.width)
+    steps = {name: _inference_step(build(args.backbone, box_score_thresh=args.score_thresh).eval(), image)
+             for name, build in BUILDERS.items()}
+    times = interleaved_times(steps, args.runs, args.warmup)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    for name in BUILDERS:
+        print(f"{name:>12s}: median {1000 * medians[name]:8.1f} ms  min {1000 * min(times[name]):8.1f} ms  "
+              f"peak RSS {memory[name]['peak_rss_mib']:7.0f} MiB  detections {memory[name]['detections']}")
+    print(f"latency ratio ours / torchvision (median): {medians['ours'] / medians['torchvision']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

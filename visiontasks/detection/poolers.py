@@ -1,0 +1,84 @@
+"""RoI poolers: per-region feature extraction from one feature map.
+
+Interface shared by every pooler (SPP-net's spatial pyramid plugs in here too)::
+
+    pooler(features, proposals, image_sizes) -> (R, C, P, P)   # or (R, D) for a flat pooler
+
+where ``proposals`` is a list of B tensors (R_i, 4) xyxy in input pixels and R = Σ R_i, rows in
+image order. ``image_sizes`` (the resized, unpadded (h, w) of each image) is part of the
+interface for poolers that need it; RoIPool / RoIAlign do not.
+
+- ``RoIPool`` (Fast R-CNN §2.1, the default): ``torchvision.ops.roi_pool``, max pooling over a
+  P × P grid; box corners are rounded to feature cells as in the Caffe layer.
+- ``RoIAlign`` (Mask R-CNN; an option): ``torchvision.ops.roi_align`` with bilinear sampling,
+  ``aligned=True`` (continuous coordinates, no half-pixel shift) and 2 samples per bin side.
+
+Shape shorthand: B = images, C = channels, P = output grid side, R = regions.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torchvision.ops import roi_align, roi_pool
+
+__all__ = ["RoIPooler", "RoIPool", "RoIAlign", "build_pooler", "POOLERS"]
+
+
+class RoIPooler(nn.Module):
+    """Base class: pools each proposal to a fixed-size feature.
+
+    Args:
+        output_size: P, the side of the output grid.
+        spatial_scale: feature cells per input pixel (1/16 for stride 16).
+    """
+
+    def __init__(self, output_size: int, spatial_scale: float) -> None:
+        super().__init__()
+        if int(output_size) <= 0:
+            raise ValueError(f"output_size must be a positive integer, got {output_size!r}")
+        if spatial_scale <= 0:
+            raise ValueError(f"spatial_scale must be positive, got {spatial_scale!r}")
+        self.output_size = int(output_size)
+        self.spatial_scale = float(spatial_scale)
+
+    def forward(self, features: torch.Tensor, proposals: list[torch.Tensor],
+                image_sizes: list[tuple[int, int]]) -> torch.Tensor:
+        """Args:
+            features: (B, C, H, W).
+            proposals: B tensors (R_i, 4) xyxy in input pixels.
+            image_sizes: B (h, w) of the unpadded inputs.
+
+        Returns:
+            (R, C, P, P) pooled features, in the order of ``proposals``.
+        """
+        # Pool in float32: fp16 box corners lose pixels, and the ops want one dtype (AMP included).
+        boxes = [p.float() for p in proposals]
+        return self._pool(features.float(), boxes).to(features.dtype)
+
+    def _pool(self, features: torch.Tensor, boxes: list[torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class RoIPool(RoIPooler):
+    """Fast R-CNN's RoI max pooling (``torchvision.ops.roi_pool``)."""
+
+    def _pool(self, features: torch.Tensor, boxes: list[torch.Tensor]) -> torch.Tensor:
+        return roi_pool(features, boxes, self.output_size, self.spatial_scale)
+
+
+class RoIAlign(RoIPooler):
+    """Bilinear RoIAlign (``torchvision.ops.roi_align``, aligned, sampling ratio 2)."""
+
+    def _pool(self, features: torch.Tensor, boxes: list[torch.Tensor]) -> torch.Tensor:
+        return roi_align(features, boxes, self.output_size, self.spatial_scale, sampling_ratio=2, aligned=True)
+
+
+#: Poolers selectable by name (``faster_rcnn(pooler=...)``).
+POOLERS: dict[str, type[RoIPooler]] = {"roi_pool": RoIPool, "roi_align": RoIAlign}
+
+
+def build_pooler(name: str, output_size: int, spatial_scale: float) -> RoIPooler:
+    """The pooler called ``name`` ("roi_pool" or "roi_align")."""
+    if name not in POOLERS:
+        raise ValueError(f"pooler must be one of {sorted(POOLERS)}, got {name!r}")
+    return POOLERS[name](output_size, spatial_scale)
