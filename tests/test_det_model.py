@@ -216,3 +216,13 @@ def test_yaml_style_list_arguments():
     images, targets = _batch()
     losses = model.train()(images, targets)
     assert all(math.isfinite(v.item()) for v in losses.values())
+
+
+def test_difficult_objects_are_not_trained_on():
+    from visiontasks.detection.two_stage import _drop_difficult
+
+    target = {"boxes": torch.tensor([[0.0, 0, 10, 10], [5, 5, 20, 20]]), "labels": torch.tensor([1, 2]),
+              "difficult": torch.tensor([False, True])}
+    kept = _drop_difficult(target)
+    assert kept["labels"].tolist() == [1] and kept["boxes"].shape == (1, 4)
+    assert _drop_difficult({**target, "difficult": torch.tensor([False, False])})["labels"].tolist() == [1, 2]

@@ -23,6 +23,15 @@ from visiontasks.detection.transform import DetectionTransform
 __all__ = ["TwoStageDetector"]
 
 
+def _drop_difficult(target: dict) -> dict:
+    """py-faster-rcnn trains without VOC's ``difficult`` objects (``USE_DIFF = False``); so do we."""
+    difficult = target.get("difficult")
+    if difficult is None or not bool(difficult.any()):
+        return target
+    keep = ~difficult.bool()
+    return {**target, "boxes": target["boxes"][keep], "labels": target["labels"][keep], "difficult": difficult[keep]}
+
+
 def _check_inputs(images: list[torch.Tensor], targets: list[dict] | None,
                   proposals: list[torch.Tensor] | None) -> None:
     if not isinstance(images, (list, tuple)) or not images:
@@ -81,6 +90,8 @@ class TwoStageDetector(nn.Module):
         if self.training and targets is None:
             raise ValueError("targets are required in training mode")
         _check_inputs(images, targets, proposals)
+        if self.training:
+            targets = [_drop_difficult(t) for t in targets]
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch, targets = self.transform(list(images), targets)
         sizes = [(int(h), int(w)) for h, w in batch.image_sizes]
