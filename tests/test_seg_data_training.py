@@ -1,7 +1,6 @@
 """A few training iterations lower the segmentation loss on the embedded masks and on real photos."""
 from __future__ import annotations
 
-import pytest
 import torch
 
 from visiontasks.data import VOCSegmentation, build_segmentation_transforms, embedded_classes

@@ -51,7 +51,7 @@ def _gt_as_results(root: Path, split: str, out: Path, classes=None) -> VOCDetect
 
 
 def test_det_ground_truth_scores_one_on_real_subset(coco128_root, tmp_path, capsys):
-    ds = _gt_as_results(coco128_root, "test", tmp_path / "dets")
+    _gt_as_results(coco128_root, "test", tmp_path / "dets")
     rc, out, err = _run(["det", "--root", str(coco128_root), "--split", "test", "--detections",
                          str(tmp_path / "dets"), "--metric", "voc12", "--out", str(tmp_path / "r.json")], capsys)
     assert rc == 0, err

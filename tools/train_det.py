@@ -32,12 +32,17 @@ def setup(argv: list[str] | None, default_config=DEFAULT_CONFIG, task: str = "de
     return args, cfg, out
 
 
-def main(argv: list[str] | None = None) -> int:
-    args, cfg, out = setup(argv)
+def train_main(argv: list[str] | None, default_config: Path, task: str) -> int:
+    """setup → train → evaluate → print; shared by train_det.py and train_seg.py."""
+    args, cfg, out = setup(argv, default_config, task)
     metrics = run_training(cfg, out, resume=args.resume, device=args.device)
     print(format_metrics(metrics))
     print(f"run directory: {out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return train_main(argv, DEFAULT_CONFIG, "detection")
 
 
 if __name__ == "__main__":

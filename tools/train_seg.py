@@ -8,19 +8,13 @@ from __future__ import annotations
 import sys
 
 from _common import REPO, run_cli
-from train_det import setup
-
-from visiontasks.engine.run import format_metrics, run_training
+from train_det import train_main
 
 DEFAULT_CONFIG = REPO / "configs" / "segmentation" / "default.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, cfg, out = setup(argv, DEFAULT_CONFIG, task="segmentation")
-    metrics = run_training(cfg, out, resume=args.resume, device=args.device)
-    print(format_metrics(metrics))
-    print(f"run directory: {out}")
-    return 0
+    return train_main(argv, DEFAULT_CONFIG, "segmentation")
 
 
 if __name__ == "__main__":

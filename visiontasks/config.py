@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import yaml
 
 from visiontasks.errors import InputError
+from visiontasks.io import atomic_write
 
 __all__ = ["DEFAULTS", "load_config", "apply_overrides", "merge", "validate", "dump_config"]
 
@@ -191,8 +192,5 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> dict:
 
 def dump_config(cfg: dict, path: str | Path) -> None:
     """Writes ``cfg`` as YAML atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    tmp.replace(path)
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(yaml.safe_dump(cfg, sort_keys=False))

@@ -18,18 +18,16 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+from visiontasks.io import atomic_write
 
 __all__ = ["DetectionResult", "SegmentationResult", "save_png"]
 
 
 def save_png(image: np.ndarray, path: str | os.PathLike[str]) -> Path:
     """Writes an HWC uint8 RGB array as PNG atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(image).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    with atomic_write(path) as f:
+        Image.fromarray(image).save(f, format="PNG")
+    return Path(path)
 
 
 def _to_uint8(image: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,6 @@ Shape shorthand: H, W = image height and width.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from visiontasks.errors import InputError
+from visiontasks.io import atomic_write
 
 __all__ = ["voc_colormap", "save_label_png", "read_label_png"]
 
@@ -55,19 +55,11 @@ def save_label_png(path: str | os.PathLike[str], mask: np.ndarray | torch.Tensor
         raise ValueError(f"mask must be (H, W), got shape {mask.shape!r}")
     if mask.size and (mask.min() < 0 or mask.max() > 255):
         raise ValueError(f"mask values must lie in 0..255, got range {(int(mask.min()), int(mask.max()))!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     img = Image.fromarray(mask.astype(np.uint8), mode="P")
     img.putpalette(voc_colormap().tobytes())
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_write(path) as f:
+        img.save(f, format="PNG")
+    return Path(path)
 
 
 def read_label_png(path: str | os.PathLike[str]) -> np.ndarray:

@@ -22,14 +22,14 @@ from typing import Any, Iterable
 from tqdm import tqdm
 
 from visiontasks.errors import InputError
+from visiontasks.io import atomic_write
 
 __all__ = ["TrainLogger", "plot_loss_curve", "scalar_metrics"]
 
 
 def _rewrite_rows(path: Path, keep: Iterable[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(keep), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write("".join(keep))
 
 
 def _truncate_csv(path: Path, last_iteration: int) -> list[str]:
@@ -41,10 +41,8 @@ def _truncate_csv(path: Path, last_iteration: int) -> list[str]:
     if not rows:
         return []
     header, body = rows[0], [r for r in rows[1:] if r and int(r[0]) <= last_iteration]
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_write(path, "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([header, *body])
-    os.replace(tmp, path)
     return header
 
 

@@ -6,7 +6,6 @@ A run directory holds ``config.yaml`` (the resolved config), ``checkpoint_last.p
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from visiontasks.engine.distributed import init_distributed, is_main_process
 from visiontasks.engine.evaluate import evaluate_detection, evaluate_segmentation, nan_to_none
 from visiontasks.engine.trainer import Trainer
 from visiontasks.registry import get_model
+from visiontasks.io import atomic_write
 
 __all__ = ["build_model", "run_training", "write_json", "segmentation_forward", "format_metrics"]
 
@@ -45,12 +45,9 @@ def segmentation_forward(model: torch.nn.Module, images: list[torch.Tensor], tar
 
 def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
     """Writes JSON atomically (NaN written as null)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(obj, indent=2, default=float))
+    return Path(path)
 
 
 def format_metrics(metrics: dict) -> str:

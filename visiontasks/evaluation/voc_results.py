@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from visiontasks.errors import InputError
+from visiontasks.io import atomic_write
 
 __all__ = ["write_voc_results", "read_voc_results", "results_filename"]
 
@@ -50,14 +50,8 @@ def _unpack(prediction: Mapping[str, Any] | Sequence[Any], index: int) -> tuple[
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def write_voc_results(
