@@ -170,3 +170,22 @@ def test_mask_of_wrong_size(small_voc, tmp_path, capsys):
     rc, _, err = _run(["seg", "--root", str(small_voc), "--split", "test", "--classes", *EMBEDDED_CLASSES,
                        "--predictions", str(tmp_path / "pred")], capsys)
     _assert_one_line_naming(rc, err, tmp_path / "pred" / f"{ds.ids[0]}.png")
+
+
+def test_det_coco_results_json(coco128_annotations, tmp_path, capsys):
+    import json as _json
+
+    gt = _json.loads((coco128_annotations / "instances_val2017.json").read_text())
+    results = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+               for a in gt["annotations"]]
+    (tmp_path / "dets.json").write_text(_json.dumps(results))
+    rc, out, err = _run(["det", "--metric", "coco", "--annotations", str(coco128_annotations / "instances_val2017.json"),
+                         "--detections", str(tmp_path / "dets.json"), "--out", str(tmp_path / "r.json")], capsys)
+    assert rc == 0, err
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["metric"] == "coco" and result["mAP"] == pytest.approx(1.0) and result["AP50"] == pytest.approx(1.0)
+
+
+def test_det_coco_needs_annotations(tmp_path, capsys):
+    rc, _, err = _run(["det", "--metric", "coco", "--detections", str(tmp_path / "d.json")], capsys)
+    assert rc == 2 and "--annotations" in err

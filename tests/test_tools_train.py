@@ -115,3 +115,16 @@ def test_train_seg_default_runs(tmp_path, embedded_root, capsys):
     result = visiontasks.load_model(out).predict(np.zeros((37, 53, 3), np.uint8))
     assert result.mask.shape == (37, 53) and result.mask.dtype == torch.int64
     assert result.draw().shape == (37, 53, 3)
+
+
+def test_predict_tool_writes_annotated_pngs(embedded_root, tmp_path, capsys):
+    import predict
+
+    path = VOCDetection(embedded_root, "test", classes=["circle", "square", "triangle"]).image_path(0)
+    rc = run_cli(predict.main, [str(path), "--out", str(tmp_path)])  # the shipped default weights
+    assert rc == 0, capsys.readouterr().err
+    png = tmp_path / f"{path.stem}_pred.png"
+    assert Image.open(png).size == Image.open(path).size
+    assert "detections" in capsys.readouterr().out
+    rc = run_cli(predict.main, [str(tmp_path / "missing.jpg"), "--out", str(tmp_path)])
+    assert rc == 2 and "missing.jpg" in capsys.readouterr().err
