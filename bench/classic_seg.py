@@ -6,8 +6,7 @@ labelled with its majority ground-truth class: an upper bound of the regions), o
 and the mean time per image of the method itself (labelling not included).
 
 mIoU comes from one confusion matrix over the whole split (not averaged per image), classes whose
-union is empty left out; it uses ``visiontasks.evaluation`` (``confusion_matrix`` /
-``segmentation_scores``) when that module provides them, else the local bincount below.
+union is empty left out (``visiontasks.evaluation.confusion_matrix`` / ``segmentation_scores``).
 
     python bench/classic_seg.py [--root ../shared/data/coco128-voc/VOC2007] [--split val]
 """
@@ -23,44 +22,17 @@ from PIL import Image
 
 from visiontasks.classic import CLASSIC_METHODS, foreground_background, gt_to_fg_bg, oracle_labels
 from visiontasks.data import VOCSegmentation
+from visiontasks.evaluation import confusion_matrix, segmentation_scores
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _local_confusion(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> np.ndarray:
-    valid = gt != 255
-    idx = gt[valid].astype(np.int64) * num_classes + pred[valid].astype(np.int64)
-    return np.bincount(idx, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+def confusion(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> np.ndarray:
+    return confusion_matrix(pred, gt, num_classes)
 
 
-def _local_miou(conf: np.ndarray) -> float:
-    tp = np.diag(conf).astype(np.float64)
-    union = conf.sum(0) + conf.sum(1) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return float(np.nanmean(np.where(union > 0, tp / union, np.nan)))
-
-
-def _pick_evaluator():
-    """The toolkit's evaluator when it exists and agrees with the local one on a probe, else local."""
-    try:
-        from visiontasks.evaluation import confusion_matrix, segmentation_scores  # type: ignore[attr-defined]
-
-        def conf(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> np.ndarray:
-            return np.asarray(confusion_matrix(pred, gt, num_classes))
-
-        def score(c: np.ndarray) -> float:
-            return float(segmentation_scores(c)["miou"])
-
-        gt, pred = np.array([[0, 1, 255], [1, 1, 0]]), np.array([[0, 1, 1], [0, 1, 1]])
-        if np.array_equal(conf(pred, gt, 2), _local_confusion(pred, gt, 2)) and \
-                np.isclose(score(conf(pred, gt, 2)), _local_miou(_local_confusion(pred, gt, 2))):
-            return conf, score, "visiontasks.evaluation"
-    except Exception:  # absent or with another signature: fall back
-        pass
-    return _local_confusion, _local_miou, "local bincount"
-
-
-confusion, miou, EVALUATOR = _pick_evaluator()
+def miou(conf: np.ndarray) -> float:
+    return float(segmentation_scores(conf)["miou"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         with Image.open(data.image_path(i)) as img:
             images.append(np.asarray(img.convert("RGB")))
         gts.append(data.get_annotation(i)["mask"].numpy())
-    print(f"{args.root} split={args.split}: {len(images)} images; mIoU by {EVALUATOR}")
+    print(f"{args.root} split={args.split}: {len(images)} images")
     print(f"{'method':<16}{'fg/bg mIoU':>12}{'oracle mIoU':>13}{'oracle fg/bg':>14}{'ms/image':>10}")
     base = sum(confusion(np.zeros_like(gt), gt_to_fg_bg(gt), 2) for gt in gts)
     print(f"{'all background':<16}{miou(base):>12.4f}{'-':>13}{'-':>14}{'-':>10}")
