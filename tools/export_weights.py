@@ -1,6 +1,6 @@
 """Strip a run's checkpoint down to what inference needs (model weights, config, class names).
 
-    python tools/export_weights.py runs/default/checkpoint_last.pt weights/default_det.pt
+    python tools/export_weights.py runs/detection/default/checkpoint_last.pt weights/default_det.pt
 
 The result loads with ``visiontasks.load_model(path)``; optimizer, scheduler and RNG states are
 dropped (they only matter for ``--resume``), which makes the file about 3x smaller.

@@ -1,6 +1,6 @@
 """Run a trained model on images and write annotated PNGs.
 
-    python tools/predict.py photo1.jpg photo2.jpg --run runs/default --out preds/
+    python tools/predict.py photo1.jpg photo2.jpg --run runs/detection/default --out preds/
     python tools/predict.py photo.jpg                       # the shipped default detector
     python tools/predict.py photo.jpg --config configs/x.yaml --weights w.pt --preset evaluate
 

@@ -20,7 +20,7 @@ DEFAULT_CONFIG = REPO / "configs" / "detection" / "default.yaml"
 def setup(argv: list[str] | None, default_config=DEFAULT_CONFIG, task: str = "detection"):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(default_config), help="YAML config (default: %(default)s)")
-    parser.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
+    parser.add_argument("--out", default=None, help="run directory (default: runs/<config folder>/<config name>)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint_last.pt")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available)")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.max_iters=100")
@@ -28,7 +28,8 @@ def setup(argv: list[str] | None, default_config=DEFAULT_CONFIG, task: str = "de
     cfg = load_config(args.config, args.overrides)
     if cfg["task"] != task:
         raise ValueError(f"{args.config}: task is {cfg['task']!r}, this tool trains {task} models")
-    out = args.out or str(REPO / "runs" / Path(args.config).stem)
+    config = Path(args.config)
+    out = args.out or str(REPO / "runs" / config.parent.name / config.stem)
     return args, cfg, out
 
 
