@@ -115,6 +115,13 @@ def test_train_seg_default_runs(tmp_path, embedded_root, capsys):
     result = visiontasks.load_model(out).predict(np.zeros((37, 53, 3), np.uint8))
     assert result.mask.shape == (37, 53) and result.mask.dtype == torch.int64
     assert result.draw().shape == (37, 53, 3)
+    rc = run_cli(eval_tool.main, ["seg", "--checkpoint", str(out / "checkpoint_last.pt"), "--root", str(embedded_root),
+                                  "--split", "test", "--save-predictions", str(tmp_path / "png"),
+                                  "--out", str(tmp_path / "r.json")])
+    assert rc == 0, capsys.readouterr().err
+    again = json.loads((tmp_path / "r.json").read_text())
+    assert again["mIoU"] == pytest.approx(metrics["mIoU"])  # the tool scores what training reported
+    assert len(list((tmp_path / "png").glob("*.png"))) == 100
 
 
 def test_predict_tool_writes_annotated_pngs(embedded_root, tmp_path, capsys):
