@@ -152,7 +152,9 @@ def load_model(source: str | os.PathLike = "default", weights: str | os.PathLike
             raise InputError(path, "not a run directory (no config.yaml)")
         cfg = load_config(path / "config.yaml", overrides)
         ckpt = path / "checkpoint_last.pt"
-        if weights is None and ckpt.is_file():
+        if weights is None:
+            if not ckpt.is_file():
+                raise InputError(ckpt, "the run directory has no checkpoint yet (pass weights=... to use another)")
             state = _checkpoint_state(ckpt)
     elif path.suffix in (".yaml", ".yml"):
         cfg = load_config(path, overrides)
