@@ -135,3 +135,18 @@ def test_predict_tool_writes_annotated_pngs(embedded_root, tmp_path, capsys):
     assert "detections" in capsys.readouterr().out
     rc = run_cli(predict.main, [str(tmp_path / "missing.jpg"), "--out", str(tmp_path)])
     assert rc == 2 and "missing.jpg" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_det_under_torchrun_two_processes(tmp_path, embedded_root):
+    import subprocess
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           str(REPO / "tools" / "train_det.py"), "--out", str(out), "--device", "cpu", *FAST_DET,
+           f"data.root={embedded_root.parent}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("run directory:") == 1  # only rank 0 reports
+    assert json.loads((out / "metrics.json").read_text())["metric"] == "voc07"
+    assert [int(r["iteration"]) for r in csv.DictReader(open(out / "log.csv"))] == [2, 4]

@@ -12,6 +12,7 @@ from pathlib import Path
 from _common import REPO, run_cli
 
 from visiontasks.config import load_config
+from visiontasks.engine.distributed import cleanup, is_main_process
 from visiontasks.engine.run import format_metrics, run_training
 
 DEFAULT_CONFIG = REPO / "configs" / "detection" / "default.yaml"
@@ -37,8 +38,10 @@ def train_main(argv: list[str] | None, default_config: Path, task: str) -> int:
     """setup → train → evaluate → print; shared by train_det.py and train_seg.py."""
     args, cfg, out = setup(argv, default_config, task)
     metrics = run_training(cfg, out, resume=args.resume, device=args.device)
-    print(format_metrics(metrics))
-    print(f"run directory: {out}")
+    if is_main_process():  # under torchrun, one table, not one per process
+        print(format_metrics(metrics))
+        print(f"run directory: {out}")
+    cleanup()
     return 0
 
 
