@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 from PIL import Image, UnidentifiedImageError
 
-from visiontasks.config import load_config, merge, validate, DEFAULTS
+from visiontasks.config import DEFAULTS, apply_overrides, load_config, merge, validate
 from visiontasks.errors import InputError
 from visiontasks.registry import get_model
 from visiontasks.results import DetectionResult, SegmentationResult
@@ -164,8 +164,6 @@ def load_model(source: str | os.PathLike = "default", weights: str | os.PathLike
             raise InputError(path, "checkpoint carries no config; pass the run's config.yaml as source")
         cfg = validate(merge(DEFAULTS, state["config"]), str(path))
         if overrides:
-            from visiontasks.config import apply_overrides
-
             cfg = validate(apply_overrides(cfg, overrides), str(path))
     else:
         raise InputError(path, "no such file or directory (expected 'default', a run dir, a .pt or a .yaml)")
