@@ -28,7 +28,7 @@ import numpy as np
 from _common import run_cli
 from tqdm import tqdm
 
-from visiontasks.data import VOCDetection, VOCSegmentation, read_label_png, save_label_png
+from visiontasks.data import VOCDetection, VOCSegmentation, read_image, read_label_png, save_label_png
 from visiontasks.engine.evaluate import evaluate_detection, evaluate_segmentation, predict_dataset, segmentation_result
 from visiontasks.engine.run import format_metrics, public_metrics, write_json
 from visiontasks.errors import InputError
@@ -157,8 +157,9 @@ def _eval_classic(args: argparse.Namespace, dataset: VOCSegmentation) -> dict:
     names = ["background", *dataset.classes] if args.oracle_labels else ["background", "foreground"]
     evaluator = SegmentationEvaluator(len(names))
     save = _saver(args)
-    for image, target in tqdm(dataset, desc=args.method, total=len(dataset), leave=False):
-        rgb = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    for i in tqdm(range(len(dataset)), desc=args.method, leave=False):
+        rgb = read_image(dataset.image_path(i)).permute(1, 2, 0).numpy()  # uint8 as decoded, no float round trip
+        target = dataset.get_annotation(i)
         gt = target["mask"].numpy()
         pred = segment_classic(args.method, rgb, gt=gt, oracle=args.oracle_labels)
         evaluator.update(pred, gt if args.oracle_labels else gt_to_fg_bg(gt))

@@ -22,7 +22,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 import torch
 import torch.nn as nn
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from visiontasks.config import DEFAULTS, apply_overrides, load_config, merge, validate
 from visiontasks.errors import InputError
@@ -42,13 +42,9 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "default_det
 def to_tensor_image(image: ImageLike) -> torch.Tensor:
     """Converts a path, PIL image, HWC uint8 RGB array or CHW tensor to a float (3, H, W) tensor in [0, 1]."""
     if isinstance(image, (str, os.PathLike)):
-        try:
-            with Image.open(image) as im:
-                image = im.convert("RGB")
-        except FileNotFoundError:
-            raise InputError(image, "image file not found") from None
-        except (UnidentifiedImageError, OSError) as exc:
-            raise InputError(image, f"not a readable image ({exc})") from None
+        from visiontasks.data import read_image  # decoding and its InputErrors live in one place
+
+        return read_image(image).float() / 255.0
     if isinstance(image, Image.Image):
         image = np.asarray(image.convert("RGB"))
     if isinstance(image, np.ndarray):
