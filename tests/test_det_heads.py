@@ -7,8 +7,8 @@ import pytest
 import torch
 from torchvision.models.detection.image_list import ImageList
 
-from visiontasks.detection import (IGNORE, AnchorGenerator, Matcher, RegionProposalNetwork, RoIHead, RoIPool,
-                                   RPNHead)
+from visiontasks.detection import (IGNORE, AnchorGenerator, FastRCNNPredictor, Matcher, RegionProposalNetwork,
+                                   RoIHead, RoIPool, RPNHead)
 
 
 def _iou(a, b):
@@ -120,7 +120,7 @@ def test_rpn_rejects_given_proposals():
 def _roi_head(num_classes=3, **kwargs):
     torch.manual_seed(0)
     box_head = torch.nn.Sequential(torch.nn.Flatten(1), torch.nn.Linear(4 * 2 * 2, 16))
-    return RoIHead(RoIPool(2, 1 / 16), box_head, 16, num_classes, **kwargs)
+    return RoIHead(RoIPool(2, 1 / 16), box_head, FastRCNNPredictor(16, num_classes, **kwargs))
 
 
 def test_roi_sampling_ratios_and_gt_added():
@@ -131,13 +131,13 @@ def test_roi_sampling_ratios_and_gt_added():
     props = torch.cat((gt[0] + jitter[:300], gt[1] + jitter[300:])).clamp(0, 200)
     props[:, 2:] = torch.maximum(props[:, 2:], props[:, :2] + 4)
     torch.manual_seed(0)
-    rois, labels, box_targets = head._sample([props], [{"boxes": gt, "labels": torch.tensor([1, 2])}])
+    rois, labels, box_targets = head.sample([props], [{"boxes": gt, "labels": torch.tensor([1, 2])}])
     assert rois[0].shape[0] == labels.numel() == 128
     n_fg = int((labels > 0).sum())
     assert n_fg == 32 and box_targets.shape == (32, 4)  # ≤ 25 % foreground, and plenty available
     assert set(labels[:n_fg].tolist()) <= {1, 2} and (labels[n_fg:] == 0).all()
     # no proposals at all: the GT boxes themselves are the (only) RoIs
-    rois, labels, box_targets = head._sample([torch.zeros((0, 4))], [{"boxes": gt, "labels": torch.tensor([1, 2])}])
+    rois, labels, box_targets = head.sample([torch.zeros((0, 4))], [{"boxes": gt, "labels": torch.tensor([1, 2])}])
     assert labels.tolist() == [1, 2] or labels.tolist() == [2, 1]
     assert sorted(map(tuple, rois[0].tolist())) == sorted(map(tuple, gt.tolist()))
     torch.testing.assert_close(box_targets, torch.zeros(2, 4))
@@ -145,12 +145,17 @@ def test_roi_sampling_ratios_and_gt_added():
 
 def test_roi_losses_by_hand_at_zero_weights():
     head = _roi_head(num_classes=4).train()
-    torch.nn.init.zeros_(head.cls_score.weight)
+    for layer in (head.predictor.cls_score, head.predictor.bbox_pred):
+        torch.nn.init.zeros_(layer.weight)
     gt = {"boxes": torch.tensor([[0.0, 0.0, 40.0, 40.0]]), "labels": torch.tensor([3])}
     _, losses = head(torch.randn(1, 4, 4, 4), [torch.tensor([[5.0, 0.0, 40.0, 40.0], [0, 30, 40, 64]])],
                      [(64, 64)], [gt])
     assert losses["loss_classifier"].item() == pytest.approx(math.log(4.0), rel=1e-5)  # uniform over K = 4
-    assert math.isfinite(losses["loss_box_reg"].item())
+    # Sampled: proposal 0 (IoU 0.875, fg), the GT itself (fg, target 0), proposal 1 (IoU 0.156, bg): 3 RoIs.
+    # Proposal 0 → GT with weights (10, 10, 5, 5): dx = 10·(20 − 22.5)/35, dw = 5·log(40/35), dy = dh = 0;
+    # zero deltas give smooth-L1 (beta 1) 0.5·dx² + 0.5·dw², averaged over the 3 sampled RoIs.
+    dx, dw = 10 * (20 - 22.5) / 35, 5 * math.log(40 / 35)
+    assert losses["loss_box_reg"].item() == pytest.approx((0.5 * dx**2 + 0.5 * dw**2) / 3, rel=1e-5)
 
 
 def test_postprocess_threshold_nms_order_and_cap():
@@ -160,7 +165,7 @@ def test_postprocess_threshold_nms_order_and_cap():
     # class probabilities (bg, c1, c2) per proposal, given as log-probabilities
     probs = torch.tensor([[0.1, 0.8, 0.1], [0.2, 0.7, 0.1], [0.5, 0.01, 0.49], [0.3, 0.3, 0.4]])
     deltas = torch.zeros(4, 3, 4)
-    out = head._postprocess(probs.log(), deltas, [props], [(64, 100)])[0]
+    out = head.predictor.inference(probs.log(), deltas, [props], [(64, 100)])[0]
     # box 1 (c1, 0.7) is suppressed by box 0 (c1, 0.8, IoU 0.82); box 0 as class 2 (0.1) is not
     # suppressed (other class) but falls below the cap; c1 on box 2 (0.01) is under the threshold.
     expected_scores = [0.8, 0.49, 0.4]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from visiontasks import get_model, list_models
-from visiontasks.detection import (PrecomputedProposals, RoIAlign, RoIHead, RoIPool, TwoStageDetector,
+from visiontasks.detection import (FastRCNNPredictor, PrecomputedProposals, RoIAlign, RoIHead, RoIPool, TwoStageDetector,
                                    build_pooler)
 from visiontasks.backbones import SmallBackbone
 
@@ -67,7 +67,7 @@ def test_empty_images_train():
     losses = model(images, [targets[0], _empty_target()])  # mixed batch
     assert all(math.isfinite(v.item()) for v in losses.values())
     sum(losses.values()).backward()
-    assert model.roi_head.cls_score.weight.grad.abs().sum() > 0
+    assert model.roi_head.predictor.cls_score.weight.grad.abs().sum() > 0
 
 
 def test_eval_output_format():
@@ -104,7 +104,7 @@ def _fast_rcnn():
     torch.manual_seed(0)
     body = SmallBackbone(width=16, head_dim=64)
     head, dim = body.box_head()
-    roi_head = RoIHead(RoIPool(7, 1 / 16), head, dim, num_classes=3)
+    roi_head = RoIHead(RoIPool(7, 1 / 16), head, FastRCNNPredictor(dim, 3))
     model = TwoStageDetector(body, PrecomputedProposals(), roi_head)
     model.transform.min_size, model.transform.max_size = (240,), 400
     return model
@@ -160,7 +160,7 @@ def test_roi_align_option():
     losses = model.train()(images, targets)
     assert all(math.isfinite(v.item()) for v in losses.values())
     with pytest.raises(ValueError, match="pooler"):
-        build_pooler("spp", 7, 1 / 16)
+        build_pooler("banana", 7, 1 / 16)
 
 
 def test_input_errors():
@@ -219,7 +219,7 @@ def test_yaml_style_list_arguments():
 
 
 def test_difficult_objects_are_not_trained_on():
-    from visiontasks.detection.two_stage import _drop_difficult
+    from visiontasks.detection.base import drop_difficult as _drop_difficult
 
     target = {"boxes": torch.tensor([[0.0, 0, 10, 10], [5, 5, 20, 20]]), "labels": torch.tensor([1, 2]),
               "difficult": torch.tensor([False, True])}

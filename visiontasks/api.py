@@ -70,7 +70,9 @@ class Predictor:
         task: "detection" or "segmentation".
         classes: object class names (background excluded).
         device: where to run.
-        preset: "visualize" (score ≥ 0.7) or "evaluate" (score ≥ 0.05); detection only.
+        preset: "visualize" (score ≥ 0.7) or "evaluate" (score ≥ 0.05); detection only. The
+            preset sets the detector's own score threshold (``model.score_thresh``): one
+            threshold, applied once, as chainercv's ``use_preset``.
     """
 
     def __init__(self, model: nn.Module, task: str, classes: Sequence[str], device: str | torch.device = "cpu",
@@ -89,21 +91,41 @@ class Predictor:
         self.preset = preset
         self.score_thresh = PRESETS[preset]
 
+    @property
+    def score_thresh(self) -> float | None:
+        """The detector's score threshold (None for segmenters)."""
+        return getattr(self.model, "score_thresh", None) if self.task == "detection" else None
+
+    @score_thresh.setter
+    def score_thresh(self, value: float) -> None:
+        if self.task == "detection":
+            self.model.score_thresh = float(value)
+
     @torch.no_grad()
-    def predict(self, images: ImageLike | list[ImageLike]) -> Any:
-        """Runs the model on one image or a list; returns one result or a list of results."""
+    def predict(self, images: ImageLike | list[ImageLike],
+                proposals: torch.Tensor | list[torch.Tensor] | None = None) -> Any:
+        """Runs the model on one image or a list; returns one result or a list of results.
+
+        Args:
+            images: a path, PIL image, HWC uint8 array or CHW tensor, or a list of them.
+            proposals: for detectors fed precomputed proposals (Fast R-CNN, SPP-net, R-CNN): an
+                (R, 4) xyxy tensor per image in its pixels; by default they are computed with the
+                method the model names (``model.proposal_params``, e.g. selective search).
+        """
         single = not isinstance(images, list)
         tensors = [to_tensor_image(im) for im in ([images] if single else images)]
         batch = [t.to(self.device) for t in tensors]
         if self.task == "detection":
-            outputs = self.model(batch)
-            results = []
-            for out, img in zip(outputs, tensors):
-                keep = out["scores"] >= self.score_thresh
-                order = torch.argsort(out["scores"][keep], descending=True)
-                results.append(DetectionResult(
-                    boxes=out["boxes"][keep][order].cpu(), scores=out["scores"][keep][order].cpu(),
-                    labels=out["labels"][keep][order].cpu(), classes=self.classes, image=img))
+            kwargs = {}
+            if proposals is not None:
+                props = [proposals] if single and torch.is_tensor(proposals) else list(proposals)
+                kwargs["proposals"] = [torch.as_tensor(p, dtype=torch.float32).to(self.device) for p in props]
+            elif getattr(self.model, "needs_proposals", False):
+                kwargs["proposals"] = [self.model.propose(t).to(self.device) for t in tensors]
+            outputs = self.model(batch, **kwargs)
+            results = [DetectionResult(boxes=out["boxes"].cpu(), scores=out["scores"].cpu(),
+                                       labels=out["labels"].cpu(), classes=self.classes, image=img)
+                       for out, img in zip(outputs, tensors)]
         else:
             names = ("background", *self.classes)
             results = [SegmentationResult(mask=self.model(b[None])["out"][0].argmax(0).cpu(),

@@ -19,6 +19,7 @@ import yaml
 
 from visiontasks.errors import InputError
 from visiontasks.io import atomic_write
+from visiontasks.tasks import TASKS, check_metric
 
 __all__ = ["DEFAULTS", "load_config", "apply_overrides", "merge", "validate", "dump_config"]
 
@@ -41,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
         "annotations": None,
         "test_images": None,
         "test_annotations": None,
+        "proposals": None,
+        "test_proposals": None,
     },
     "train": {
         "max_iters": 1000,
@@ -54,15 +57,16 @@ DEFAULTS: dict[str, Any] = {
         "warmup_iters": 0,
         "warmup_factor": 0.001,
         "amp": True,
+        "bias_lr_factor": None,
+        "bias_weight_decay": None,
         "clip_grad_norm": None,
         "eval_every": 0,
         "checkpoint_every": 1000,
         "log_every": 20,
         "seed": 0,
     },
-    "eval": {"metric": "voc07"},
+    "eval": {"metric": None},
 }
-_TASKS = ("detection", "segmentation")
 
 
 def merge(base: dict, override: dict, path: str = "") -> dict:
@@ -143,17 +147,25 @@ def validate(cfg: dict, source: str = "<config>") -> dict:
         for key in cfg.get(section, {}):
             if key not in DEFAULTS[section]:
                 raise InputError(source, f"unknown config key '{section}.{key}' (known: {sorted(DEFAULTS[section])})")
-    if cfg.get("task") not in _TASKS:
-        raise InputError(source, f"task must be one of {_TASKS}, got {cfg.get('task')!r}")
+    task = cfg.get("task")
+    if task not in TASKS:
+        raise InputError(source, f"task must be one of {TASKS}, got {task!r}")
+    try:
+        check_metric(task, cfg.get("eval", {}).get("metric"))
+    except ValueError as exc:
+        raise InputError(source, str(exc)) from None
     name = cfg.get("model", {}).get("name")
     if not name:
         raise InputError(source, "model.name is missing")
-    from visiontasks.registry import get_model_builder
+    from visiontasks.registry import get_model_builder, model_task
 
     try:
         builder = get_model_builder(name)
     except ValueError as exc:
         raise InputError(source, str(exc)) from None
+    if model_task(name) != task:
+        raise InputError(source, f"model.name {name!r} is a {model_task(name)} model but the config's task is "
+                                 f"{task!r}")
     params = inspect.signature(builder).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         for key in cfg["model"]:

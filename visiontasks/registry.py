@@ -17,12 +17,14 @@ from typing import Any, Callable, TypeVar
 
 import torch.nn as nn
 
+from visiontasks.tasks import TASKS
+
 __all__ = ["register_model", "get_model", "list_models", "get_model_builder", "model_task"]
 
 _F = TypeVar("_F", bound=Callable[..., nn.Module])
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 _TASKS: dict[str, str] = {}
-_VALID_TASKS = ("backbone", "detection", "segmentation")
+_VALID_TASKS = ("backbone", *TASKS)
 
 
 def register_model(name: str | None = None, task: str = "detection") -> Callable[[_F], _F]:

@@ -10,7 +10,7 @@ import torch.nn as nn
 import torchvision
 from torchvision.models import AlexNet_Weights
 
-from visiontasks.backbones.base import Backbone, freeze
+from visiontasks.backbones.base import Backbone, fc_head, freeze
 from visiontasks.backbones.pretrained import load_torchvision_weights
 from visiontasks.registry import register_model
 
@@ -43,8 +43,9 @@ class AlexNetBackbone(Backbone):
         # dropout, fc6, relu, dropout, fc7, relu
         self.__dict__["_fc67"] = nn.Sequential(*list(net.classifier.children())[:6])
 
-    def box_head(self) -> tuple[nn.Module, int]:
-        return nn.Sequential(nn.Flatten(1), self.__dict__["_fc67"]), 4096
+    def box_head(self, in_features: int | None = None) -> tuple[nn.Module, int]:
+        native = self.head_in_features
+        return fc_head(self.__dict__["_fc67"], native if in_features is None else in_features, native), 4096
 
 
 @register_model("alexnet", task="backbone")

@@ -8,6 +8,8 @@ conv2_x are frozen by default (``frozen_stages=1``).
 """
 from __future__ import annotations
 
+import copy
+
 import torch.nn as nn
 import torchvision
 from torchvision.models import ResNet18_Weights, ResNet50_Weights
@@ -54,8 +56,12 @@ class ResNetC4Backbone(Backbone):
         self._head_dim = head_dim
         self.__dict__["_res5"] = net.layer4
 
-    def box_head(self) -> tuple[nn.Module, int]:
-        head = nn.Sequential(self.__dict__["_res5"], nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+    def box_head(self, in_features: int | None = None) -> tuple[nn.Module, int]:
+        if in_features is not None and int(in_features) != self.head_in_features:
+            raise ValueError(f"the ResNet C4 head (conv5_x) needs spatial {self.pool_size}x{self.pool_size} RoI "
+                             f"features ({self.head_in_features} values), got a pooler of width {in_features}; "
+                             "use pooler roi_pool or roi_align with output_size 14")
+        head = nn.Sequential(copy.deepcopy(self.__dict__["_res5"]), nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
         return head, self._head_dim
 
 

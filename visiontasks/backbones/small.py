@@ -45,11 +45,11 @@ class SmallBackbone(Backbone):
         self.out_channels = 4 * w
         self._head_dim = head_dim
 
-    def box_head(self) -> tuple[nn.Module, int]:
+    def box_head(self, in_features: int | None = None) -> tuple[nn.Module, int]:
         d = self._head_dim
         head = nn.Sequential(
             nn.Flatten(1),
-            nn.Linear(self.out_channels * self.pool_size**2, d), nn.ReLU(inplace=True),
+            nn.Linear(self.head_in_features if in_features is None else int(in_features), d), nn.ReLU(inplace=True),
             nn.Linear(d, d), nn.ReLU(inplace=True),
         )
         return head, d

@@ -10,7 +10,7 @@ import torch.nn as nn
 import torchvision
 from torchvision.models import VGG16_Weights
 
-from visiontasks.backbones.base import Backbone, freeze
+from visiontasks.backbones.base import Backbone, fc_head, freeze
 from visiontasks.backbones.pretrained import load_torchvision_weights
 from visiontasks.registry import register_model
 
@@ -49,11 +49,12 @@ class VGG16Backbone(Backbone):
         if frozen_stages > 0:
             freeze(self.body[: VGG16_POOL_INDICES[frozen_stages - 1] + 1])
         # fc6, relu, dropout, fc7, relu, dropout (the ImageNet fc8 is dropped). Kept out of the
-        # module tree: it becomes a parameter of whichever head asks for it.
+        # module tree: each head that asks for it gets its own copy.
         self.__dict__["_fc67"] = nn.Sequential(*list(vgg.classifier.children())[:6])
 
-    def box_head(self) -> tuple[nn.Module, int]:
-        return nn.Sequential(nn.Flatten(1), self.__dict__["_fc67"]), 4096
+    def box_head(self, in_features: int | None = None) -> tuple[nn.Module, int]:
+        native = self.head_in_features
+        return fc_head(self.__dict__["_fc67"], native if in_features is None else in_features, native), 4096
 
 
 @register_model("vgg16", task="backbone")

@@ -63,13 +63,17 @@ class COCODetection(Dataset):
         images_dir: folder of the image files (``file_name`` of each image entry).
         annotation_json: COCO instances json.
         transforms: ``transforms(image, target)`` on tv_tensors.
+        proposals: ``proposals(image_id) -> (R, 4)`` boxes in original pixels (``image_id`` is the
+            COCO id as a string), carried in ``target["proposals"]``; None: no proposals.
 
     Raises:
         InputError: a missing or malformed json, or a missing image file.
     """
 
     def __init__(self, images_dir: str | os.PathLike[str], annotation_json: str | os.PathLike[str],
-                 transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None) -> None:
+                 transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
+                 proposals: Callable[[str], torch.Tensor] | None = None) -> None:
+        self.proposals = proposals
         self.root = Path(images_dir)
         self.annotation_json = Path(annotation_json)
         self.coco = load_coco(self.annotation_json)
@@ -140,4 +144,6 @@ class COCODetection(Dataset):
         if tuple(image.shape[-2:]) != size:
             raise InputError(self.image_path(index),
                              f"image is {tuple(image.shape[-2:])} (H, W) but {self.annotation_json} says {size}")
+        if self.proposals is not None:
+            target["proposals"] = self.proposals(self.ids[index])
         return apply_transforms(self.transforms, image, target)

@@ -3,7 +3,9 @@
 Keys used: ``dataset`` (voc | embedded | coco), ``root``, ``classes``, ``hflip_prob``,
 ``photometric``, ``min_size``, ``max_size``, ``crop_size`` and, for coco, ``images`` /
 ``annotations`` (train split) and ``test_images`` / ``test_annotations`` (the ``test_split``;
-they default to the former). Other keys (``num_workers``, split names) are the caller's.
+they default to the former). ``proposals`` / ``test_proposals`` name proposal directories
+(``tools/propose.py``) for detectors fed precomputed proposals; ``test_proposals`` defaults to
+``proposals``. Other keys (``num_workers``, split names) are the caller's.
 For ``embedded``, ``root`` is the cache folder in which the dataset is generated (null: the default).
 """
 from __future__ import annotations
@@ -16,11 +18,11 @@ from visiontasks.data.coco import COCODetection, coco_classes
 from visiontasks.data.embedded import EMBEDDED_CLASSES, build_embedded_dataset
 from visiontasks.data.transforms import build_detection_transforms, build_segmentation_transforms
 from visiontasks.data.voc import VOC_CLASSES, VOCDetection, VOCSegmentation
+from visiontasks.tasks import TASKS
 
-__all__ = ["build_dataset", "dataset_classes", "DATASETS"]
+__all__ = ["build_dataset", "dataset_classes", "proposal_dir", "DATASETS"]
 
 DATASETS = ("voc", "embedded", "coco")
-_TASKS = ("detection", "segmentation")
 
 
 def _kind(cfg_data: Mapping[str, Any]) -> str:
@@ -55,7 +57,15 @@ def dataset_classes(cfg_data: Mapping[str, Any]) -> tuple[str, ...]:
     return coco_classes(annotations)
 
 
-def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: str = "detection") -> Dataset:
+def proposal_dir(cfg_data: Mapping[str, Any], split: str | None) -> str | None:
+    """The proposal directory of ``split`` (``test_proposals`` for the test split, else ``proposals``)."""
+    if split is not None and split == cfg_data.get("test_split") and cfg_data.get("test_proposals"):
+        return str(cfg_data["test_proposals"])
+    return str(cfg_data["proposals"]) if cfg_data.get("proposals") else None
+
+
+def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: str = "detection",
+                  proposal_params: Mapping[str, Any] | None = None) -> Dataset:
     """Builds the dataset of one split with its transforms.
 
     Args:
@@ -64,12 +74,15 @@ def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: st
             test files when it equals ``test_split``).
         train: training transforms (random flip, photometric jitter, crop) or evaluation ones.
         task: "detection" or "segmentation".
+        proposal_params: the proposal method the model asks for; with a proposal directory in
+            ``cfg_data`` each item carries ``target["proposals"]`` read from it, and a directory
+            made with other parameters is refused (``InputError`` naming its manifest).
 
     Returns:
         A ``VOCDetection``, ``VOCSegmentation`` or ``COCODetection``.
     """
-    if task not in _TASKS:
-        raise ValueError(f"task must be one of {_TASKS}, got {task!r}")
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     kind = _kind(cfg_data)
     hflip = float(cfg_data.get("hflip_prob", 0.5))
     photometric = bool(cfg_data.get("photometric", False))
@@ -79,11 +92,17 @@ def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: st
     else:
         transforms = build_segmentation_transforms(train, hflip_prob=hflip, crop_size=cfg_data.get("crop_size"),
                                                    photometric=photometric)
+    store = None
+    directory = proposal_dir(cfg_data, split)
+    if directory is not None and task == "detection":
+        from visiontasks.detection.proposals.store import ProposalStore
+
+        store = ProposalStore(directory, dict(proposal_params) if proposal_params is not None else None)
     if kind == "coco":
         if task != "detection":
             raise ValueError("dataset 'coco' supports task 'detection' only")
         images, annotations = _coco_paths(cfg_data, split)
-        dataset = COCODetection(images, annotations, transforms=transforms)
+        dataset = COCODetection(images, annotations, transforms=transforms, proposals=store)
         wanted = cfg_data.get("classes")
         if wanted and tuple(wanted) != dataset.classes:
             raise ValueError(f"data.classes {list(wanted)!r} differ from the categories of {annotations}")
@@ -94,5 +113,6 @@ def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: st
         root = cfg_data.get("root")
         if not root:
             raise ValueError("dataset 'voc' needs data.root (the folder holding Annotations/, JPEGImages/ …)")
-    cls = VOCDetection if task == "detection" else VOCSegmentation
-    return cls(root, split, classes=dataset_classes(cfg_data), transforms=transforms)
+    if task == "detection":
+        return VOCDetection(root, split, classes=dataset_classes(cfg_data), transforms=transforms, proposals=store)
+    return VOCSegmentation(root, split, classes=dataset_classes(cfg_data), transforms=transforms)

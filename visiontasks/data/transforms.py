@@ -8,7 +8,12 @@ Boxes follow the VOC/py-faster-rcnn convention of 0-based *inclusive* pixel coor
 horizontal flip maps ``x -> W - 1 - x`` (as py-faster-rcnn's ``append_flipped_images``), not
 torchvision's continuous ``x -> W - x``; :class:`RandomHorizontalFlip` does that.
 
-Shape shorthand: H, W = image height and width; N = boxes.
+Precomputed region proposals (Fast R-CNN, SPP-net, R-CNN) travel in ``target["proposals"]``
+as a second ``BoundingBoxes`` set: every geometric transform (flip, resize) moves them with the
+image, and :class:`SanitizeBoundingBoxes` cleans the ground truth only — proposals are never
+indexed with the ground truth's keep mask (the detector's proposer clips and filters them).
+
+Shape shorthand: H, W = image height and width; N = boxes; R = proposals.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from torchvision.transforms.v2 import functional as F
 
 __all__ = [
     "RandomHorizontalFlip",
+    "SanitizeBoundingBoxes",
     "apply_transforms",
     "build_detection_transforms",
     "build_segmentation_transforms",
@@ -40,6 +46,21 @@ class RandomHorizontalFlip(v2.RandomHorizontalFlip):
             shift = out.new_tensor([1.0, 0.0, 1.0, 0.0])
             out = tv_tensors.wrap(out.as_subclass(torch.Tensor) - shift, like=inpt)
         return out
+
+
+class SanitizeBoundingBoxes(v2.SanitizeBoundingBoxes):
+    """``v2.SanitizeBoundingBoxes`` on the ground truth only: ``target["proposals"]`` passes unchanged."""
+
+    def forward(self, *inputs: Any) -> Any:
+        packed = len(inputs) == 1
+        image, target = inputs[0] if packed else inputs
+        if not isinstance(target, dict) or "proposals" not in target:
+            return super().forward(*inputs)
+        target = dict(target)
+        proposals = target.pop("proposals")
+        image, target = super().forward(image, target)
+        target["proposals"] = proposals
+        return image, target
 
 
 def _labels_and_difficult(inputs: Any) -> tuple[torch.Tensor, ...]:
@@ -84,7 +105,7 @@ def build_detection_transforms(
     if train and hflip_prob > 0:
         steps.append(RandomHorizontalFlip(p=hflip_prob))
     if train:  # drop boxes narrower than 1 px (e.g. a one-pixel VOC box: x1 == x0), keeping labels aligned
-        steps.append(v2.SanitizeBoundingBoxes(min_size=1, labels_getter=_labels_and_difficult))
+        steps.append(SanitizeBoundingBoxes(min_size=1, labels_getter=_labels_and_difficult))
     return v2.Compose(steps) if steps else None
 
 
@@ -132,26 +153,29 @@ def apply_transforms(
     Args:
         transforms: ``transforms(image, target) -> (image, target)`` or None.
         image: (3, H, W) uint8 or float tensor.
-        target: dict with optional ``boxes`` (N, 4) xyxy and ``mask`` (H, W).
+        target: dict with optional ``boxes`` (N, 4) xyxy, ``proposals`` (R, 4) xyxy and ``mask`` (H, W).
 
     Returns:
-        ``(image, target)``: image float32 (3, H', W') in [0, 1]; boxes float32, mask int64.
+        ``(image, target)``: image float32 (3, H', W') in [0, 1]; boxes and proposals float32,
+        mask int64.
     """
     h, w = image.shape[-2:]
     image = tv_tensors.Image(image)
     target = dict(target)
-    if "boxes" in target:
-        target["boxes"] = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=(h, w))
+    for key in ("boxes", "proposals"):
+        if key in target:
+            target[key] = tv_tensors.BoundingBoxes(target[key], format="XYXY", canvas_size=(h, w))
     if "mask" in target:
         target["mask"] = tv_tensors.Mask(target["mask"])
     if transforms is not None:
         image, target = transforms(image, target)
     image = F.to_dtype(image.as_subclass(torch.Tensor), torch.float32, scale=True)
-    for key in ("boxes", "mask"):
+    for key in ("boxes", "proposals", "mask"):
         if key in target:
             target[key] = target[key].as_subclass(torch.Tensor)
-    if "boxes" in target:
-        target["boxes"] = target["boxes"].to(torch.float32)
+    for key in ("boxes", "proposals"):
+        if key in target:
+            target[key] = target[key].to(torch.float32)
     if "mask" in target:
         target["mask"] = target["mask"].to(torch.int64)
     return image.contiguous(), target

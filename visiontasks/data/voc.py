@@ -110,6 +110,9 @@ class _VOCBase(Dataset):
         if tuple(image.shape[-2:]) != size:
             raise InputError(self.image_path(index),
                              f"image is {tuple(image.shape[-2:])} (H, W) but its annotation says {size}")
+        proposals = getattr(self, "proposals", None)
+        if proposals is not None:
+            target["proposals"] = proposals(self.ids[index])
         return apply_transforms(self.transforms, image, target)
 
     def __repr__(self) -> str:
@@ -126,6 +129,9 @@ class VOCDetection(_VOCBase):
         classes: object class names (default :data:`VOC_CLASSES`); an object of another class
             is an error.
         transforms: ``transforms(image, target)`` on tv_tensors (see ``visiontasks.data.transforms``).
+        proposals: ``proposals(image_id) -> (R, 4)`` float32 xyxy in original pixels (e.g. a
+            ``ProposalStore`` reading one file per image); the item's target then carries
+            ``proposals``, transformed with the image. None: no proposals.
 
     Raises:
         InputError: a missing split file, image or annotation, or a bad annotation file.
@@ -134,8 +140,10 @@ class VOCDetection(_VOCBase):
     _sets_dir = "Main"
 
     def __init__(self, root: str | os.PathLike[str], split: str = "trainval", classes: Sequence[str] | None = None,
-                 transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None) -> None:
+                 transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
+                 proposals: Callable[[str], torch.Tensor] | None = None) -> None:
         super().__init__(root, split, classes, transforms)
+        self.proposals = proposals
         ann_dir = self.root / "Annotations"
         _check_listed(ann_dir, self.ids, ".xml", self.split_file)
         self._annotations: list[VOCAnnotation] = [parse_voc_xml(ann_dir / f"{i}.xml", self.classes) for i in self.ids]

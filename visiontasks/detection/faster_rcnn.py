@@ -13,10 +13,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from visiontasks.detection.anchors import AnchorGenerator
-from visiontasks.detection.poolers import build_pooler
-from visiontasks.detection.roi_head import RoIHead
+from visiontasks.detection.roi_head import build_roi_head
 from visiontasks.detection.rpn import RegionProposalNetwork
-from visiontasks.detection.transform import DetectionTransform
+from visiontasks.detection.transform import build_transform
 from visiontasks.detection.two_stage import TwoStageDetector
 from visiontasks.backbones.base import Backbone
 from visiontasks.registry import get_model, model_task, register_model
@@ -64,6 +63,7 @@ def faster_rcnn(
     box_score_thresh: float = 0.05,
     box_nms_thresh: float = 0.3,
     box_detections_per_img: int = 100,
+    loss_weights: dict[str, float] | None = None,
 ) -> TwoStageDetector:
     """Builds Faster R-CNN.
 
@@ -99,6 +99,7 @@ def faster_rcnn(
         box_score_thresh: test-time score threshold.
         box_nms_thresh: test-time per-class NMS threshold.
         box_detections_per_img: most detections per image.
+        loss_weights: multiplier per loss name (e.g. ``{"loss_box_reg": 2.0}``).
 
     Returns:
         The detector (``TwoStageDetector``).
@@ -113,12 +114,11 @@ def faster_rcnn(
         batch_size_per_image=rpn_batch_size_per_image, positive_fraction=rpn_positive_fraction,
         min_size=rpn_min_size, allow_border=rpn_allow_border, smooth_l1_beta=rpn_smooth_l1_beta,
     )
-    head, head_dim = body.box_head()
-    roi_head = RoIHead(
-        build_pooler(pooler, body.pool_size, 1.0 / body.stride), head, head_dim, num_classes,
-        batch_size_per_image=roi_batch_size_per_image, positive_fraction=roi_positive_fraction,
-        fg_iou_thresh=roi_fg_iou_thresh, bg_iou_lo=roi_bg_iou_lo, score_thresh=box_score_thresh,
-        nms_thresh=box_nms_thresh, detections_per_img=box_detections_per_img, smooth_l1_beta=box_smooth_l1_beta,
+    roi_head = build_roi_head(
+        body, num_classes, pooler, batch_size_per_image=roi_batch_size_per_image,
+        positive_fraction=roi_positive_fraction, fg_iou_thresh=roi_fg_iou_thresh, bg_iou_lo=roi_bg_iou_lo,
+        score_thresh=box_score_thresh, nms_thresh=box_nms_thresh, detections_per_img=box_detections_per_img,
+        smooth_l1_beta=box_smooth_l1_beta,
     )
-    transform = DetectionTransform(min_size, max_size, size_divisible=body.stride)
-    return TwoStageDetector(body, rpn, roi_head, transform)
+    transform = build_transform("resize", min_size, max_size, size_divisible=body.stride)
+    return TwoStageDetector(body, rpn, roi_head, transform, loss_weights=loss_weights)

@@ -1,8 +1,9 @@
 """RoI poolers: per-region feature extraction from one feature map.
 
-Interface shared by every pooler (SPP-net's spatial pyramid plugs in here too)::
+Interface shared by every pooler::
 
     pooler(features, proposals, image_sizes) -> (R, C, P, P)   # or (R, D) for a flat pooler
+    pooler.output_dim(C) -> D                                   # flattened width; the box head is sized from it
 
 where ``proposals`` is a list of B tensors (R_i, 4) xyxy in input pixels and R = Σ R_i, rows in
 image order. ``image_sizes`` (the resized, unpadded (h, w) of each image) is part of the
@@ -12,10 +13,14 @@ interface for poolers that need it; RoIPool / RoIAlign do not.
   P × P grid; box corners are rounded to feature cells as in the Caffe layer.
 - ``RoIAlign`` (Mask R-CNN; an option): ``torchvision.ops.roi_align`` with bilinear sampling,
   ``aligned=True`` (continuous coordinates, no half-pixel shift) and 2 samples per bin side.
+- ``SpatialPyramidPool`` (SPP-net; ``visiontasks/detection/spp.py``): max pooling over the
+  levels {6, 3, 2, 1} (50 bins per channel), flat output (R, C·50).
 
 Shape shorthand: B = images, C = channels, P = output grid side, R = regions.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -55,6 +60,10 @@ class RoIPooler(nn.Module):
         boxes = [p.float() for p in proposals]
         return self._pool(features.float(), boxes).to(features.dtype)
 
+    def output_dim(self, channels: int) -> int:
+        """Flattened width of one pooled RoI for a ``channels``-deep feature map (C·P²)."""
+        return int(channels) * self.output_size**2
+
     def _pool(self, features: torch.Tensor, boxes: list[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
@@ -73,12 +82,21 @@ class RoIAlign(RoIPooler):
         return roi_align(features, boxes, self.output_size, self.spatial_scale, sampling_ratio=2, aligned=True)
 
 
-#: Poolers selectable by name (``faster_rcnn(pooler=...)``).
-POOLERS: dict[str, type[RoIPooler]] = {"roi_pool": RoIPool, "roi_align": RoIAlign}
+#: Poolers selectable by name (``faster_rcnn(pooler=...)``); ``spp`` is added by ``detection/spp.py``.
+POOLERS: dict[str, type[nn.Module]] = {"roi_pool": RoIPool, "roi_align": RoIAlign}
 
 
-def build_pooler(name: str, output_size: int, spatial_scale: float) -> RoIPooler:
-    """The pooler called ``name`` ("roi_pool" or "roi_align")."""
+def build_pooler(name: str, output_size: int | Sequence[int], spatial_scale: float) -> nn.Module:
+    """The pooler called ``name``.
+
+    Args:
+        name: "roi_pool", "roi_align" or "spp".
+        output_size: P for the grid poolers; the pyramid levels for "spp" (an int n means the
+            SPP-net default levels (6, 3, 2, 1) when n = 6).
+        spatial_scale: feature cells per input pixel.
+    """
+    import visiontasks.detection.spp  # noqa: F401  (registers "spp")
+
     if name not in POOLERS:
         raise ValueError(f"pooler must be one of {sorted(POOLERS)}, got {name!r}")
     return POOLERS[name](output_size, spatial_scale)

@@ -17,43 +17,14 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from visiontasks.detection.base import Detector
 from visiontasks.detection.roi_head import RoIHead
 from visiontasks.detection.transform import DetectionTransform
 
 __all__ = ["TwoStageDetector"]
 
 
-def _drop_difficult(target: dict) -> dict:
-    """py-faster-rcnn trains without VOC's ``difficult`` objects (``USE_DIFF = False``); so do we."""
-    difficult = target.get("difficult")
-    if difficult is None or not bool(difficult.any()):
-        return target
-    keep = ~difficult.bool()
-    return {**target, "boxes": target["boxes"][keep], "labels": target["labels"][keep], "difficult": difficult[keep]}
-
-
-def _check_inputs(images: list[torch.Tensor], targets: list[dict] | None,
-                  proposals: list[torch.Tensor] | None) -> None:
-    if not isinstance(images, (list, tuple)) or not images:
-        raise ValueError(f"images must be a non-empty list of (3, H, W) tensors, got {type(images).__name__}")
-    for img in images:
-        if not torch.is_tensor(img) or img.dim() != 3 or img.shape[0] != 3:
-            shape = tuple(img.shape) if torch.is_tensor(img) else type(img).__name__
-            raise ValueError(f"each image must be a (3, H, W) tensor, got {shape}")
-    if targets is not None:
-        if len(targets) != len(images):
-            raise ValueError(f"got {len(targets)} targets for {len(images)} images")
-        for t in targets:
-            boxes = t.get("boxes")
-            if boxes is None or "labels" not in t:
-                raise ValueError(f"each target needs 'boxes' and 'labels', got keys {sorted(t)}")
-            if boxes.dim() != 2 or boxes.shape[-1] != 4:
-                raise ValueError(f"target boxes must be (G, 4), got shape {tuple(boxes.shape)}")
-    if proposals is not None and len(proposals) != len(images):
-        raise ValueError(f"got proposals for {len(proposals)} images but {len(images)} images")
-
-
-class TwoStageDetector(nn.Module):
+class TwoStageDetector(Detector):
     """Backbone, proposer and RoI head behind the detection contract of docs/CONTRACTS.md.
 
     Args:
@@ -61,15 +32,21 @@ class TwoStageDetector(nn.Module):
         proposer: ``RegionProposalNetwork`` or ``PrecomputedProposals``.
         roi_head: the Fast R-CNN head.
         transform: normalisation, resizing and batching (default: 600/1000, padded to the stride).
+        loss_weights: multiplier per loss name (see :class:`Detector`).
+        proposal_params: how external proposals are made (Fast R-CNN, SPP-net); None with an RPN.
     """
 
     def __init__(self, backbone: nn.Module, proposer: nn.Module, roi_head: RoIHead,
-                 transform: DetectionTransform | None = None) -> None:
-        super().__init__()
+                 transform: nn.Module | None = None, loss_weights: dict[str, float] | None = None,
+                 proposal_params: dict | None = None) -> None:
+        super().__init__(loss_weights=loss_weights, proposal_params=proposal_params)
         self.backbone = backbone
         self.proposer = proposer
         self.roi_head = roi_head
         self.transform = transform or DetectionTransform(size_divisible=getattr(backbone, "stride", 16))
+
+    def _score_owner(self) -> nn.Module:
+        return self.roi_head.predictor
 
     def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None,
                 proposals: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor] | list[dict]:
@@ -80,18 +57,14 @@ class TwoStageDetector(nn.Module):
             targets: per image ``boxes`` (G, 4) xyxy float in original pixels and ``labels`` (G,)
                 int64 in 1..K-1; G may be 0. Required in training.
             proposals: per image (R, 4) xyxy in original pixels, for a ``PrecomputedProposals``
-                proposer.
+                proposer; when None they are taken from ``targets[i]["proposals"]`` if present.
 
         Returns:
             Training: ``{"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}``
             (the RPN's terms only with an RPN), scalar tensors. Eval: B dicts ``boxes`` (N, 4),
             ``labels`` (N,) int64, ``scores`` (N,), in original-image pixels, scores descending.
         """
-        if self.training and targets is None:
-            raise ValueError("targets are required in training mode")
-        _check_inputs(images, targets, proposals)
-        if self.training:
-            targets = [_drop_difficult(t) for t in targets]
+        targets, proposals = self.prepare_inputs(images, targets, proposals)
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch, targets = self.transform(list(images), targets)
         sizes = [(int(h), int(w)) for h, w in batch.image_sizes]
@@ -102,5 +75,5 @@ class TwoStageDetector(nn.Module):
         boxes, proposer_losses = self.proposer(batch, features, targets, proposals, scales)
         detections, head_losses = self.roi_head(features, boxes, sizes, targets)
         if self.training:
-            return {**proposer_losses, **head_losses}
+            return self.weigh_losses({**proposer_losses, **head_losses})
         return self.transform.postprocess(detections, sizes, original_sizes)

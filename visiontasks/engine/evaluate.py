@@ -20,7 +20,7 @@ from visiontasks.data import collate_fn
 from visiontasks.evaluation import SegmentationEvaluator, VOCDetectionEvaluator, eval_coco
 from visiontasks.evaluation import detections_to_coco
 
-__all__ = ["predict_dataset", "evaluate_detection", "evaluate_segmentation", "nan_to_none"]
+__all__ = ["predict_dataset", "detect", "evaluate_detection", "evaluate_segmentation", "nan_to_none"]
 
 
 def _loader(dataset: Dataset, batch_size: int, num_workers: int) -> DataLoader:
@@ -35,7 +35,7 @@ def predict_dataset(
     device: str | torch.device = "cpu",
     batch_size: int = 1,
     num_workers: int = 0,
-    forward: Callable[[nn.Module, list[torch.Tensor]], list[Any]] | None = None,
+    forward: Callable[[nn.Module, list[torch.Tensor], list[dict]], list[Any]] | None = None,
     desc: str = "eval",
 ) -> Iterator[tuple[Any, dict]]:
     """Yields ``(prediction, target)`` per image, the model in eval mode, tensors on the CPU.
@@ -44,15 +44,16 @@ def predict_dataset(
         model: a detector (``model(images) -> list[dict]``) or, with ``forward``, anything.
         dataset: yields ``(image, target)`` as the datasets in ``visiontasks.data``.
         device: where the model runs.
-        forward: ``forward(model, images) -> per-image predictions``; default ``model(images)``.
+        forward: ``forward(model, images, targets) -> per-image predictions``; default
+            :func:`detect` (``model(images)``, with the targets' ``proposals`` when they carry them).
     """
     was_training = model.training
     model.eval()
-    forward = forward or (lambda m, imgs: m(imgs))
+    forward = forward or detect
     try:
         for images, targets in tqdm(_loader(dataset, batch_size, num_workers), desc=desc, leave=False):
             images = [img.to(device, non_blocking=True) for img in images]
-            outputs = forward(model, images)
+            outputs = forward(model, images, targets)
             for out, tgt in zip(outputs, targets):
                 if isinstance(out, dict):
                     out = {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in out.items()}
@@ -61,6 +62,14 @@ def predict_dataset(
                 yield out, tgt
     finally:
         model.train(was_training)
+
+
+def detect(model: nn.Module, images: list[torch.Tensor], targets: list[dict]) -> list[dict]:
+    """A detector's eval forward; precomputed ``proposals`` in the targets are passed on."""
+    if targets and all("proposals" in t for t in targets):
+        device = images[0].device
+        return model(images, proposals=[t["proposals"].to(device) for t in targets])
+    return model(images)
 
 
 def nan_to_none(value: float) -> float | None:
@@ -104,7 +113,7 @@ def evaluate_detection(
     raise ValueError(f"metric must be 'voc07', 'voc12' or 'coco', got {metric!r}")
 
 
-def _segment(model: nn.Module, images: list[torch.Tensor]) -> list[torch.Tensor]:
+def _segment(model: nn.Module, images: list[torch.Tensor], targets: list[dict] | None = None) -> list[torch.Tensor]:
     # Images of a batch may differ in size: run them one by one at full resolution.
     return [model(img[None])["out"][0].argmax(0) for img in images]
 
@@ -116,16 +125,20 @@ def evaluate_segmentation(
     device: str | torch.device = "cpu",
     num_workers: int = 0,
     on_prediction: Callable[[np.ndarray, dict], None] | None = None,
+    metric: str = "miou",
 ) -> dict[str, Any]:
     """Scores a segmenter (``model(x)["out"]`` logits) on ``dataset`` with a confusion matrix.
 
     Args:
         num_classes: classes including background; default ``len(dataset.classes) + 1``.
+        metric: "miou" (the only segmentation metric; the result holds pixel and class accuracy too).
         on_prediction: called with each (H, W) predicted label map and its target (e.g. to save PNGs).
 
     Returns:
         ``{"mIoU", "pixel_accuracy", "mean_class_accuracy", "per_class": {name: IoU}}``.
     """
+    if metric != "miou":
+        raise ValueError(f"segmentation metric must be 'miou', got {metric!r}")
     names = ["background", *dataset.classes]
     evaluator = SegmentationEvaluator(num_classes or len(names))
     for pred, tgt in predict_dataset(model, dataset, device, 1, num_workers, forward=_segment):

@@ -1,27 +1,31 @@
 """From a resolved config to a trained, evaluated run directory (what the train tools call).
 
 A run directory holds ``config.yaml`` (the resolved config), ``checkpoint_last.pt``, ``log.csv``,
-``loss.png``, ``tb/`` (TensorBoard) and, after the final evaluation, ``metrics.json``.
+``loss.png``, ``tb/`` (TensorBoard), ``stages.json`` (the training stages and their state, see
+:mod:`visiontasks.engine.stages`) and, after the final evaluation, ``metrics.json``.
 """
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
 from visiontasks.config import dump_config
-from visiontasks.data import build_dataset, collate_fn
+from visiontasks.data import build_dataset, collate_fn, dataset_classes
 from visiontasks.engine.distributed import init_distributed, is_main_process
 from visiontasks.engine.evaluate import evaluate_detection, evaluate_segmentation, nan_to_none
+from visiontasks.engine.stages import StageContext, model_stages, run_stages
 from visiontasks.engine.trainer import Trainer
-from visiontasks.registry import get_model
 from visiontasks.io import atomic_write
+from visiontasks.registry import get_model
+from visiontasks.tasks import check_metric
 
-__all__ = ["build_model", "run_training", "write_json", "segmentation_forward", "format_metrics"]
+__all__ = ["build_model", "run_training", "write_json", "segmentation_forward", "format_metrics", "TASK_ENGINE",
+           "check_proposals"]
 
 
 def build_model(cfg: dict, num_classes: int) -> torch.nn.Module:
@@ -71,14 +75,34 @@ def public_metrics(metrics: dict) -> dict:
     return out
 
 
+#: How each task trains and is scored: (forward_fn for the Trainer, evaluator).
+TASK_ENGINE: dict[str, tuple[Callable | None, Callable]] = {
+    "detection": (None, evaluate_detection),  # None: the Trainer's default_forward (the model's loss dict)
+    "segmentation": (segmentation_forward, evaluate_segmentation),
+}
+
+
+def check_proposals(cfg: dict, model: torch.nn.Module) -> None:
+    """``data.proposals`` must be set exactly when the model is fed precomputed proposals."""
+    data_cfg = cfg["data"]
+    needs = bool(getattr(model, "needs_proposals", False))
+    given = bool(data_cfg.get("proposals") or data_cfg.get("test_proposals"))
+    name = cfg["model"]["name"]
+    if needs and not data_cfg.get("proposals"):
+        raise ValueError(f"model {name!r} is fed precomputed proposals: set data.proposals to a directory made by "
+                         f"tools/propose.py (with {model.proposal_params})")
+    if given and not needs:
+        raise ValueError(f"data.proposals is set but model {name!r} makes its own proposals; remove data.proposals")
+
+
 def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = False,
                  device: str | None = None) -> dict:
-    """Trains ``cfg`` into ``out_dir`` and evaluates on the test split.
+    """Trains ``cfg`` into ``out_dir`` through the model's training stages and evaluates on the test split.
 
     Args:
         cfg: a resolved config (``visiontasks.config.load_config``).
         out_dir: the run directory.
-        resume: continue from ``out_dir/checkpoint_last.pt``.
+        resume: continue from ``out_dir/checkpoint_last.pt`` (finished fitting stages are skipped).
         device: "cpu", "cuda", "cuda:1"…; default CUDA when available. Under torchrun each
             process takes its LOCAL_RANK's GPU.
 
@@ -86,6 +110,8 @@ def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = Fals
         The final metrics (as written to ``metrics.json``).
     """
     task = cfg["task"]
+    forward_fn, evaluate = TASK_ENGINE[task]
+    metric = check_metric(task, cfg["eval"].get("metric"))
     out = Path(out_dir)
     rank, world, local_rank = init_distributed()
     if device is None:
@@ -94,33 +120,28 @@ def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = Fals
     if torch.device(device).type == "cpu" and data_cfg["num_workers"] > 0:
         # Leave cores to the loader workers: intra-op threads spinning against them cost 2.5x on 2 cores.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world - data_cfg["num_workers"]))
-    train_ds = build_dataset(data_cfg, data_cfg["train_split"], train=True, task=task)
-    test_ds = build_dataset(data_cfg, data_cfg["test_split"], train=False, task=task)
-    classes = list(train_ds.classes)
+    classes = list(dataset_classes(data_cfg))
     torch.manual_seed(cfg["train"]["seed"])
     model = build_model(cfg, len(classes) + 1)
+    check_proposals(cfg, model)
+    params = getattr(model, "proposal_params", None)
+    train_ds = build_dataset(data_cfg, data_cfg["train_split"], train=True, task=task, proposal_params=params)
+    test_ds = build_dataset(data_cfg, data_cfg["test_split"], train=False, task=task, proposal_params=params)
     if is_main_process():
         dump_config(cfg, out / "config.yaml")
 
-    if task == "detection":
-        metric = cfg["eval"]["metric"]
+    def eval_fn(m: torch.nn.Module) -> dict:
+        return evaluate(m, test_ds, metric=metric, device=device)
 
-        def eval_fn(m: torch.nn.Module) -> dict:
-            return evaluate_detection(m, test_ds, metric=metric, device=device)
+    def make_trainer(eval_fn: Callable | None) -> Trainer:
+        return Trainer(model, train_ds, collate_fn, out, **cfg["train"], num_workers=data_cfg["num_workers"],
+                       device=device, eval_fn=eval_fn, forward_fn=forward_fn, config=cfg,
+                       meta={"classes": classes, "task": task})
 
-        forward_fn = None
-    else:
-        def eval_fn(m: torch.nn.Module) -> dict:
-            return evaluate_segmentation(m, test_ds, device=device)
-
-        forward_fn = segmentation_forward
-
-    trainer = Trainer(model, train_ds, collate_fn, out, **cfg["train"], num_workers=data_cfg["num_workers"],
-                      device=device, eval_fn=eval_fn, forward_fn=forward_fn, config=cfg,
-                      meta={"classes": classes, "task": task})
-    if resume:
-        trainer.resume()
-    metrics = trainer.train()
+    ctx = StageContext(cfg=cfg, out_dir=out, model=model, train_dataset=train_ds, test_dataset=test_ds,
+                       device=device, resume=resume, make_trainer=make_trainer, eval_fn=eval_fn)
+    run_stages(model_stages(model), ctx)
+    metrics = ctx.metrics if ctx.metrics is not None else eval_fn(model.eval())
     result = public_metrics(metrics)
     if is_main_process():
         write_json(result, out / "metrics.json")

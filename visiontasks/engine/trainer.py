@@ -71,6 +71,9 @@ class Trainer:
         lr, momentum, weight_decay: SGD (Caffe bias convention, see :func:`build_optimizer`).
         schedule, steps, gamma, warmup_iters, warmup_factor: see :func:`build_scheduler`.
         amp: mixed precision (float16 autocast + GradScaler); only takes effect on CUDA.
+        bias_lr_factor, bias_weight_decay: LR and weight-decay multipliers of the biases; None takes
+            the model's ``optim_defaults`` (the convention of its paper), and for models without
+            one Caffe's (×2 LR, no decay) as the R-CNN family and FCN used.
         clip_grad_norm: clip the global gradient norm to this value (None = no clipping).
         eval_every: evaluate every this many iterations (0 = only at the end).
         checkpoint_every: save every this many iterations (0 = only at the end).
@@ -95,7 +98,8 @@ class Trainer:
         out_dir: str | os.PathLike[str], *, max_iters: int, batch_size: int = 1, lr: float = 0.001,
         momentum: float = 0.9, weight_decay: float = 0.0005, schedule: str = "step",
         steps: Sequence[int] = (), gamma: float = 0.1, warmup_iters: int = 0, warmup_factor: float = 0.001,
-        amp: bool = True, clip_grad_norm: float | None = None, eval_every: int = 0,
+        amp: bool = True, bias_lr_factor: float | None = None, bias_weight_decay: float | None = None,
+        clip_grad_norm: float | None = None, eval_every: int = 0,
         checkpoint_every: int = 1000, log_every: int = 20, seed: int = 0, num_workers: int = 2,
         device: str | torch.device | None = None, eval_fn: Callable[[nn.Module], dict] | None = None,
         forward_fn: ForwardFn | None = None, config: dict | None = None, meta: dict | None = None,
@@ -122,7 +126,12 @@ class Trainer:
         seed_everything(seed + self.rank)
 
         self.model = model.to(self.device)
-        self.optimizer = build_optimizer(self.model, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        optim = {"bias_lr_factor": 2.0, "bias_weight_decay": 0.0, **dict(getattr(model, "optim_defaults", {}))}
+        if bias_lr_factor is not None:
+            optim["bias_lr_factor"] = bias_lr_factor
+        if bias_weight_decay is not None:
+            optim["bias_weight_decay"] = bias_weight_decay
+        self.optimizer = build_optimizer(self.model, lr=lr, momentum=momentum, weight_decay=weight_decay, **optim)
         self.scheduler = build_scheduler(self.optimizer, max_iters, schedule=schedule, steps=steps, gamma=gamma,
                                          warmup_iters=warmup_iters, warmup_factor=warmup_factor)
         self.use_amp = bool(amp) and self.device.type == "cuda"

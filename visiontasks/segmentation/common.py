@@ -12,15 +12,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+from visiontasks.backbones.base import IMAGENET_MEAN, IMAGENET_STD
 from visiontasks.errors import InputError
 
 __all__ = [
     "ImageNetNormalize", "pad_to_multiple", "reflect_pad", "vgg16_fc_as_conv", "vgg16_fc_head",
     "load_matching_weights", "check_num_classes", "init_from_checkpoint",
 ]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ImageNetNormalize(nn.Module):
