@@ -14,9 +14,15 @@ Segmentation::
     python tools/eval.py seg --method otsu|adaptive|region_growing|split_merge|edges [--oracle-labels] \\
         --root VOC2012 --split val [--save-predictions DIR]
 
+Region proposals (made by tools/propose.py)::
+
+    python tools/eval.py proposals --root VOC2007 --split test --proposals DIR [--out r.json] [--plot r.png]
+
 Prints a per-class table and writes JSON: ``{"metric", "mAP", "per_class"}`` for detection,
 ``{"mIoU", "pixel_accuracy", "mean_class_accuracy", "per_class"}`` for segmentation (fractions
-in [0, 1]; null for a class with nothing to score). Bad input exits 2 with one line naming the file.
+in [0, 1]; null for a class with nothing to score), ``{"recall_50", "recall_70", "average_recall",
+"mabo", "boxes_per_image", "seconds_per_image"}`` for proposals (seconds of the proposer from
+DIR/timing.json, null if unknown). Bad input exits 2 with one line naming the file.
 """
 from __future__ import annotations
 
@@ -65,6 +71,14 @@ def _parser() -> argparse.ArgumentParser:
     for p in (det, seg):
         p.add_argument("--out", help="write the result JSON here")
         p.add_argument("--device", default="cpu")
+    prop = sub.add_parser("proposals", help="region proposal recall, average recall, MABO")
+    prop.add_argument("--root", required=True, help="VOC-layout folder (Annotations/, ImageSets/Main/)")
+    prop.add_argument("--split", default="test")
+    prop.add_argument("--classes", nargs="+", default=None, help="class names (default: VOC's 20)")
+    prop.add_argument("--proposals", required=True, help="folder written by tools/propose.py")
+    prop.add_argument("--top-n", type=int, default=None, help="score only the first N proposals of each image")
+    prop.add_argument("--out", help="write the result JSON here")
+    prop.add_argument("--plot", metavar="PNG", help="draw recall against the number of proposals")
     return parser
 
 
@@ -168,8 +182,56 @@ def _eval_classic(args: argparse.Namespace, dataset: VOCSegmentation) -> dict:
     return segmentation_result(evaluator.compute(), names)
 
 
+def _pct(value: float | None) -> str:
+    return "   n/a" if value is None or np.isnan(value) else f"{100 * value:6.2f}"
+
+
+def eval_proposals(args: argparse.Namespace) -> int:
+    from visiontasks.detection.proposals import read_manifest, read_proposals, read_timing
+    from visiontasks.evaluation import plot_recall_vs_proposals, proposal_recall, recall_vs_proposals
+
+    params = read_manifest(args.proposals)["params"]
+    dataset = VOCDetection(args.root, args.split, classes=args.classes)
+    gts = [dataset.get_annotation(i) for i in range(len(dataset))]
+    props = []
+    with tqdm(dataset.ids, desc="read", leave=False) as bar:  # closed (line cleared) before an error is printed
+        for image_id in bar:
+            props.append(read_proposals(args.proposals, image_id).numpy())
+    gt = ([g["boxes"].numpy() for g in gts], [g["labels"].numpy() for g in gts], [g["difficult"].numpy() for g in gts])
+    res = proposal_recall(props, *gt, top_n=args.top_n)
+    timing = read_timing(args.proposals)
+    seconds = [timing[i] for i in dataset.ids if i in timing]
+    result = {k: res[k] for k in ("recall_50", "recall_70", "average_recall", "mabo", "boxes_per_image")}
+    result["seconds_per_image"] = float(np.mean(seconds)) if seconds else None
+    result = {k: None if v is None or np.isnan(v) else v for k, v in result.items()}
+    print(f"proposals {args.proposals}: {', '.join(f'{k}={v!r}' for k, v in params.items())}")
+    print(f"{res['num_images']} images, {res['num_gt']} ground-truth boxes (difficult excluded)")
+    for name, key in (("recall@0.5", "recall_50"), ("recall@0.7", "recall_70"), ("average recall", "average_recall"),
+                      ("MABO", "mabo")):
+        print(f"{name:>16s}  {_pct(result[key])}")
+    print(f"{'boxes / image':>16s}  {result['boxes_per_image']:8.1f}")
+    timed = f"{result['seconds_per_image']:.2f}" if seconds else "n/a"
+    print(f"{'seconds / image':>16s}  {timed} (the proposer alone; {len(seconds)} of {len(dataset)} images timed)")
+    curve = recall_vs_proposals(props, *gt, counts=[n for n in (10, 20, 50, 100, 200, 500, 1000, 2000)
+                                                    if args.top_n is None or n < args.top_n] + [args.top_n])
+    print(f"\n{'top N':>6s} {'boxes/img':>9s} {'R@0.5':>6s} {'R@0.7':>6s} {'AR':>6s} {'MABO':>6s}")
+    for j, n in enumerate(curve["counts"]):
+        vals = " ".join(_pct(curve[k][j]) for k in ("recall_50", "recall_70", "average_recall", "mabo"))
+        print(f"{'all' if n is None else n:>6} {curve['boxes_per_image'][j]:9.1f} {vals}")
+    if args.plot:
+        plot_recall_vs_proposals(curve, args.plot, title=f"{params.get('method')} {params.get('mode', '')} on "
+                                                         f"{Path(args.root).name} {args.split}")
+        print(f"wrote {args.plot}")
+    if args.out:
+        write_json(result, args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.task == "proposals":
+        return eval_proposals(args)
     result = eval_det(args) if args.task == "det" else eval_seg(args)
     if args.task == "det" and getattr(args, "pr_curves", None) and "curves" in result:
         from visiontasks.evaluation import plot_pr_curves
