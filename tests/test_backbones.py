@@ -73,3 +73,21 @@ def test_hostile_weights_file_does_not_execute(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not a readable weights file"):
         load_torchvision_weights(torchvision.models.alexnet(), AlexNet_Weights.IMAGENET1K_V1)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_frozen_stages_means_the_same_in_every_backbone():
+    def frozen(module):
+        return all(not p.requires_grad for p in module.parameters())
+
+    def trainable(module):
+        return all(p.requires_grad for p in module.parameters())
+
+    r = visiontasks.get_model("resnet18", frozen_stages=2)  # conv1 (stem) + conv2_x
+    assert frozen(r.body[0]) and frozen(r.body[1]) and trainable(r.body[2])
+    assert trainable(visiontasks.get_model("resnet18", frozen_stages=1).body[1])
+    v = visiontasks.get_model("vgg16", frozen_stages=2)  # conv1_x + conv2_x blocks
+    convs = [m for m in v.body if isinstance(m, torch.nn.Conv2d)]
+    assert all(frozen(c) for c in convs[:4]) and trainable(convs[4])
+    a = visiontasks.get_model("alexnet", frozen_stages=2)  # conv1 + conv2
+    convs = [m for m in a.body if isinstance(m, torch.nn.Conv2d)]
+    assert frozen(convs[0]) and frozen(convs[1]) and trainable(convs[2])

@@ -22,7 +22,7 @@ class AlexNetBackbone(Backbone):
 
     Args:
         pretrained: load torchvision's ImageNet weights (from the local hub cache).
-        frozen_stages: number of leading conv layers kept frozen (default 1).
+        frozen_stages: leading stages frozen, conv1 … conv5 (default 1: conv1).
     """
 
     out_channels = 256

@@ -26,6 +26,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Backbone(nn.Module):
     """Base class. Subclasses set ``out_channels``, ``stride``, ``pool_size`` and ``body``.
 
+    ``frozen_stages`` means the same in every backbone: the number of leading stages, named as in
+    the network's paper (conv1, conv2, …), whose parameters are frozen — VGG16's conv1 … conv5
+    blocks, AlexNet's conv1 … conv5 layers, ResNet's conv1 (stem), conv2_x … conv4_x.
+
     Attributes:
         out_channels: channels of the feature map.
         stride: total stride of the feature map w.r.t. the input.

@@ -3,8 +3,9 @@
 Feature map: the output of conv4_x (``layer3``), stride 16, 256 (R18) or 1024 (R50) channels.
 The RoI head is conv5_x (``layer4``, whose first block has stride 2) followed by global average
 pooling, as in the ResNet paper's Faster R-CNN and Detectron's C4 models; RoIs are therefore
-pooled to 14×14. All BatchNorm layers are frozen (``FrozenBatchNorm2d``), and the stem plus
-conv2_x are frozen by default (``frozen_stages=1``).
+pooled to 14×14. All BatchNorm layers are frozen (``FrozenBatchNorm2d``), and conv1 (the stem)
+plus conv2_x are frozen by default (``frozen_stages=2``, the stages as the ResNet paper's table
+names them; see ``Backbone``).
 """
 from __future__ import annotations
 
@@ -33,25 +34,26 @@ class ResNetC4Backbone(Backbone):
     Args:
         arch: "resnet18" or "resnet50".
         pretrained: load torchvision's ImageNet weights (from the local hub cache).
-        frozen_stages: 0 = nothing frozen, 1 = stem + conv2_x (default), 2 = … + conv3_x.
+        frozen_stages: leading stages frozen, conv1 (stem) … conv4_x: 0 = none, 1 = conv1,
+            2 = conv1 + conv2_x (default, Detectron's C4 setting), 3 = … + conv3_x, 4 = all.
     """
 
     stride = 16
     pool_size = 14
 
-    def __init__(self, arch: str = "resnet50", pretrained: bool = False, frozen_stages: int = 1) -> None:
+    def __init__(self, arch: str = "resnet50", pretrained: bool = False, frozen_stages: int = 2) -> None:
         super().__init__()
         if arch not in _ARCHS:
             raise ValueError(f"arch must be one of {sorted(_ARCHS)}, got {arch!r}")
-        if not 0 <= frozen_stages <= 3:
-            raise ValueError(f"frozen_stages must be in [0, 3], got {frozen_stages}")
+        if not 0 <= frozen_stages <= 4:
+            raise ValueError(f"frozen_stages must be in [0, 4], got {frozen_stages}")
         builder, weights, self.out_channels, head_dim = _ARCHS[arch]
         net = builder(weights=None, norm_layer=FrozenBatchNorm2d)
         if pretrained:
             load_torchvision_weights(net, weights)
         stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.body = nn.Sequential(stem, net.layer1, net.layer2, net.layer3)
-        for stage in list(self.body)[: frozen_stages + 1] if frozen_stages else []:
+        for stage in list(self.body)[:frozen_stages]:
             freeze(stage)
         self._head_dim = head_dim
         self.__dict__["_res5"] = net.layer4
@@ -66,10 +68,10 @@ class ResNetC4Backbone(Backbone):
 
 
 @register_model("resnet50", task="backbone")
-def resnet50(pretrained: bool = False, frozen_stages: int = 1) -> ResNetC4Backbone:
+def resnet50(pretrained: bool = False, frozen_stages: int = 2) -> ResNetC4Backbone:
     return ResNetC4Backbone("resnet50", pretrained=pretrained, frozen_stages=frozen_stages)
 
 
 @register_model("resnet18", task="backbone")
-def resnet18(pretrained: bool = False, frozen_stages: int = 1) -> ResNetC4Backbone:
+def resnet18(pretrained: bool = False, frozen_stages: int = 2) -> ResNetC4Backbone:
     return ResNetC4Backbone("resnet18", pretrained=pretrained, frozen_stages=frozen_stages)

@@ -33,7 +33,7 @@ class VGG16Backbone(Backbone):
 
     Args:
         pretrained: load torchvision's ImageNet weights (from the local hub cache).
-        frozen_stages: number of leading conv blocks (ending in a pool) kept frozen; 2 in the paper.
+        frozen_stages: leading stages frozen, the blocks conv1 … conv5 (default 2: conv1 + conv2, as Fast R-CNN).
     """
 
     out_channels = 512

@@ -8,15 +8,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from visiontasks.evaluation.arrays import to_numpy
 from visiontasks.evaluation.voc_detection import eval_detection_voc
 
 __all__ = ["VOCDetectionEvaluator"]
-
-
-def _numpy(value: Any, dtype: type) -> np.ndarray:
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=dtype)
 
 
 class VOCDetectionEvaluator:
@@ -60,15 +55,15 @@ class VOCDetectionEvaluator:
         if len(predictions) != len(targets):
             raise ValueError(f"{len(predictions)} predictions but {len(targets)} targets")
         for pred, tgt in zip(predictions, targets):
-            gt_labels = _numpy(tgt["labels"], np.int64).reshape(-1)
+            gt_labels = to_numpy(tgt["labels"], np.int64).reshape(-1)
             difficult = tgt.get("difficult")
-            self._fields["pb"].append(_numpy(pred["boxes"], np.float64).reshape(-1, 4))
-            self._fields["pl"].append(_numpy(pred["labels"], np.int64).reshape(-1))
-            self._fields["ps"].append(_numpy(pred["scores"], np.float64).reshape(-1))
-            self._fields["gb"].append(_numpy(tgt["boxes"], np.float64).reshape(-1, 4))
+            self._fields["pb"].append(to_numpy(pred["boxes"], np.float64).reshape(-1, 4))
+            self._fields["pl"].append(to_numpy(pred["labels"], np.int64).reshape(-1))
+            self._fields["ps"].append(to_numpy(pred["scores"], np.float64).reshape(-1))
+            self._fields["gb"].append(to_numpy(tgt["boxes"], np.float64).reshape(-1, 4))
             self._fields["gl"].append(gt_labels)
             self._fields["gd"].append(np.zeros(len(gt_labels), dtype=bool) if difficult is None
-                                      else _numpy(difficult, bool).reshape(-1))
+                                      else to_numpy(difficult, bool).reshape(-1))
 
     def compute(self) -> dict[str, Any]:
         """:func:`eval_detection_voc` over every image added: ``{"ap", "map", "precision", "recall", "npos"}``."""

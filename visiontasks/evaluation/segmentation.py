@@ -17,13 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from visiontasks.evaluation.arrays import to_numpy
+
 __all__ = ["confusion_matrix", "segmentation_scores", "SegmentationEvaluator"]
-
-
-def _to_numpy(value: Any) -> np.ndarray:
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
 
 
 def _check_range(name: str, values: np.ndarray, num_classes: int) -> None:
@@ -54,8 +50,8 @@ def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_
     """
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes!r}")
-    pred = _to_numpy(pred)
-    gt = _to_numpy(gt)
+    pred = to_numpy(pred)
+    gt = to_numpy(gt)
     if pred.shape != gt.shape:
         raise ValueError(f"pred and gt shapes differ: {pred.shape!r} vs {gt.shape!r}")
     if pred.dtype.kind not in "iub" or gt.dtype.kind not in "iub":
@@ -142,8 +138,8 @@ class SegmentationEvaluator:
             preds: tensors or arrays; logits are recognised by having one more dimension than ``gts``.
             gts: ground-truth labels (H, W) or (B, H, W).
         """
-        preds = _to_numpy(preds)
-        gts = _to_numpy(gts)
+        preds = to_numpy(preds)
+        gts = to_numpy(gts)
         if preds.ndim == gts.ndim + 1:
             preds = preds.argmax(axis=-3)
         self.confusion += confusion_matrix(preds, gts, self.num_classes, self.ignore_index)

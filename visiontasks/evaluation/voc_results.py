@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from visiontasks.errors import InputError
+from visiontasks.evaluation.arrays import to_numpy
 from visiontasks.io import atomic_write
 
 __all__ = ["write_voc_results", "read_voc_results", "results_filename"]
@@ -30,20 +31,14 @@ def results_filename(split: str, class_name: str, comp: str = "comp4") -> str:
     return f"{comp}_det_{split}_{class_name}.txt"
 
 
-def _to_numpy(value: Any) -> np.ndarray:
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
 def _unpack(prediction: Mapping[str, Any] | Sequence[Any], index: int) -> tuple[np.ndarray, ...]:
     if isinstance(prediction, Mapping):
         boxes, labels, scores = prediction["boxes"], prediction["labels"], prediction["scores"]
     else:
         boxes, labels, scores = prediction
-    boxes = _to_numpy(boxes).astype(np.float64).reshape(-1, 4)
-    labels = _to_numpy(labels).astype(np.int64).reshape(-1)
-    scores = _to_numpy(scores).astype(np.float64).reshape(-1)
+    boxes = to_numpy(boxes).astype(np.float64).reshape(-1, 4)
+    labels = to_numpy(labels).astype(np.int64).reshape(-1)
+    scores = to_numpy(scores).astype(np.float64).reshape(-1)
     if not len(boxes) == len(labels) == len(scores):
         raise ValueError(f"prediction {index} has {len(boxes)} boxes, {len(labels)} labels and {len(scores)} scores")
     return boxes, labels, scores
