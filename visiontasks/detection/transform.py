@@ -26,7 +26,8 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform, res
 
 from visiontasks.backbones.base import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["DetectionTransform", "WarpTransform", "build_transform", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["DetectionTransform", "NormalizeTransform", "WarpTransform", "build_transform", "IMAGENET_MEAN",
+           "IMAGENET_STD"]
 
 
 class DetectionTransform(GeneralizedRCNNTransform):
@@ -58,6 +59,17 @@ class DetectionTransform(GeneralizedRCNNTransform):
                          image_sizes: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
         """Maps B tensors (R, 4) from original-image pixels to input pixels."""
         return [resize_boxes(p.float(), tuple(o), tuple(s)) for p, o, s in zip(proposals, original_sizes, image_sizes)]
+
+
+class NormalizeTransform(DetectionTransform):
+    """Normalises and pads the batch but keeps every image at its own size (R-CNN warps regions
+    from the original image; SPP-net's scale pyramid resizes inside its backbone)."""
+
+    def __init__(self, size_divisible: int = 16) -> None:
+        super().__init__(1, 1, size_divisible=size_divisible)
+
+    def resize(self, image: torch.Tensor, target: dict | None = None) -> tuple[torch.Tensor, dict | None]:
+        return image, target
 
 
 class WarpTransform(nn.Module):
@@ -118,7 +130,8 @@ def build_transform(kind: str = "resize", min_size: int | Sequence[int] = 600, m
 
     Args:
         kind: "resize" (keep aspect: shorter side ``min_size``, longer ≤ ``max_size``, padded to
-            ``size_divisible``; the R-CNN family) or "warp" (fixed ``warp_size``; YOLO).
+            ``size_divisible``; the R-CNN family), "none" (normalise and pad only) or "warp"
+            (fixed ``warp_size``; YOLO).
         min_size, max_size, size_divisible: see :class:`DetectionTransform`.
         warp_size: see :class:`WarpTransform`.
         normalize: "warp" only: subtract the ImageNet mean / divide by the std (for backbones
@@ -129,6 +142,8 @@ def build_transform(kind: str = "resize", min_size: int | Sequence[int] = 600, m
     """
     if kind == "resize":
         return DetectionTransform(min_size, max_size, size_divisible=size_divisible)
+    if kind == "none":
+        return NormalizeTransform(size_divisible)
     if kind == "warp":
         return WarpTransform(warp_size, IMAGENET_MEAN if normalize else None, IMAGENET_STD if normalize else None)
-    raise ValueError(f"transform kind must be 'resize' or 'warp', got {kind!r}")
+    raise ValueError(f"transform kind must be 'resize', 'none' or 'warp', got {kind!r}")

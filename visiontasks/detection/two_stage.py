@@ -71,7 +71,8 @@ class TwoStageDetector(Detector):
         scales = self.transform.scale_factors(original_sizes, sizes)
         if proposals is not None:
             proposals = self.transform.resize_proposals(proposals, original_sizes, sizes)
-        features = self.backbone(batch.tensors)
+        # A backbone that needs the unpadded sizes (SPP-net's scale pyramid) takes the ImageList.
+        features = self.backbone(batch if getattr(self.backbone, "takes_image_list", False) else batch.tensors)
         boxes, proposer_losses = self.proposer(batch, features, targets, proposals, scales)
         detections, head_losses = self.roi_head(features, boxes, sizes, targets)
         if self.training:
