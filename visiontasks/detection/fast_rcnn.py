@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from visiontasks.detection.faster_rcnn import build_backbone
-from visiontasks.detection.proposals import PrecomputedProposals
+from visiontasks.detection.proposals import PrecomputedProposals, proposal_params
 from visiontasks.detection.roi_head import build_roi_head
 from visiontasks.detection.transform import build_transform
 from visiontasks.detection.two_stage import TwoStageDetector
@@ -81,7 +81,7 @@ def fast_rcnn(
     Returns:
         The detector (``TwoStageDetector`` with ``PrecomputedProposals``).
     """
-    params = {**DEFAULT_PROPOSER, **(proposer or {})}
+    params = proposal_params(**{**DEFAULT_PROPOSER, **(proposer or {})})
     body = build_backbone(backbone, pretrained_backbone, backbone_kwargs)
     roi_head = build_roi_head(
         body, num_classes, pooler, pooler_levels, batch_size_per_image=roi_batch_size_per_image,

@@ -25,7 +25,7 @@ from visiontasks.backbones.base import freeze
 from visiontasks.detection.faster_rcnn import build_backbone
 from visiontasks.detection.fast_rcnn import DEFAULT_PROPOSER
 from visiontasks.detection.predictor import FastRCNNPredictor
-from visiontasks.detection.proposals import PrecomputedProposals
+from visiontasks.detection.proposals import PrecomputedProposals, proposal_params
 from visiontasks.detection.roi_head import RoIHead
 from visiontasks.detection.scale_pyramid import MultiScaleSPP, ScalePyramid
 from visiontasks.detection.spp import SPP_LEVELS
@@ -91,7 +91,7 @@ def spp_net(
     Returns:
         The detector (``TwoStageDetector`` with a scale pyramid and an SPP pooler).
     """
-    params = {**DEFAULT_PROPOSER, **(proposer or {})}
+    params = proposal_params(**{**DEFAULT_PROPOSER, **(proposer or {})})
     body = build_backbone(backbone, pretrained_backbone, backbone_kwargs)
     if not finetune_conv:
         freeze(body)

@@ -84,8 +84,13 @@ def evaluate_detection(
     device: str | torch.device = "cpu",
     batch_size: int = 1,
     num_workers: int = 0,
+    on_prediction: Callable[[dict, dict], None] | None = None,
 ) -> dict[str, Any]:
     """Scores a detector on ``dataset`` with VOC (``voc07``/``voc12``) or COCO (``coco``) mAP.
+
+    Args:
+        on_prediction: called with each image's prediction and target (e.g. to write results
+            files from the same single inference pass).
 
     Returns:
         ``{"metric", "mAP", "per_class": {name: AP or NaN}, "curves": raw evaluator output}``.
@@ -97,6 +102,8 @@ def evaluate_detection(
         evaluator = VOCDetectionEvaluator(len(classes), metric=metric)
         for pred, tgt in predict_dataset(model, dataset, device, batch_size, num_workers):
             evaluator.update([pred], [tgt])
+            if on_prediction is not None:
+                on_prediction(pred, tgt)
         res = evaluator.compute()
         per_class = {name: float(ap) for name, ap in zip(classes, res["ap"])}
         return {"metric": metric, "mAP": float(res["map"]), "per_class": per_class, "curves": res}
@@ -106,6 +113,8 @@ def evaluate_detection(
             raise ValueError("metric 'coco' needs a COCODetection dataset (with a .coco ground truth)")
         results: list[dict] = []
         for pred, tgt in predict_dataset(model, dataset, device, batch_size, num_workers):
+            if on_prediction is not None:
+                on_prediction(pred, tgt)
             results += detections_to_coco(int(tgt["coco_id"]), pred["boxes"].numpy(), pred["scores"].numpy(),
                                           pred["labels"].numpy(), dataset.label_to_cat_id)
         stats = eval_coco(coco, results)
