@@ -78,6 +78,13 @@ def test_mapping_back_by_hand(monkeypatch):
     np.testing.assert_array_equal(selective_search(same, min_size=0), [[10, 20, 39, 59]])
 
 
+def test_one_pixel_box_upscaled_stays_one_pixel(monkeypatch):
+    # scale 2: rows 10..10 cover original rows 5..5.5 -> y1 = 5, y2 = 11/2 - 1 = 4.5 -> 4 < y1: kept as 5
+    _fake_rects(monkeypatch, [(10, 10, 1, 1), (70, 10, 1, 6)])
+    up = np.zeros((150, 250, 3), np.uint8)
+    np.testing.assert_array_equal(selective_search(up, min_size=0), [[5, 5, 5, 5], [35, 5, 35, 7]])
+
+
 # Upscaled x2 (250 -> 500): (40,40,10,10) -> [20,20,24,24] (side 5); (10,10,4,4) -> [5,5,6,6] (side 2);
 # (60,60,8,8) -> [30,30,33,33] (side 4); (10,10,3,3) -> x2 = 13/2 - 1 = 5.5 -> 6: a duplicate of the second.
 FAKE = [(40, 40, 10, 10), (10, 10, 4, 4), (60, 60, 8, 8), (10, 10, 3, 3)]

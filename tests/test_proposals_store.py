@@ -94,6 +94,8 @@ def test_write_refuses_bad_boxes_and_ids(tmp_path):
         write_proposals(tmp_path, "a", np.zeros((2, 3)))
     with pytest.raises(ValueError, match="non-finite"):
         write_proposals(tmp_path, "a", np.array([[0, 0, np.inf, 1]]))
+    with pytest.raises(ValueError, match="inverted"):
+        write_proposals(tmp_path, "a", np.array([[0, 5, 1, 4]]))
     for bad in ("../evil", "sub/x", "", ".."):
         with pytest.raises(ValueError, match="image_id"):
             proposals_path(tmp_path, bad)

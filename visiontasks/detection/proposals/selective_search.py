@@ -39,7 +39,8 @@ Box convention: OpenCV returns pixel rectangles ``(x, y, w, h)`` covering column
 ``x .. x + w - 1``. We return inclusive 0-based corners, like the VOC ground truth after
 loading (docs/CONTRACTS.md): ``x1 = x, y1 = y, x2 = x + w - 1, y2 = y + h - 1``. Mapping back
 from the resized image covers the same image area: ``x1' = x1 / s``, ``x2' = (x2 + 1) / s - 1``
-(``s`` = resized / original width; rows with the height ratio), rounded to whole pixels and
+(``s`` = resized / original width; rows with the height ratio), rounded to whole pixels,
+``x2' >= x1'`` kept (when upscaling, one resized pixel is less than an original one) and
 clipped to the image. A box's side is ``x2 - x1 + 1`` pixels.
 
 Shape shorthand: H, W = image height and width; R = proposals of an image.
@@ -159,6 +160,8 @@ def selective_search(image: np.ndarray | torch.Tensor, mode: str = "fast", resiz
     x2, y2 = x1 + rects[:, 2] - 1, y1 + rects[:, 3] - 1
     boxes = np.stack([x1 / sx, y1 / sy, (x2 + 1) / sx - 1, (y2 + 1) / sy - 1], axis=1)
     boxes = np.round(boxes)
+    # upscaling (s > 1): a one-pixel-wide box covers less than one original pixel; keep that pixel
+    boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2])
     boxes[:, 0::2] = boxes[:, 0::2].clip(0, w - 1)
     boxes[:, 1::2] = boxes[:, 1::2].clip(0, h - 1)
     _, first = np.unique(boxes, axis=0, return_index=True)

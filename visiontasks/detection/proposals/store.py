@@ -143,7 +143,7 @@ def write_proposals(dir: str | os.PathLike[str], image_id: str, boxes: np.ndarra
     Args:
         dir: the proposals folder (created if needed).
         image_id: the image's file stem.
-        boxes: (R, 4) finite ``xyxy`` boxes in original-image pixels, in rank order (R may be 0;
+        boxes: (R, 4) finite ``xyxy`` boxes (x2 >= x1, y2 >= y1) in original-image pixels, in rank order (R may be 0;
             reading such a file is an error, so the problem surfaces where the boxes are needed).
 
     Returns:
@@ -156,6 +156,8 @@ def write_proposals(dir: str | os.PathLike[str], image_id: str, boxes: np.ndarra
         raise ValueError(f"proposals of {image_id!r} must be (R, 4), got shape {arr.shape}")
     if not np.isfinite(arr).all():
         raise ValueError(f"proposals of {image_id!r} hold non-finite values")
+    if ((arr[:, 2] < arr[:, 0]) | (arr[:, 3] < arr[:, 1])).any():
+        raise ValueError(f"proposals of {image_id!r} hold inverted boxes (x2 < x1 or y2 < y1)")
     path = proposals_path(dir, image_id)
     with atomic_write(path) as f:
         np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
