@@ -35,7 +35,7 @@ from _common import run_cli
 from tqdm import tqdm
 
 from visiontasks.data import VOCDetection, VOCSegmentation, read_image, read_label_png, save_label_png
-from visiontasks.engine.evaluate import evaluate_detection, evaluate_segmentation, predict_dataset, segmentation_result
+from visiontasks.engine.evaluate import evaluate_detection, evaluate_segmentation, segmentation_result
 from visiontasks.engine.run import format_metrics, public_metrics, write_json
 from visiontasks.errors import InputError
 from visiontasks.evaluation import (SegmentationEvaluator, eval_coco, eval_detection_voc, read_voc_results,
@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     det.add_argument("--images", help="COCO images folder (--metric coco)")
     det.add_argument("--annotations", help="COCO annotation json (--metric coco)")
     det.add_argument("--write-results", metavar="DIR", help="with --checkpoint: write VOC comp4 results files")
+    det.add_argument("--proposals", metavar="DIR",
+                     help="with --checkpoint of a model fed proposals (Fast R-CNN, SPP-net, R-CNN): their folder "
+                          "(tools/propose.py); default: computed per image with the model's proposal method")
     det.add_argument("--pr-curves", metavar="PNG", help="draw the per-class PR curves")
     seg = sub.add_parser("seg", help="segmentation mIoU")
     seg.add_argument("--root", required=True, help="VOC-layout folder (SegmentationClass/, ImageSets/Segmentation/)")
@@ -122,10 +125,31 @@ def _eval_det_checkpoint(args: argparse.Namespace) -> dict:
     else:
         _need(args, "root")
         dataset = VOCDetection(args.root, args.split, classes=args.classes or predictor.classes)
+    model = predictor.model
+    if args.proposals:
+        if not getattr(model, "needs_proposals", False):
+            raise ValueError(f"--proposals given, but {args.checkpoint} is a model that makes its own proposals")
+        from visiontasks.detection.proposals import ProposalStore
+
+        dataset.proposals = ProposalStore(args.proposals, model.proposal_params)
+    elif getattr(model, "needs_proposals", False):
+        dataset.proposals = _on_the_fly(model, dataset)
+    preds: list[dict] = []
+    keep = (lambda pred, tgt: preds.append(pred)) if args.write_results else None
+    metrics = evaluate_detection(model, dataset, metric=args.metric, device=args.device, on_prediction=keep)
     if args.write_results:
-        preds = [p for p, _ in predict_dataset(predictor.model, dataset, args.device, desc="detect")]
         write_voc_results(args.write_results, args.split, dataset.classes, dataset.ids, preds)
-    return evaluate_detection(predictor.model, dataset, metric=args.metric, device=args.device)
+    return metrics
+
+
+def _on_the_fly(model, dataset):
+    """Proposals computed per image with the model's own method (no folder given)."""
+    index = {image_id: k for k, image_id in enumerate(dataset.ids)}
+
+    def proposals(image_id: str):
+        return model.propose(read_image(dataset.image_path(index[image_id])).float() / 255.0)
+
+    return proposals
 
 
 def _saver(args: argparse.Namespace):

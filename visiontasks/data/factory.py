@@ -5,22 +5,29 @@ Keys used: ``dataset`` (voc | embedded | coco), ``root``, ``classes``, ``hflip_p
 ``annotations`` (train split) and ``test_images`` / ``test_annotations`` (the ``test_split``;
 they default to the former). ``proposals`` / ``test_proposals`` name proposal directories
 (``tools/propose.py``) for detectors fed precomputed proposals; ``test_proposals`` defaults to
-``proposals``. Other keys (``num_workers``, split names) are the caller's.
+``proposals``. The value ``auto`` computes them on first use with the model's proposal method
+into a cache folder (``$VISIONTASKS_HOME/proposals/<dataset>-<parameters>``, resumable; VOC layout
+and the embedded set only). Other keys (``num_workers``, split names) are the caller's.
 For ``embedded``, ``root`` is the cache folder in which the dataset is generated (null: the default).
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from pathlib import Path
 from typing import Any, Mapping
 
 from torch.utils.data import Dataset
 
 from visiontasks.data.coco import COCODetection, coco_classes
-from visiontasks.data.embedded import EMBEDDED_CLASSES, build_embedded_dataset
+from visiontasks.data.embedded import EMBEDDED_CLASSES, build_embedded_dataset, default_cache_dir
 from visiontasks.data.transforms import build_detection_transforms, build_segmentation_transforms
 from visiontasks.data.voc import VOC_CLASSES, VOCDetection, VOCSegmentation
+from visiontasks.errors import InputError
 from visiontasks.tasks import TASKS
 
-__all__ = ["build_dataset", "dataset_classes", "proposal_dir", "DATASETS"]
+__all__ = ["build_dataset", "dataset_classes", "proposal_dir", "auto_proposal_dir", "DATASETS"]
 
 DATASETS = ("voc", "embedded", "coco")
 
@@ -64,6 +71,42 @@ def proposal_dir(cfg_data: Mapping[str, Any], split: str | None) -> str | None:
     return str(cfg_data["proposals"]) if cfg_data.get("proposals") else None
 
 
+def auto_proposal_dir(root: str | os.PathLike[str], params: Mapping[str, Any]) -> Path:
+    """The cache folder of ``data.proposals: auto`` for a dataset root and proposal parameters."""
+    key = hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:10]
+    tag = hashlib.sha1(json.dumps(dict(params), sort_keys=True).encode()).hexdigest()[:10]
+    return default_cache_dir() / "proposals" / f"{Path(root).name}-{key}" / f"{params.get('method', 'proposals')}-{tag}"
+
+
+def _auto_proposals(cfg_data: Mapping[str, Any], kind: str, split: str,
+                    proposal_params: Mapping[str, Any] | None) -> Path:
+    if proposal_params is None:
+        raise ValueError("data.proposals: auto needs a model that names its proposal method (proposal_params)")
+    if kind == "coco":
+        raise ValueError("data.proposals: auto supports VOC-layout datasets (voc, embedded); for coco run "
+                         "tools/propose.py and set data.proposals to its folder")
+    root = build_embedded_dataset(cfg_data.get("root")) if kind == "embedded" else cfg_data.get("root")
+    if not root:
+        raise ValueError("dataset 'voc' needs data.root (the folder holding Annotations/, JPEGImages/ …)")
+    from visiontasks.detection.proposals.precompute import precompute_proposals
+
+    out = auto_proposal_dir(root, proposal_params)
+    precompute_proposals(root, split, proposal_params, out, workers=max(1, int(cfg_data.get("num_workers") or 1)),
+                         hint="delete that folder to recompute it")
+    return out
+
+
+def _check_proposal_files(store: Any, ids: list[str]) -> None:
+    """Every image of the split has its proposals file (checked up front, not mid-training)."""
+    if store is None:
+        return
+    missing = [i for i in ids if not store.has(i)]
+    if missing:
+        raise InputError(store.path(missing[0]), f"proposals file for image {missing[0]!r} not found ({len(missing)} "
+                                                 f"of the split's {len(ids)} images lack one); run tools/propose.py "
+                                                 "for this split into that folder")
+
+
 def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: str = "detection",
                   proposal_params: Mapping[str, Any] | None = None) -> Dataset:
     """Builds the dataset of one split with its transforms.
@@ -97,12 +140,15 @@ def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: st
     if directory is not None and task == "detection":
         from visiontasks.detection.proposals.store import ProposalStore
 
+        if directory == "auto":
+            directory = str(_auto_proposals(cfg_data, kind, split, proposal_params))
         store = ProposalStore(directory, dict(proposal_params) if proposal_params is not None else None)
     if kind == "coco":
         if task != "detection":
             raise ValueError("dataset 'coco' supports task 'detection' only")
         images, annotations = _coco_paths(cfg_data, split)
         dataset = COCODetection(images, annotations, transforms=transforms, proposals=store)
+        _check_proposal_files(store, dataset.ids)
         wanted = cfg_data.get("classes")
         if wanted and tuple(wanted) != dataset.classes:
             raise ValueError(f"data.classes {list(wanted)!r} differ from the categories of {annotations}")
@@ -114,5 +160,7 @@ def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: st
         if not root:
             raise ValueError("dataset 'voc' needs data.root (the folder holding Annotations/, JPEGImages/ …)")
     if task == "detection":
-        return VOCDetection(root, split, classes=dataset_classes(cfg_data), transforms=transforms, proposals=store)
+        dataset = VOCDetection(root, split, classes=dataset_classes(cfg_data), transforms=transforms, proposals=store)
+        _check_proposal_files(store, dataset.ids)
+        return dataset
     return VOCSegmentation(root, split, classes=dataset_classes(cfg_data), transforms=transforms)
