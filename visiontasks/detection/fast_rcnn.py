@@ -20,6 +20,7 @@ from typing import Any, Sequence
 from visiontasks.detection.faster_rcnn import build_backbone
 from visiontasks.detection.proposals import PrecomputedProposals, proposal_params
 from visiontasks.detection.roi_head import build_roi_head
+from visiontasks.detection.svd import compress_fc
 from visiontasks.detection.transform import build_transform
 from visiontasks.detection.two_stage import TwoStageDetector
 from visiontasks.registry import register_model
@@ -52,6 +53,7 @@ def fast_rcnn(
     box_nms_thresh: float = 0.3,
     box_detections_per_img: int = 100,
     loss_weights: dict[str, float] | None = None,
+    fc_svd_ranks: Sequence[int | None] | None = None,
 ) -> TwoStageDetector:
     """Builds Fast R-CNN.
 
@@ -76,6 +78,7 @@ def fast_rcnn(
         box_score_thresh: test-time score threshold.
         box_nms_thresh: test-time per-class NMS threshold.
         box_detections_per_img: most detections per image.
+        fc_svd_ranks: truncated SVD of fc6, fc7 (Fast R-CNN §3.1; the paper: [1024, 256]), None: none.
         loss_weights: multiplier per loss name.
 
     Returns:
@@ -90,5 +93,6 @@ def fast_rcnn(
         smooth_l1_beta=box_smooth_l1_beta,
     )
     transform = build_transform("resize", min_size, max_size, size_divisible=body.stride)
-    return TwoStageDetector(body, PrecomputedProposals(proposal_min_size, max_proposals), roi_head, transform,
+    model = TwoStageDetector(body, PrecomputedProposals(proposal_min_size, max_proposals), roi_head, transform,
                             loss_weights=loss_weights, proposal_params=params)
+    return compress_fc(model, fc_svd_ranks) if fc_svd_ranks else model

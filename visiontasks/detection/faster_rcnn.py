@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from visiontasks.detection.anchors import AnchorGenerator
 from visiontasks.detection.roi_head import build_roi_head
 from visiontasks.detection.rpn import RegionProposalNetwork
+from visiontasks.detection.svd import compress_fc
 from visiontasks.detection.transform import build_transform
 from visiontasks.detection.two_stage import TwoStageDetector
 from visiontasks.backbones.base import Backbone
@@ -64,6 +65,7 @@ def faster_rcnn(
     box_nms_thresh: float = 0.3,
     box_detections_per_img: int = 100,
     loss_weights: dict[str, float] | None = None,
+    fc_svd_ranks: Sequence[int | None] | None = None,
 ) -> TwoStageDetector:
     """Builds Faster R-CNN.
 
@@ -99,6 +101,7 @@ def faster_rcnn(
         box_score_thresh: test-time score threshold.
         box_nms_thresh: test-time per-class NMS threshold.
         box_detections_per_img: most detections per image.
+        fc_svd_ranks: truncated SVD of fc6, fc7 (Fast R-CNN §3.1; the paper: [1024, 256]), None: none.
         loss_weights: multiplier per loss name (e.g. ``{"loss_box_reg": 2.0}``).
 
     Returns:
@@ -121,4 +124,5 @@ def faster_rcnn(
         smooth_l1_beta=box_smooth_l1_beta,
     )
     transform = build_transform("resize", min_size, max_size, size_divisible=body.stride)
-    return TwoStageDetector(body, rpn, roi_head, transform, loss_weights=loss_weights)
+    model = TwoStageDetector(body, rpn, roi_head, transform, loss_weights=loss_weights)
+    return compress_fc(model, fc_svd_ranks) if fc_svd_ranks else model

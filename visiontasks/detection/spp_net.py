@@ -29,6 +29,7 @@ from visiontasks.detection.proposals import PrecomputedProposals, proposal_param
 from visiontasks.detection.roi_head import RoIHead
 from visiontasks.detection.scale_pyramid import MultiScaleSPP, ScalePyramid
 from visiontasks.detection.spp import SPP_LEVELS
+from visiontasks.detection.svd import compress_fc
 from visiontasks.detection.transform import build_transform
 from visiontasks.detection.two_stage import TwoStageDetector
 from visiontasks.registry import register_model
@@ -59,6 +60,7 @@ def spp_net(
     box_nms_thresh: float = 0.3,
     box_detections_per_img: int = 100,
     loss_weights: dict[str, float] | None = None,
+    fc_svd_ranks: Sequence[int | None] | None = None,
 ) -> TwoStageDetector:
     """Builds SPP-net's detector.
 
@@ -86,6 +88,7 @@ def spp_net(
         box_score_thresh: test-time score threshold.
         box_nms_thresh: test-time per-class NMS threshold (0.3).
         box_detections_per_img: most detections per image.
+        fc_svd_ranks: truncated SVD of fc6, fc7 (Fast R-CNN §3.1; the paper: [1024, 256]), None: none.
         loss_weights: multiplier per loss name.
 
     Returns:
@@ -103,6 +106,7 @@ def spp_net(
     roi_head = RoIHead(pooler, head, predictor, batch_size_per_image=roi_batch_size_per_image,
                        positive_fraction=roi_positive_fraction, fg_iou_thresh=roi_fg_iou_thresh,
                        bg_iou_lo=roi_bg_iou_lo)
-    return TwoStageDetector(pyramid, PrecomputedProposals(proposal_min_size, max_proposals), roi_head,
+    model = TwoStageDetector(pyramid, PrecomputedProposals(proposal_min_size, max_proposals), roi_head,
                             build_transform("none", size_divisible=body.stride), loss_weights=loss_weights,
                             proposal_params=params)
+    return compress_fc(model, fc_svd_ranks) if fc_svd_ranks else model
