@@ -20,6 +20,7 @@ from visiontasks.detection.spp import SpatialPyramidPool, SpatialPyramidPooling2
 from visiontasks.detection.transform import (IMAGENET_MEAN, IMAGENET_STD, DetectionTransform, WarpTransform,
                                              build_transform)
 from visiontasks.detection.two_stage import TwoStageDetector
+from visiontasks.detection.yolo import YOLOv1, fast_yolo, yolov1
 
 __all__ = [
     "AnchorGenerator", "base_anchors", "BoxCoder", "BBOX_CLIP", "faster_rcnn", "fast_rcnn", "build_backbone",
@@ -28,4 +29,5 @@ __all__ = [
     "SpatialPyramidPool", "SpatialPyramidPooling2d", "project_windows",
     "RegionProposalNetwork", "RPNHead", "Matcher", "BalancedSampler", "IGNORE", "inside_image",
     "DetectionTransform", "WarpTransform", "build_transform", "IMAGENET_MEAN", "IMAGENET_STD", "TwoStageDetector",
+    "YOLOv1", "yolov1", "fast_yolo",
 ]
