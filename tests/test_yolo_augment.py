@@ -1,0 +1,76 @@
+"""YOLOv1's augmentation (visiontasks.detection.yolo.augment): boxes stay on the objects, HSV factors."""
+from __future__ import annotations
+
+import colorsys
+
+import pytest
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from visiontasks.detection.yolo.augment import RandomHSV, RandomJitterCrop, yolo_train_transforms
+
+
+def scene():
+    """A black 100×160 image with two white rectangles and their boxes (continuous xyxy)."""
+    img = torch.zeros(3, 100, 160)
+    boxes = torch.tensor([[20.0, 10, 60, 50], [100, 40, 150, 95]])
+    for x0, y0, x1, y1 in boxes.int().tolist():
+        img[:, y0:y1, x0:x1] = 1.0
+    return (tv_tensors.Image(img),
+            {"boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(100, 160)),
+             "labels": torch.tensor([1, 2])})
+
+
+def test_jitter_keeps_boxes_on_the_objects():
+    torch.manual_seed(0)
+    t = v2.Compose([RandomJitterCrop(0.2), v2.SanitizeBoundingBoxes()])
+    sizes = set()
+    for _ in range(30):
+        img, target = t(*scene())
+        h, w = img.shape[-2:]
+        sizes.add((h, w))
+        assert tuple(target["boxes"].canvas_size) == (h, w) and len(target["boxes"]) == len(target["labels"])
+        assert 60 <= h <= 140 and 96 <= w <= 224  # each side moved by at most 20 %
+        for box in target["boxes"]:
+            x0, y0, x1, y1 = box.round().int().tolist()
+            inside = img[0, y0:y1, x0:x1]
+            assert inside.numel() > 0 and inside.min() == 1.0  # the box covers white pixels only
+            # ... and all of the rectangle's visible pixels: a one-pixel ring around it holds no white
+            ring = img[0, max(y0 - 1, 0):y1 + 1, max(x0 - 1, 0):x1 + 1].sum() - inside.sum()
+            assert ring == 0
+        assert (img[0] == 1.0).sum() == sum(int((b[2] - b[0]) * (b[3] - b[1])) for b in target["boxes"].round())
+    assert len(sizes) > 20  # scaling and translation really vary
+
+
+def test_jitter_zero_is_identity():
+    img, target = scene()
+    out, t = RandomJitterCrop(0.0)(img, target)
+    assert torch.equal(out, img) and torch.equal(t["boxes"], target["boxes"])
+    with pytest.raises(ValueError, match="jitter"):
+        RandomJitterCrop(0.6)
+
+
+def test_hsv_scales_saturation_and_value_keeps_hue():
+    rgb = (0.6, 0.3, 0.15)
+    img = torch.tensor(rgb).view(3, 1, 1)
+    out = RandomHSV.apply(img, saturation=1.2, exposure=1 / 1.5).flatten().tolist()
+    h0, s0, v0 = colorsys.rgb_to_hsv(*rgb)
+    h1, s1, v1 = colorsys.rgb_to_hsv(*out)
+    assert (h1, s1, v1) == pytest.approx((h0, s0 * 1.2, v0 / 1.5), abs=1e-6)
+    # clipping: saturation above 1 clips the smallest channel at 0, exposure clips at 1
+    out = RandomHSV.apply(img, saturation=2.0, exposure=2.0).flatten().tolist()
+    assert out == pytest.approx([1.0, 0.0, 0.0])
+
+
+def test_hsv_factors_and_pipeline():
+    torch.manual_seed(0)
+    t = RandomHSV(1.5, 1.5)
+    factors = [t.make_params([])["saturation"] for _ in range(400)]
+    assert min(factors) >= 1 / 1.5 - 1e-9 and max(factors) <= 1.5 + 1e-9
+    assert 0.35 < sum(f < 1 for f in factors) / 400 < 0.65  # inverted half of the time
+    img, target = scene()
+    out_img, out_t = yolo_train_transforms()(img, target)
+    assert isinstance(out_img, tv_tensors.Image) and isinstance(out_t["boxes"], tv_tensors.BoundingBoxes)
+    assert out_img.min() >= 0 and out_img.max() <= 1
+    assert torch.equal(out_t["labels"], target["labels"])
