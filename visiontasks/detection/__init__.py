@@ -13,6 +13,7 @@ from visiontasks.detection.fast_rcnn import fast_rcnn
 from visiontasks.detection.poolers import POOLERS, RoIAlign, RoIPool, RoIPooler, build_pooler
 from visiontasks.detection.predictor import FastRCNNPredictor
 from visiontasks.detection.proposals import PrecomputedProposals
+from visiontasks.detection.rcnn import RCNN, rcnn
 from visiontasks.detection.roi_head import RoIHead, build_roi_head
 from visiontasks.detection.rpn import RegionProposalNetwork, RPNHead
 from visiontasks.detection.sampling import IGNORE, BalancedSampler, Matcher, inside_image

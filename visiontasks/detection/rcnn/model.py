@@ -1,0 +1,215 @@
+"""R-CNN (Girshick et al. 2014) composed on ``TwoStageDetector``, and its builder ``rcnn``.
+
+The parts (no second detector class — :class:`RCNN` only adds the training stages and feature
+extraction to ``TwoStageDetector``):
+
+- transform: ``build_transform("none")`` — ImageNet normalisation and zero-padded batching at
+  the original size, scale factor 1 (R-CNN warps regions, not images; the normalised mean colour is
+  0, the warp's fill value);
+- backbone slot: ``nn.Identity`` (the "features" are the normalised image batch);
+- proposer: ``PrecomputedProposals`` (selective search, fast mode, R-CNN's 500 px width; from
+  ``data.proposals`` in training/evaluation, computed by ``predict()`` for a new image);
+- RoI head: :class:`~visiontasks.detection.rcnn.head.RCNNHead` — a
+  :class:`~visiontasks.detection.rcnn.warp.WarpedRegionPooler` (warp with 16 px context → CNN body
+  → pool5), the backbone's fc6/fc7 (``backbone.box_head()``), and first a ``FastRCNNPredictor``
+  for the softmax fine-tuning (its box loss has weight 0: ``loss_weights={"loss_box_reg": 0.0}``,
+  R-CNN fine-tunes the classifier only), then the fitted
+  :class:`~visiontasks.detection.rcnn.predictor.SVMBoxPredictor`.
+
+Training (``RCNN.training_stages()``, run by ``tools/train_det.py``): ``finetune`` (SGD on warped
+regions), ``features`` (fc7 + pool5 cache), ``svm`` (per-class SVMs, hard-negative mining),
+``bbox_reg`` (per-class ridge regressors); see ``visiontasks/detection/rcnn/stages.py``.
+
+Fine-tuning minibatches (paper §2.3, ``window_data_layer``): 128 regions, 32 foreground
+(IoU ≥ 0.5 with a ground-truth box → its class; GT boxes are added to the proposals) and 96
+background (IoU < 0.5, lower bound 0). Here a minibatch is ``train.batch_size`` images ×
+``roi_batch_size_per_image`` regions with at most ``roi_positive_fraction`` = 25 % foreground per
+image, so the paper's 128/32 is e.g. ``batch_size: 2`` × 64 (16 fg each) or 4 × 32 (8 fg each).
+R-CNN draws its 128 windows from all of the data set's images at once; more images per batch come
+closer to that. When an image has fewer foreground regions, background fills the rest (as in
+``RoIHead``). lr 0.001 (step ×0.1), momentum 0.9, weight decay 0.0005, Caffe's bias convention.
+
+Shape shorthand: R = regions of an image, G = its ground-truth boxes, D = fc7 width, F = pool5 width.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from visiontasks.detection.faster_rcnn import build_backbone
+from visiontasks.detection.predictor import FastRCNNPredictor
+from visiontasks.detection.proposals import PrecomputedProposals, proposal_params
+from visiontasks.detection.rcnn.bbox_reg import BBOX_DEFAULTS
+from visiontasks.detection.rcnn.head import RCNNHead
+from visiontasks.detection.rcnn.svm import SVM_DEFAULTS
+from visiontasks.detection.rcnn.warp import WarpedRegionPooler
+from visiontasks.detection.transform import build_transform
+from visiontasks.detection.two_stage import TwoStageDetector
+from visiontasks.registry import register_model
+
+__all__ = ["RCNN", "rcnn", "CROP_SIZES", "DEFAULT_PROPOSER"]
+
+#: The CNN input sizes: AlexNet 227 (the paper), VGG16 224; 112 for the small CPU backbone.
+CROP_SIZES = {"alexnet": 227, "vgg16": 224, "small": 112}
+#: Selective search, fast mode, R-CNN's settings (500 px wide, 20 px minimum side, all boxes).
+DEFAULT_PROPOSER: dict[str, Any] = {"method": "selective_search", "mode": "fast"}
+
+
+class RCNN(TwoStageDetector):
+    """``TwoStageDetector`` with R-CNN's training stages and region-feature extraction.
+
+    Args:
+        backbone, proposer, roi_head, transform, loss_weights, proposal_params: see ``TwoStageDetector``.
+        fit_params: settings of the fitting stages (``svm_C``, ``svm_pos_weight``, ``svm_bias_mult``,
+            ``feat_norm``, ``neg_iou_thresh``, ``svm_retrain_limit``, ``svm_hard_thresh``,
+            ``svm_evict_thresh``, ``bbox_lambda``, ``bbox_iou_thresh``).
+    """
+
+    def __init__(self, backbone: nn.Module, proposer: nn.Module, roi_head: RCNNHead, transform: nn.Module,
+                 loss_weights: dict[str, float] | None, proposal_params: dict, fit_params: dict[str, float]) -> None:
+        super().__init__(backbone, proposer, roi_head, transform, loss_weights=loss_weights,
+                         proposal_params=proposal_params)
+        self.fit_params = dict(fit_params)
+
+    def training_stages(self) -> list[Any]:
+        """``finetune`` (SGD, no evaluation), ``features``, ``svm``, ``bbox_reg``."""
+        from visiontasks.detection.rcnn.stages import BoxRegressionStage, FeatureCacheStage, SVMStage
+        from visiontasks.engine.stages import SGDStage
+
+        return [SGDStage("finetune", evaluate=False), FeatureCacheStage(), SVMStage(), BoxRegressionStage()]
+
+    @torch.no_grad()
+    def extract(self, image: torch.Tensor, gt_boxes: torch.Tensor, proposals: torch.Tensor
+                ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """fc7 and pool5 of an image's ground-truth boxes and its proposals (cleaned by the proposer).
+
+        Args:
+            image: (3, H, W) in [0, 1].
+            gt_boxes: (G, 4) in image pixels.
+            proposals: (R, 4) in image pixels, as stored.
+
+        Returns:
+            ``(boxes (G + R', 4) float32 CPU, fc7 (G + R', D) float16, pool5 (G + R', F) float16)``,
+            the ground truth first, then the proposals kept by the proposer (clipped, small and
+            surplus boxes dropped), in chunks of ``chunk_size`` regions.
+        """
+        size = (int(image.shape[-2]), int(image.shape[-1]))
+        batch, _ = self.transform([image])
+        features = self.backbone(batch.tensors)
+        props = self.transform.resize_proposals([proposals.to(features.device)], [size], [size])
+        kept, _ = self.proposer(batch, features, None, props, self.transform.scale_factors([size], [size]))
+        boxes = torch.cat((gt_boxes.to(features.device).float().reshape(-1, 4), kept[0]))
+        fc7s, pool5s = [], []
+        for fc7, pool5 in self.roi_head.region_features(features, [boxes], [size]):
+            fc7s.append(fc7.float().cpu().numpy().astype(np.float16))
+            pool5s.append(pool5.flatten(1).float().cpu().numpy().astype(np.float16))
+        head = self.roi_head
+        fc7 = np.concatenate(fc7s) if fc7s else np.zeros((0, head.fc7_dim), np.float16)
+        pool5 = np.concatenate(pool5s) if pool5s else np.zeros((0, head.pool5_dim), np.float16)
+        return boxes.cpu(), fc7, pool5
+
+
+@register_model("rcnn", task="detection")
+def rcnn(
+    num_classes: int = 21,
+    backbone: str = "alexnet",
+    pretrained_backbone: bool = False,
+    backbone_kwargs: dict[str, Any] | None = None,
+    crop_size: int | None = None,
+    context_pad: int = 16,
+    chunk_size: int = 128,
+    proposer: dict[str, Any] | None = None,
+    proposal_min_size: float = 0.0,
+    max_proposals: int | None = None,
+    roi_batch_size_per_image: int = 64,
+    roi_positive_fraction: float = 0.25,
+    roi_fg_iou_thresh: float = 0.5,
+    roi_bg_iou_lo: float = 0.0,
+    svm_C: float = SVM_DEFAULTS["C"],
+    svm_pos_weight: float = SVM_DEFAULTS["pos_weight"],
+    svm_bias_mult: float = SVM_DEFAULTS["bias_mult"],
+    svm_retrain_limit: int = SVM_DEFAULTS["retrain_limit"],
+    svm_hard_thresh: float = SVM_DEFAULTS["hard_thresh"],
+    svm_evict_thresh: float = SVM_DEFAULTS["evict_thresh"],
+    feat_norm: float = 20.0,
+    neg_iou_thresh: float = 0.3,
+    bbox_lambda: float = BBOX_DEFAULTS["lambda"],
+    bbox_iou_thresh: float = BBOX_DEFAULTS["iou_thresh"],
+    nms_thresh: float = 0.3,
+    score_thresh: float = 0.05,
+    detections_per_img: int = 100,
+    loss_weights: dict[str, float] | None = None,
+) -> RCNN:
+    """Builds R-CNN.
+
+    Args:
+        num_classes: K, background included (21 for VOC).
+        backbone: "alexnet" (the paper), "vgg16" or "small" (any registered backbone with
+            ``crop_size`` given).
+        pretrained_backbone: load the backbone's ImageNet weights (offline, from the hub cache).
+        backbone_kwargs: extra keyword arguments of the backbone builder (e.g. ``frozen_stages``).
+        crop_size: side of the warped region (default 227 AlexNet, 224 VGG16, 112 small).
+        context_pad: context pixels on each side of the warped region (16 in the paper).
+        chunk_size: regions warped and run through the CNN at once.
+        proposer: how proposals are made (``proposal_params`` keywords; default selective search,
+            fast mode, 500 px wide, 20 px minimum side); proposal folders made otherwise are refused.
+        proposal_min_size: drop proposals with a side below this (original pixels).
+        max_proposals: keep at most this many proposals per image (None: all, as R-CNN).
+        roi_batch_size_per_image: fine-tuning regions per image (× ``train.batch_size`` images:
+            64 × 2 = the paper's 128).
+        roi_positive_fraction: largest share of foreground regions (25 %: 32 of 128).
+        roi_fg_iou_thresh: regions with IoU ≥ this are foreground (0.5).
+        roi_bg_iou_lo: background regions have IoU in [this, ``roi_fg_iou_thresh``) (0).
+        svm_C, svm_pos_weight, svm_bias_mult: liblinear's C, positive loss weight, bias feature
+            (R-CNN: 0.001, 2, 10).
+        svm_retrain_limit, svm_hard_thresh, svm_evict_thresh: hard-negative mining (2000, −1.0001, −1.2).
+        feat_norm: features are scaled to this mean norm before the SVMs and regressors (20).
+        neg_iou_thresh: SVM negatives have IoU below this with every box of the class (0.3).
+        bbox_lambda: ridge λ of the box regressors (1000).
+        bbox_iou_thresh: regressors train on regions with IoU above this with their best box (0.6).
+        nms_thresh: per-class NMS at test time (0.3).
+        score_thresh: smallest reported score (softmax probability while fine-tuning,
+            ``sigmoid(margin)`` once the SVMs are fitted).
+        detections_per_img: most detections per image.
+        loss_weights: multiplier per loss name; ``loss_box_reg`` defaults to 0 (no box loss in
+            R-CNN's fine-tuning).
+
+    Returns:
+        The detector (:class:`RCNN`).
+    """
+    if crop_size is None:
+        if backbone not in CROP_SIZES:
+            raise ValueError(f"give crop_size for backbone {backbone!r} (defaults exist for {sorted(CROP_SIZES)})")
+        crop_size = CROP_SIZES[backbone]
+    for name, value in (("neg_iou_thresh", neg_iou_thresh), ("bbox_iou_thresh", bbox_iou_thresh)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    for name, value in (("svm_C", svm_C), ("svm_pos_weight", svm_pos_weight), ("svm_bias_mult", svm_bias_mult),
+                        ("feat_norm", feat_norm)):
+        if not value > 0:
+            raise ValueError(f"{name} must be positive, got {value!r}")
+    if bbox_lambda < 0:
+        raise ValueError(f"bbox_lambda must be >= 0, got {bbox_lambda!r}")
+    if int(svm_retrain_limit) < 0:
+        raise ValueError(f"svm_retrain_limit must be >= 0, got {svm_retrain_limit!r}")
+    params = proposal_params(**{**DEFAULT_PROPOSER, **(proposer or {})})
+    body = build_backbone(backbone, pretrained_backbone, backbone_kwargs)
+    pooler = WarpedRegionPooler(body, crop_size, context_pad, body.pool_size, chunk_size)
+    pool5_dim = pooler.output_dim(body.out_channels)
+    box_head, fc7_dim = body.box_head(pool5_dim)
+    predictor = FastRCNNPredictor(fc7_dim, num_classes, score_thresh=score_thresh, nms_thresh=nms_thresh,
+                                  detections_per_img=detections_per_img)
+    head = RCNNHead(pooler, box_head, predictor, fc7_dim, pool5_dim, batch_size_per_image=roi_batch_size_per_image,
+                    positive_fraction=roi_positive_fraction, fg_iou_thresh=roi_fg_iou_thresh, bg_iou_lo=roi_bg_iou_lo)
+    fit_params = {"svm_C": float(svm_C), "svm_pos_weight": float(svm_pos_weight),
+                  "svm_bias_mult": float(svm_bias_mult), "svm_retrain_limit": int(svm_retrain_limit),
+                  "svm_hard_thresh": float(svm_hard_thresh), "svm_evict_thresh": float(svm_evict_thresh),
+                  "feat_norm": float(feat_norm), "neg_iou_thresh": float(neg_iou_thresh),
+                  "bbox_lambda": float(bbox_lambda), "bbox_iou_thresh": float(bbox_iou_thresh)}
+    transform = build_transform("none", size_divisible=1)
+    return RCNN(nn.Identity(), PrecomputedProposals(proposal_min_size, max_proposals), head, transform,
+                loss_weights={"loss_box_reg": 0.0, **(loss_weights or {})}, proposal_params=params,
+                fit_params=fit_params)

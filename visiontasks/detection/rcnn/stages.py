@@ -1,0 +1,343 @@
+"""R-CNN's training stages after fine-tuning: feature cache, SVMs, box regressors.
+
+``RCNN.training_stages()`` is ``[SGDStage("finetune", evaluate=False), FeatureCacheStage(),
+SVMStage(), BoxRegressionStage()]`` (``visiontasks/engine/stages.py`` runs them in order and
+skips finished ones on ``--resume``). Artifacts, all inside the run directory:
+
+==============  ====================================================  ==============================
+stage           writes                                                resumes
+==============  ====================================================  ==============================
+``finetune``    ``checkpoint_last.pt`` (softmax R-CNN), log.csv …      from the checkpoint (Trainer)
+``features``    ``features/manifest.json``, ``features/<id>.npz``     per image (files present = done)
+``svm``         ``svm/<label>-<class>.npz`` (w, b, scale, statistics)  per class
+``bbox_reg``    ``bbox_reg/<label>-<class>.npz`` (W, b, scale, n)      per class
+==============  ====================================================  ==============================
+
+The ``svm`` and ``bbox_reg`` stages each end by installing the fitted predictor
+(:class:`~visiontasks.detection.rcnn.predictor.SVMBoxPredictor`, built from the files in
+``svm/`` and — when present — ``bbox_reg/``) in the model and writing it into
+``checkpoint_last.pt`` atomically, keeping the checkpoint's other keys; so after a run,
+``visiontasks.load_model(run)``, ``tools/eval.py det --checkpoint`` and ``tools/predict.py`` use
+the SVM detector. A fresh (not ``--resume``) run deletes a stage's folder before the stage starts;
+a class file written with other settings (``svm_C`` …) is fitted again.
+
+The features come from the training split with the evaluation transforms (no flip), the
+proposals cleaned as at test time (``model.proposer``), and the ground truth without difficult
+objects. The fitting stages read the cache one image at a time: the SVM stage makes one pass per
+class over fc7 (R-CNN's ``rcnn_train.m`` makes one pass for all classes; a pass per class bounds
+memory to one class's negative cache and makes each class resumable), the box-regression stage
+one pass over the images holding the class's examples, summing ``AᵀA`` (``(F + 1)²`` numbers).
+
+Under DDP the fitting stages run on rank 0 only (the other ranks keep the fine-tuned softmax;
+only rank 0 evaluates and writes).
+
+Shape shorthand: C = object classes, D = fc7 width, F = pool5 width.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from visiontasks.detection.base import drop_difficult
+from visiontasks.detection.rcnn.bbox_reg import RidgeAccumulator, regression_targets
+from visiontasks.detection.rcnn.features import (feature_mean_norm, features_path, image_record,
+                                                 read_features_manifest, read_image_features,
+                                                 write_features_manifest, write_image_features)
+from visiontasks.detection.rcnn.svm import mine_hard_negatives, svm_objective, train_linear_svm
+from visiontasks.engine.distributed import is_main_process
+from visiontasks.errors import InputError
+
+__all__ = ["FeatureCacheStage", "SVMStage", "BoxRegressionStage", "install_fitted_predictor", "class_file",
+           "NO_POSITIVES_BIAS"]
+
+#: Bias of the SVM of a class without training positives: margin −20, never reported.
+NO_POSITIVES_BIAS = -20.0
+CHECKPOINT = "checkpoint_last.pt"
+
+
+def class_file(folder: Path, label: int, name: str) -> Path:
+    """``folder/<label:02d>-<name>.npz`` (characters other than letters, digits, ``-``/``_`` → ``_``)."""
+    return Path(folder) / f"{label:02d}-{re.sub(r'[^A-Za-z0-9_-]', '_', name)}.npz"
+
+
+def _fresh(folder: Path, resume: bool) -> None:
+    if not resume and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _save_npz(path: Path, arrays: dict[str, Any]) -> None:
+    from visiontasks.io import atomic_write
+
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(path, f"unreadable ({type(exc).__name__}: {exc}); delete it and resume") from None
+
+
+def _settings_match(path: Path, settings: dict) -> bool:
+    if not path.is_file():
+        return False
+    stored = _load_npz(path).get("settings")
+    return stored is not None and json.loads(str(stored)) == settings
+
+
+def _cache_dataset(ctx) -> Any:
+    """The training split with evaluation transforms (no flip) and its proposals."""
+    from visiontasks.data import build_dataset
+
+    data_cfg = ctx.cfg["data"]
+    return build_dataset(data_cfg, data_cfg["train_split"], train=False, task="detection",
+                         proposal_params=ctx.model.proposal_params)
+
+
+def _dataset_ids(dataset: Any) -> list[str]:
+    ids = getattr(dataset, "ids", None)
+    if ids is None:
+        ids = [dataset[i][1]["image_id"] for i in range(len(dataset))]
+    return [str(i) for i in ids]
+
+
+def _device(ctx) -> torch.device:
+    from visiontasks.engine.common import resolve_device
+
+    return resolve_device(ctx.device)
+
+
+class FeatureCacheStage:
+    """Caches fc7 and pool5 of every training proposal and ground-truth box (see the module docstring)."""
+
+    def __init__(self, name: str = "features") -> None:
+        self.name = name
+
+    def run(self, ctx) -> dict[str, Any]:
+        if not is_main_process():
+            return {}
+        from visiontasks.data import collate_fn
+
+        model = ctx.model
+        folder = Path(ctx.out_dir) / "features"
+        if not ctx.resume:  # new features make the fitted models of an earlier run stale
+            for later in ("svm", "bbox_reg"):
+                shutil.rmtree(Path(ctx.out_dir) / later, ignore_errors=True)
+        _fresh(folder, ctx.resume)
+        dataset = _cache_dataset(ctx)
+        ids = _dataset_ids(dataset)
+        head = model.roi_head
+        info = {"image_ids": ids, "classes": list(dataset.classes), "fc7_dim": head.fc7_dim,
+                "pool5_dim": head.pool5_dim, "crop_size": head.pooler.crop_size,
+                "context_pad": head.pooler.context_pad, "proposal_params": model.proposal_params,
+                "proposal_min_size": model.proposer.min_size, "max_proposals": model.proposer.max_proposals,
+                "dtype": "float16"}
+        manifest = folder / "manifest.json"
+        if manifest.is_file():
+            stored = read_features_manifest(folder)
+            diff = sorted(k for k in info if stored.get(k) != json.loads(json.dumps(info[k])))
+            if diff:
+                raise InputError(manifest, f"feature cache made with other settings ({', '.join(diff)}); delete "
+                                           f"{folder} or start a fresh run")
+        else:
+            write_features_manifest(folder, info)
+        todo = [i for i, image_id in enumerate(ids) if not features_path(folder, image_id).is_file()]
+        device = _device(ctx)
+        was_training = model.training
+        model.to(device).eval()
+        loader = DataLoader(Subset(dataset, todo), batch_size=1, shuffle=False, collate_fn=collate_fn,
+                            num_workers=int(ctx.cfg["data"].get("num_workers", 0)))
+        rows = 0
+        try:
+            for images, targets in tqdm(loader, total=len(todo), desc="features", leave=False):
+                target = drop_difficult(targets[0])
+                if "proposals" not in target:
+                    raise ValueError("R-CNN's feature cache needs proposals in the dataset (set data.proposals)")
+                boxes, fc7, pool5 = model.extract(images[0].to(device), target["boxes"], target["proposals"])
+                g = len(target["boxes"])
+                record = image_record(boxes[:g], target["labels"], boxes[g:], len(dataset.classes), fc7, pool5)
+                write_image_features(folder, str(target["image_id"]), record)
+                rows += len(boxes)
+        finally:
+            model.train(was_training)
+        size = sum(p.stat().st_size for p in folder.glob("*.npz"))
+        return {"images": len(ids), "computed": len(todo), "rows_computed": rows, "megabytes": round(size / 2**20, 3),
+                "bytes_per_image": round(size / max(len(ids), 1))}
+
+
+class SVMStage:
+    """One linear SVM per class on fc7 with hard-negative mining (see ``svm.py``)."""
+
+    def __init__(self, name: str = "svm") -> None:
+        self.name = name
+
+    def run(self, ctx) -> dict[str, Any]:
+        if not is_main_process():
+            return {}
+        p = ctx.model.fit_params
+        feats = Path(ctx.out_dir) / "features"
+        folder = Path(ctx.out_dir) / "svm"
+        _fresh(folder, ctx.resume)
+        manifest = read_features_manifest(feats)
+        ids, classes = manifest["image_ids"], manifest["classes"]
+        mean_norm = feature_mean_norm(feats, ids, "fc7")
+        scale = p["feat_norm"] / mean_norm
+        settings = {k: p[k] for k in ("svm_C", "svm_pos_weight", "svm_bias_mult", "feat_norm", "neg_iou_thresh",
+                                      "svm_retrain_limit", "svm_hard_thresh", "svm_evict_thresh")}
+        settings["mean_norm"] = mean_norm
+        todo = [c for c in range(1, len(classes) + 1)
+                if not _settings_match(class_file(folder, c, classes[c - 1]), settings)]
+        summary: dict[str, Any] = {"fc7_mean_norm": mean_norm, "fitted": [classes[c - 1] for c in todo]}
+        if todo:
+            positives = self._positives(feats, ids, todo)
+            fit = partial(train_linear_svm, C=p["svm_C"], pos_weight=p["svm_pos_weight"],
+                          bias_mult=p["svm_bias_mult"])
+            objective = partial(svm_objective, C=p["svm_C"], pos_weight=p["svm_pos_weight"],
+                                bias_mult=p["svm_bias_mult"])
+            for c in todo:
+                name = classes[c - 1]
+                x_pos = positives[c] * np.float32(scale)
+                stats: dict[str, Any] = {"num_pos": len(x_pos)}
+                if len(x_pos) == 0:
+                    weight, bias = np.zeros(manifest["fc7_dim"], np.float32), NO_POSITIVES_BIAS
+                    stats.update(num_neg=0, retrains=0, added=0, note="no positives: never reported")
+                else:
+                    negs = (self._negatives(feats, image_id, c, p["neg_iou_thresh"], scale) for image_id in ids)
+                    res = mine_hard_negatives(x_pos, tqdm(negs, total=len(ids), desc=f"svm {name}", leave=False),
+                                              fit, retrain_limit=p["svm_retrain_limit"],
+                                              hard_thresh=p["svm_hard_thresh"], evict_thresh=p["svm_evict_thresh"],
+                                              objective=objective)
+                    weight, bias = res.weight, res.bias
+                    stats.update(num_neg=res.num_neg, retrains=res.retrains, added=res.added,
+                                 objective=res.history[-1].get("objective", {}).get("total"))
+                _save_npz(class_file(folder, c, name), {"weight": weight, "bias": bias, "scale": scale,
+                                                        "settings": json.dumps(settings), "stats": json.dumps(stats)})
+                summary[name] = stats
+        install_fitted_predictor(ctx)
+        return summary
+
+    @staticmethod
+    def _positives(feats: Path, ids: list[str], labels: list[int]) -> dict[int, np.ndarray]:
+        found: dict[int, list[np.ndarray]] = {c: [] for c in labels}
+        dim = None
+        for image_id in tqdm(ids, desc="svm positives", leave=False):
+            d = read_image_features(feats, image_id, ("labels", "fc7"))
+            dim = d["fc7"].shape[1]
+            for c in labels:
+                sel = d["labels"] == c
+                if sel.any():
+                    found[c].append(d["fc7"][sel].astype(np.float32))
+        return {c: np.concatenate(v) if v else np.zeros((0, dim or 0), np.float32) for c, v in found.items()}
+
+    @staticmethod
+    def _negatives(feats: Path, image_id: str, label: int, thresh: float, scale: float) -> np.ndarray:
+        # R-CNN (rcnn_train.m): every row whose IoU with the class's ground truth is < 0.3 — the
+        # proposals and the other classes' ground-truth boxes.
+        d = read_image_features(feats, image_id, ("overlap", "fc7"))
+        return d["fc7"][d["overlap"][:, label - 1] < thresh].astype(np.float32) * np.float32(scale)
+
+
+class BoxRegressionStage:
+    """Class-specific ridge regressors on pool5 (see ``bbox_reg.py``)."""
+
+    def __init__(self, name: str = "bbox_reg") -> None:
+        self.name = name
+
+    def run(self, ctx) -> dict[str, Any]:
+        if not is_main_process():
+            return {}
+        p = ctx.model.fit_params
+        feats = Path(ctx.out_dir) / "features"
+        folder = Path(ctx.out_dir) / "bbox_reg"
+        _fresh(folder, ctx.resume)
+        manifest = read_features_manifest(feats)
+        ids, classes = manifest["image_ids"], manifest["classes"]
+        mean_norm = feature_mean_norm(feats, ids, "pool5")
+        scale = p["feat_norm"] / mean_norm
+        settings = {"bbox_lambda": p["bbox_lambda"], "bbox_iou_thresh": p["bbox_iou_thresh"],
+                    "feat_norm": p["feat_norm"], "mean_norm": mean_norm}
+        todo = [c for c in range(1, len(classes) + 1)
+                if not _settings_match(class_file(folder, c, classes[c - 1]), settings)]
+        summary: dict[str, Any] = {"pool5_mean_norm": mean_norm, "fitted": [classes[c - 1] for c in todo]}
+        if todo:
+            examples = self._examples(feats, ids, todo, p["bbox_iou_thresh"])
+            for c in todo:
+                name = classes[c - 1]
+                acc = RidgeAccumulator(manifest["pool5_dim"])
+                for i, rows, targets in tqdm(examples[c], desc=f"bbox_reg {name}", leave=False):
+                    pool5 = read_image_features(feats, ids[i], ("pool5",))["pool5"]
+                    acc.add(pool5[rows].astype(np.float32) * np.float32(scale), targets)
+                weight, bias = acc.solve(p["bbox_lambda"])
+                stats = {"examples": acc.count}
+                _save_npz(class_file(folder, c, name), {"weight": weight, "bias": bias, "scale": scale,
+                                                        "settings": json.dumps(settings), "stats": json.dumps(stats)})
+                summary[name] = stats
+        install_fitted_predictor(ctx)
+        return summary
+
+    @staticmethod
+    def _examples(feats: Path, ids: list[str], labels: list[int], thresh: float
+                  ) -> dict[int, list[tuple[int, np.ndarray, np.ndarray]]]:
+        """Per class: (image index, rows, (n, 4) targets) of the rows with IoU > ``thresh`` with
+        their best ground-truth box (whose class they take), as ``rcnn_train_bbox_regressor.m``."""
+        out: dict[int, list] = {c: [] for c in labels}
+        for i, image_id in enumerate(tqdm(ids, desc="bbox_reg examples", leave=False)):
+            d = read_image_features(feats, image_id, ("boxes", "labels", "max_iou", "best_gt"))
+            rows = np.flatnonzero((d["max_iou"] > thresh) & (d["best_gt"] >= 0))
+            if not len(rows):
+                continue
+            gt_rows = d["best_gt"][rows]
+            cls = d["labels"][gt_rows]
+            targets = regression_targets(d["boxes"][rows], d["boxes"][gt_rows])
+            for c in labels:
+                sel = cls == c
+                if sel.any():
+                    out[c].append((i, rows[sel], targets[sel]))
+        return out
+
+
+def install_fitted_predictor(ctx) -> Path:
+    """Builds the SVM/box-regression predictor from ``svm/`` (required) and ``bbox_reg/`` (when
+    complete), installs it in ``ctx.model`` and writes the model into ``checkpoint_last.pt``
+    atomically, keeping the checkpoint's other keys.
+
+    Raises:
+        InputError: a class's SVM file is missing (naming it).
+    """
+    from visiontasks.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    out = Path(ctx.out_dir)
+    classes = read_features_manifest(out / "features")["classes"]
+    head = ctx.model.roi_head
+    predictor = head.make_svm_predictor()
+    for c, name in enumerate(classes, 1):
+        path = class_file(out / "svm", c, name)
+        if not path.is_file():
+            raise InputError(path, f"SVM of class {name!r} not found (run the 'svm' stage)")
+        d = _load_npz(path)
+        predictor.set_svm(c, torch.from_numpy(d["weight"]), float(d["bias"]), float(d["scale"]))
+    reg = [class_file(out / "bbox_reg", c, name) for c, name in enumerate(classes, 1)]
+    if all(path.is_file() for path in reg):
+        for c, path in enumerate(reg, 1):
+            d = _load_npz(path)
+            predictor.set_box_regressor(c, torch.from_numpy(d["weight"]), torch.from_numpy(d["bias"]),
+                                        float(d["scale"]))
+    head.set_predictor(predictor)
+    ckpt = out / CHECKPOINT
+    state = load_checkpoint(ckpt) if ckpt.is_file() else {
+        "config": ctx.cfg, "meta": {"classes": list(classes), "task": "detection"}}
+    state["model"] = ctx.model.state_dict()
+    save_checkpoint(ckpt, state)
+    return ckpt
