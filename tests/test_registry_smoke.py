@@ -15,7 +15,9 @@ from visiontasks.registry import get_model, list_models, model_task
 
 #: Builder arguments of the smoke test (small and fast); per-model exceptions below.
 SMOKE = dict(num_classes=3, backbone="small", min_size=96, max_size=128)
-SMOKE_KWARGS: dict[str, dict] = {}
+SMOKE_KWARGS: dict[str, dict] = {
+    "rcnn": dict(num_classes=3, backbone="small", crop_size=32, context_pad=4),  # warps regions: no resize
+}
 
 
 def test_registry_lists_the_lineage():

@@ -16,7 +16,26 @@ class InputError(ValueError):
         problem: what is wrong with it, in a short sentence.
     """
 
-    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], problem: str | None = None) -> None:
+        if problem is None:  # re-raised from a DataLoader worker with the worker's whole traceback as text
+            path, problem = _from_worker_message(str(path))
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.path, self.problem))
+
+
+def _from_worker_message(message: str) -> tuple[str, str]:
+    """``(path, problem)`` out of the text torch's DataLoader re-raises a worker's exception with
+    (``ExceptionWrapper.reraise`` calls the exception class with one string: "Caught InputError in
+    DataLoader worker process 0. Original Traceback ... InputError: <path>: <problem>")."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    last = lines[-1] if lines else message
+    for prefix in ("visiontasks.errors.InputError: ", "InputError: "):
+        if last.startswith(prefix):
+            last = last[len(prefix):]
+            break
+    path, sep, problem = last.partition(": ")
+    return (path, problem) if sep else ("<data>", last)
