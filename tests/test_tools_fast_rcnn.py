@@ -117,3 +117,21 @@ def test_stale_missing_and_empty_proposals_are_one_line_errors(fast_run, tiny_ro
     r = _run(["tools/train_det.py", "--out", str(tmp_path / "r4"), "data.dataset=voc", f"data.root={tiny_root}",
               f"data.classes={CLASSES}", f"data.proposals={folder}"], home)
     assert "makes its own proposals" in _one_error_line(r)
+
+
+def test_spp_net_runs_r_cnns_fitting_stages_through_the_tools(tiny_root, fast_run, tmp_path):
+    _, home = fast_run  # the same proposal parameters: the auto folder is reused
+    out = tmp_path / "spp"
+    args = _train_args(out, tiny_root)
+    args[2] = "configs/detection/spp_net_small.yaml"
+    r = _run([*args, "model.scales=[128]"], home)
+    assert r.returncode == 0, r.stderr[-2000:]
+    stages = json.loads((out / "stages.json").read_text())
+    assert [k for k in stages] == ["finetune", "features", "svm", "bbox_reg"]
+    assert all(v["status"] == "done" for v in stages.values())
+    assert len(list((out / "svm").glob("*.npz"))) == 3 and len(list((out / "features").glob("*.npz"))) == 12
+    import visiontasks
+
+    model = visiontasks.load_model(out, preset="evaluate")
+    assert model.model.roi_head.fitted  # the SVM predictor is what the checkpoint holds
+    assert 0.0 <= json.loads((out / "metrics.json").read_text())["mAP"] <= 1.0

@@ -12,8 +12,12 @@
 
 Training (§4.1): the conv layers are not fine-tuned (``finetune_conv: false``: the backbone is
 frozen), only fc6, fc7 and the classifier are; positives are windows with IoU ≥ 0.5, negatives
-IoU in [0.1, 0.5), 25 % positives. The paper then trains per-class SVMs and box regressors on the
-pooled features, as R-CNN does; those are R-CNN's fitting stages (``visiontasks/detection/rcnn``).
+IoU in [0.1, 0.5), 25 % positives. Then (``classifier: svm``, the paper) per-class SVMs on fc7
+and box regressors on the pooled features, exactly R-CNN's fitting stages: the model is an
+``RCNN`` (``TwoStageDetector`` + R-CNN's stages ``finetune`` → ``features`` → ``svm`` →
+``bbox_reg``) whose head is R-CNN's ``RCNNHead`` around the pyramid pooler, so the feature cache,
+hard-negative mining, ridge regression and the fitted predictor are the same code.
+``classifier: softmax`` keeps the fine-tuned softmax (one SGD stage, Fast R-CNN-style).
 
 Shape shorthand: R = windows, K = classes incl. background.
 """
@@ -61,6 +65,8 @@ def spp_net(
     box_detections_per_img: int = 100,
     loss_weights: dict[str, float] | None = None,
     fc_svd_ranks: Sequence[int | None] | None = None,
+    classifier: str = "svm",
+    fit_params: dict[str, float] | None = None,
 ) -> TwoStageDetector:
     """Builds SPP-net's detector.
 
@@ -90,6 +96,10 @@ def spp_net(
         box_detections_per_img: most detections per image.
         fc_svd_ranks: truncated SVD of fc6, fc7 (Fast R-CNN §3.1; the paper: [1024, 256]), None: none.
         loss_weights: multiplier per loss name.
+        classifier: "svm" (the paper: R-CNN's SVM and box-regression stages after fine-tuning)
+            or "softmax" (the fine-tuned classifier, one stage).
+        fit_params: settings of the fitting stages (keys of ``rcnn.FIT_DEFAULTS``: ``svm_C``,
+            ``feat_norm``, ``bbox_lambda`` …; default R-CNN's).
 
     Returns:
         The detector (``TwoStageDetector`` with a scale pyramid and an SPP pooler).
@@ -103,10 +113,23 @@ def spp_net(
     head, head_dim = body.box_head(pooler.output_dim(body.out_channels))
     predictor = FastRCNNPredictor(head_dim, num_classes, score_thresh=box_score_thresh, nms_thresh=box_nms_thresh,
                                   detections_per_img=box_detections_per_img)
-    roi_head = RoIHead(pooler, head, predictor, batch_size_per_image=roi_batch_size_per_image,
-                       positive_fraction=roi_positive_fraction, fg_iou_thresh=roi_fg_iou_thresh,
-                       bg_iou_lo=roi_bg_iou_lo)
-    model = TwoStageDetector(pyramid, PrecomputedProposals(proposal_min_size, max_proposals), roi_head,
-                            build_transform("none", size_divisible=body.stride), loss_weights=loss_weights,
-                            proposal_params=params)
+    sampling = dict(batch_size_per_image=roi_batch_size_per_image, positive_fraction=roi_positive_fraction,
+                    fg_iou_thresh=roi_fg_iou_thresh, bg_iou_lo=roi_bg_iou_lo)
+    proposer_module = PrecomputedProposals(proposal_min_size, max_proposals)
+    transform = build_transform("none", size_divisible=body.stride)
+    if classifier == "softmax":
+        roi_head = RoIHead(pooler, head, predictor, **sampling)
+        model = TwoStageDetector(pyramid, proposer_module, roi_head, transform, loss_weights=loss_weights,
+                                 proposal_params=params)
+    elif classifier == "svm":
+        from visiontasks.detection.rcnn.head import RCNNHead
+        from visiontasks.detection.rcnn.model import RCNN, build_fit_params
+
+        roi_head = RCNNHead(pooler, head, predictor, head_dim, pooler.output_dim(body.out_channels), **sampling)
+        # the boxes are regressed by the fitted ridge regressors, so fine-tuning trains the classifier only (as R-CNN)
+        model = RCNN(pyramid, proposer_module, roi_head, transform,
+                     loss_weights={"loss_box_reg": 0.0, **(loss_weights or {})}, proposal_params=params,
+                     fit_params=build_fit_params(**(fit_params or {})))
+    else:
+        raise ValueError(f"classifier must be 'svm' or 'softmax', got {classifier!r}")
     return compress_fc(model, fc_svd_ranks) if fc_svd_ranks else model

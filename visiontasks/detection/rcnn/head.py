@@ -91,21 +91,35 @@ class RCNNHead(RoIHead):
             self.set_predictor(FastRCNNPredictor(self.fc7_dim, self.num_classes))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def region_features(self, images: torch.Tensor, proposals: list[torch.Tensor],
+    def region_features(self, features: object, proposals: list[torch.Tensor],
                         image_sizes: list[tuple[int, int]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """``(fc7 (n, D), pool5 (n, C, P, P))`` of ``pooler.chunk_size`` regions at a time, in order."""
-        rois = rois_with_index(proposals).to(images.device)
-        step = self.pooler.chunk_size
-        for start in range(0, len(rois), step):
-            pool5 = self.pooler.pool_rois(images, rois[start:start + step], image_sizes)
-            yield self.box_head(pool5), pool5
+        """``(fc7 (n, D), pool5 (n, ...))`` of a chunk of regions at a time, in the order of ``proposals``.
+
+        R-CNN's warped-region pooler crops from the images (``pool_rois``); any other pooler
+        (SPP-net's pyramid on conv5 features) is called on one chunk of one image's regions at a time.
+        """
+        if hasattr(self.pooler, "pool_rois"):
+            rois = rois_with_index(proposals).to(features.device)
+            step = self.pooler.chunk_size
+            for start in range(0, len(rois), step):
+                pool5 = self.pooler.pool_rois(features, rois[start:start + step], image_sizes)
+                yield self.box_head(pool5), pool5
+            return
+        step = int(getattr(self.pooler, "chunk_size", 1024))
+        for b, boxes in enumerate(proposals):
+            for start in range(0, len(boxes), step):
+                chunk = [boxes[start:start + step] if i == b else boxes.new_zeros((0, 4))
+                         for i in range(len(proposals))]
+                pool5 = self.pooler(features, chunk, image_sizes)
+                yield self.box_head(pool5), pool5
 
     def forward(self, features: torch.Tensor, proposals: list[torch.Tensor], image_sizes: list[tuple[int, int]],
                 targets: list[dict] | None = None) -> tuple[list[dict], dict[str, torch.Tensor]]:
         """Training: ``RoIHead``'s sampled softmax loss. Eval: chunked scoring of every proposal.
 
         Args:
-            features: (B, 3, H, W) normalised images (R-CNN's backbone slot is the identity).
+            features: (B, 3, H, W) normalised images (R-CNN's backbone slot is the identity), or
+                the backbone's features for another pooler (SPP-net).
             proposals: B tensors (R_i, 4) xyxy in image pixels.
             image_sizes: B (h, w).
             targets: training only.
@@ -120,6 +134,6 @@ class RCNNHead(RoIHead):
             logits.append(out[0])
             deltas.append(out[1])
         if not logits:
-            k = self.num_classes
-            logits, deltas = [features.new_zeros((0, k))], [features.new_zeros((0, k, 4))]
+            k, device = self.num_classes, proposals[0].device if proposals else None
+            logits, deltas = [torch.zeros((0, k), device=device)], [torch.zeros((0, k, 4), device=device)]
         return self.predictor.inference(torch.cat(logits), torch.cat(deltas), proposals, image_sizes), {}

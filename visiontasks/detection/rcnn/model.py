@@ -50,7 +50,7 @@ from visiontasks.detection.transform import build_transform
 from visiontasks.detection.two_stage import TwoStageDetector
 from visiontasks.registry import register_model
 
-__all__ = ["RCNN", "rcnn", "CROP_SIZES", "DEFAULT_PROPOSER"]
+__all__ = ["RCNN", "rcnn", "build_fit_params", "FIT_DEFAULTS", "CROP_SIZES", "DEFAULT_PROPOSER"]
 
 #: The CNN input sizes: AlexNet 227 (the paper), VGG16 224; 112 for the small CPU backbone.
 CROP_SIZES = {"alexnet": 227, "vgg16": 224, "small": 112}
@@ -98,7 +98,7 @@ class RCNN(TwoStageDetector):
         """
         size = (int(image.shape[-2]), int(image.shape[-1]))
         batch, _ = self.transform([image])
-        features = self.backbone(batch.tensors)
+        features = self.backbone(batch if getattr(self.backbone, "takes_image_list", False) else batch.tensors)
         props = self.transform.resize_proposals([proposals.to(features.device)], [size], [size])
         kept, _ = self.proposer(batch, features, None, props, self.transform.scale_factors([size], [size]))
         boxes = torch.cat((gt_boxes.to(features.device).float().reshape(-1, 4), kept[0]))
@@ -110,6 +110,39 @@ class RCNN(TwoStageDetector):
         fc7 = np.concatenate(fc7s) if fc7s else np.zeros((0, head.fc7_dim), np.float16)
         pool5 = np.concatenate(pool5s) if pool5s else np.zeros((0, head.pool5_dim), np.float16)
         return boxes.cpu(), fc7, pool5
+
+
+#: The fitting stages' settings and R-CNN's values (``rcnn_train.m``, ``rcnn_train_bbox_regressor.m``).
+FIT_DEFAULTS: dict[str, float] = {
+    "svm_C": SVM_DEFAULTS["C"], "svm_pos_weight": SVM_DEFAULTS["pos_weight"], "svm_bias_mult": SVM_DEFAULTS["bias_mult"],
+    "svm_retrain_limit": SVM_DEFAULTS["retrain_limit"], "svm_hard_thresh": SVM_DEFAULTS["hard_thresh"],
+    "svm_evict_thresh": SVM_DEFAULTS["evict_thresh"], "feat_norm": 20.0, "neg_iou_thresh": 0.3,
+    "bbox_lambda": BBOX_DEFAULTS["lambda"], "bbox_iou_thresh": BBOX_DEFAULTS["iou_thresh"],
+}
+
+
+def build_fit_params(**kwargs: float) -> dict[str, float]:
+    """The checked settings of the SVM and box-regression stages (keys of :data:`FIT_DEFAULTS`;
+    missing keys take R-CNN's values). Shared by ``rcnn`` and ``spp_net``.
+
+    Raises:
+        ValueError: an unknown key or an out-of-range value, quoted.
+    """
+    unknown = sorted(set(kwargs) - set(FIT_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown fitting setting {unknown[0]!r}; known: {sorted(FIT_DEFAULTS)}")
+    p = {**FIT_DEFAULTS, **kwargs}
+    for name in ("neg_iou_thresh", "bbox_iou_thresh"):
+        if not 0.0 <= p[name] <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {p[name]!r}")
+    for name in ("svm_C", "svm_pos_weight", "svm_bias_mult", "feat_norm"):
+        if not p[name] > 0:
+            raise ValueError(f"{name} must be positive, got {p[name]!r}")
+    if p["bbox_lambda"] < 0:
+        raise ValueError(f"bbox_lambda must be >= 0, got {p['bbox_lambda']!r}")
+    if int(p["svm_retrain_limit"]) < 0:
+        raise ValueError(f"svm_retrain_limit must be >= 0, got {p['svm_retrain_limit']!r}")
+    return {k: (int(v) if k == "svm_retrain_limit" else float(v)) for k, v in p.items()}
 
 
 @register_model("rcnn", task="detection")
@@ -184,17 +217,6 @@ def rcnn(
         if backbone not in CROP_SIZES:
             raise ValueError(f"give crop_size for backbone {backbone!r} (defaults exist for {sorted(CROP_SIZES)})")
         crop_size = CROP_SIZES[backbone]
-    for name, value in (("neg_iou_thresh", neg_iou_thresh), ("bbox_iou_thresh", bbox_iou_thresh)):
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-    for name, value in (("svm_C", svm_C), ("svm_pos_weight", svm_pos_weight), ("svm_bias_mult", svm_bias_mult),
-                        ("feat_norm", feat_norm)):
-        if not value > 0:
-            raise ValueError(f"{name} must be positive, got {value!r}")
-    if bbox_lambda < 0:
-        raise ValueError(f"bbox_lambda must be >= 0, got {bbox_lambda!r}")
-    if int(svm_retrain_limit) < 0:
-        raise ValueError(f"svm_retrain_limit must be >= 0, got {svm_retrain_limit!r}")
     params = proposal_params(**{**DEFAULT_PROPOSER, **(proposer or {})})
     body = build_backbone(backbone, pretrained_backbone, backbone_kwargs)
     pooler = WarpedRegionPooler(body, crop_size, context_pad, body.pool_size, chunk_size)
@@ -204,11 +226,11 @@ def rcnn(
                                   detections_per_img=detections_per_img)
     head = RCNNHead(pooler, box_head, predictor, fc7_dim, pool5_dim, batch_size_per_image=roi_batch_size_per_image,
                     positive_fraction=roi_positive_fraction, fg_iou_thresh=roi_fg_iou_thresh, bg_iou_lo=roi_bg_iou_lo)
-    fit_params = {"svm_C": float(svm_C), "svm_pos_weight": float(svm_pos_weight),
-                  "svm_bias_mult": float(svm_bias_mult), "svm_retrain_limit": int(svm_retrain_limit),
-                  "svm_hard_thresh": float(svm_hard_thresh), "svm_evict_thresh": float(svm_evict_thresh),
-                  "feat_norm": float(feat_norm), "neg_iou_thresh": float(neg_iou_thresh),
-                  "bbox_lambda": float(bbox_lambda), "bbox_iou_thresh": float(bbox_iou_thresh)}
+    fit_params = build_fit_params(svm_C=svm_C, svm_pos_weight=svm_pos_weight, svm_bias_mult=svm_bias_mult,
+                                  svm_retrain_limit=svm_retrain_limit, svm_hard_thresh=svm_hard_thresh,
+                                  svm_evict_thresh=svm_evict_thresh, feat_norm=feat_norm,
+                                  neg_iou_thresh=neg_iou_thresh, bbox_lambda=bbox_lambda,
+                                  bbox_iou_thresh=bbox_iou_thresh)
     transform = build_transform("none", size_divisible=1)
     return RCNN(nn.Identity(), PrecomputedProposals(proposal_min_size, max_proposals), head, transform,
                 loss_weights={"loss_box_reg": 0.0, **(loss_weights or {})}, proposal_params=params,

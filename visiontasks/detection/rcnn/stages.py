@@ -140,8 +140,10 @@ class FeatureCacheStage:
         ids = _dataset_ids(dataset)
         head = model.roi_head
         info = {"image_ids": ids, "classes": list(dataset.classes), "fc7_dim": head.fc7_dim,
-                "pool5_dim": head.pool5_dim, "crop_size": head.pooler.crop_size,
-                "context_pad": head.pooler.context_pad, "proposal_params": model.proposal_params,
+                "pool5_dim": head.pool5_dim, "crop_size": getattr(head.pooler, "crop_size", None),
+                "context_pad": getattr(head.pooler, "context_pad", None),
+                "scales": list(getattr(model.backbone, "scales", [])) or None,
+                "proposal_params": model.proposal_params,
                 "proposal_min_size": model.proposer.min_size, "max_proposals": model.proposer.max_proposals,
                 "dtype": "float16"}
         manifest = folder / "manifest.json"
