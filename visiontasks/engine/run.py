@@ -117,9 +117,11 @@ def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = Fals
     if device is None:
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
     data_cfg = cfg["data"]
+    sgd_threads = None
     if torch.device(device).type == "cpu" and data_cfg["num_workers"] > 0:
         # Leave cores to the loader workers: intra-op threads spinning against them cost 2.5x on 2 cores.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world - data_cfg["num_workers"]))
+        # Only while SGD runs with workers: fitting stages and the final evaluation get every core.
+        sgd_threads = max(1, (os.cpu_count() or 1) // world - data_cfg["num_workers"])
     classes = list(dataset_classes(data_cfg))
     torch.manual_seed(cfg["train"]["seed"])
     model = build_model(cfg, len(classes) + 1)
@@ -139,7 +141,8 @@ def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = Fals
                        meta={"classes": classes, "task": task})
 
     ctx = StageContext(cfg=cfg, out_dir=out, model=model, train_dataset=train_ds, test_dataset=test_ds,
-                       device=device, resume=resume, make_trainer=make_trainer, eval_fn=eval_fn)
+                       device=device, resume=resume, make_trainer=make_trainer, eval_fn=eval_fn,
+                       extra={"sgd_threads": sgd_threads})
     run_stages(model_stages(model), ctx)
     metrics = ctx.metrics if ctx.metrics is not None else eval_fn(model.eval())
     result = public_metrics(metrics)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
+import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
@@ -79,7 +80,13 @@ class SGDStage:
         trainer = ctx.make_trainer(eval_fn=ctx.eval_fn if self.evaluate else None)
         if ctx.resume and trainer.checkpoint_path.is_file():
             trainer.resume()
-        metrics = trainer.train()
+        threads, previous = ctx.extra.get("sgd_threads"), torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            metrics = trainer.train()
+        finally:
+            torch.set_num_threads(previous)
         if self.evaluate:
             ctx.metrics = metrics
         return {"iterations": trainer.iteration}
