@@ -17,6 +17,8 @@ from visiontasks.registry import get_model, list_models, model_task
 SMOKE = dict(num_classes=3, backbone="small", min_size=96, max_size=128)
 SMOKE_KWARGS: dict[str, dict] = {
     "rcnn": dict(num_classes=3, backbone="small", crop_size=32, context_pad=4),  # warps regions: no resize
+    "yolov1": dict(num_classes=3, backbone="small", input_size=128, fc_dim=64),  # warps images to one size
+    "fast_yolo": dict(num_classes=3, input_size=128, fc_dim=64),  # its own 9-conv darknet
 }
 
 
