@@ -68,6 +68,16 @@ def test_backbone_variant_same_head(backbone):
     assert tuple(model.head(feats).shape) == (1, 7, 7, 30)
 
 
+def test_conv_head_option_same_output():
+    """head="conv" (not the paper): one 3×3 + one 1×1 conv shared by all cells, same (N, S, S, 5B+C)."""
+    model = get_model("yolov1", num_classes=4, backbone="small", input_size=112, head="conv", fc_dim=32)
+    assert not any(isinstance(m, nn.Linear) for m in model.head.modules())
+    assert sum(p.numel() for p in model.head.parameters()) == (128 * 9 + 1) * 32 + (32 + 1) * 13
+    assert model.head(model.backbone(torch.rand(2, 3, 112, 112))).shape == (2, 7, 7, 13)
+    with pytest.raises(ValueError, match="head kind"):
+        get_model("yolov1", num_classes=4, backbone="small", head="local")
+
+
 def test_registry_and_builders():
     assert {"yolov1", "fast_yolo"} <= set(list_models("detection"))
     assert model_task("darknet24") == model_task("darknet9") == "backbone"

@@ -6,6 +6,13 @@ linear activation. On a backbone whose map is not S×S (a shared backbone, or an
 size) the map is first average-pooled to S×S (``nn.AdaptiveAvgPool2d``; the identity on the
 paper's 7×7).
 
+``kind="conv"`` is NOT the paper's head: a 3×3 conv (``fc_dim`` channels, leaky ReLU 0.1,
+dropout) and a linear 1×1 conv on the S×S grid produce the same (N, S, S, 5B+C) tensor with
+weights shared by all cells (the fully convolutional prediction of YOLOv2 and SSD). With the
+paper's FC head every cell has its own output weights and sees 1/S² of the training objects; on a
+few hundred images trained from scratch it does not learn in a CPU budget (see
+``configs/detection/yolov1_small.yaml``), the shared conv head does.
+
 Output layout (``(N, S, S, 5B+C)``; row = y cell, column = x cell): per cell B blocks
 ``(x, y, sqrt_w, sqrt_h, confidence)`` then C class probabilities ``Pr(class_c | object)``:
 
@@ -41,10 +48,15 @@ class YOLOHead(nn.Module):
         dropout: dropout rate after the first FC layer (0.5 in the paper).
         fc_bottleneck: optional width of a linear FC layer before the first FC (darknet's Nov
             2015 yolo-tiny.cfg has 256; None = the paper's two FC layers).
+        kind: "fc" (the paper) or "conv" (3×3 conv of ``fc_dim`` channels + 1×1 conv; not the
+            paper, see the module docstring).
     """
 
+    KINDS = ("fc", "conv")
+
     def __init__(self, in_channels: int, grid_size: int = 7, num_boxes: int = 2, num_classes: int = 20,
-                 fc_dim: int = 4096, dropout: float = 0.5, fc_bottleneck: int | None = None) -> None:
+                 fc_dim: int = 4096, dropout: float = 0.5, fc_bottleneck: int | None = None,
+                 kind: str = "fc") -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("grid_size", grid_size), ("num_boxes", num_boxes),
                             ("num_classes", num_classes), ("fc_dim", fc_dim)):
@@ -54,9 +66,23 @@ class YOLOHead(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         if fc_bottleneck is not None and (not isinstance(fc_bottleneck, int) or fc_bottleneck <= 0):
             raise ValueError(f"fc_bottleneck must be None or a positive int, got {fc_bottleneck!r}")
+        if kind not in self.KINDS:
+            raise ValueError(f"head kind must be one of {self.KINDS}, got {kind!r}")
+        if kind == "conv" and fc_bottleneck is not None:
+            raise ValueError("fc_bottleneck applies to the FC head only")
         self.grid_size, self.num_boxes, self.num_classes = grid_size, num_boxes, num_classes
         self.cell_dim = 5 * num_boxes + num_classes
+        self.kind = kind
         self.pool = nn.AdaptiveAvgPool2d(grid_size)
+        if kind == "conv":
+            conv1 = nn.Conv2d(in_channels, fc_dim, 3, padding=1)
+            conv2 = nn.Conv2d(fc_dim, self.cell_dim, 1)
+            nn.init.kaiming_normal_(conv1.weight, a=LEAKY_SLOPE, nonlinearity="leaky_relu")
+            nn.init.normal_(conv2.weight, std=0.01)
+            nn.init.zeros_(conv1.bias)
+            nn.init.zeros_(conv2.bias)
+            self.conv = nn.Sequential(conv1, nn.LeakyReLU(LEAKY_SLOPE, inplace=True), nn.Dropout(float(dropout)), conv2)
+            return
         flat = in_channels * grid_size * grid_size
         layers: list[nn.Module] = [nn.Flatten(1)]
         if fc_bottleneck is not None:
@@ -74,4 +100,6 @@ class YOLOHead(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         s = self.grid_size
         x = self.pool(features)
+        if self.kind == "conv":
+            return self.conv(x).permute(0, 2, 3, 1)
         return self.fc(x).view(-1, s, s, self.cell_dim)

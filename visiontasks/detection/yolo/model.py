@@ -123,7 +123,7 @@ def _positive_int(name: str, value: Any) -> int:
 
 
 def _build(num_classes: int, backbone: str, pretrained_backbone: bool, backbone_kwargs: dict[str, Any] | None,
-           input_size: int, grid_size: int, num_boxes: int, fc_dim: int, fc_bottleneck: int | None,
+           input_size: int, grid_size: int, num_boxes: int, head: str, fc_dim: int, fc_bottleneck: int | None,
            dropout: float, normalize: str | None, lambda_coord: float, lambda_noobj: float, same_cell: str,
            score_thresh: float, nms_thresh: float, detections_per_img: int,
            loss_weights: dict[str, float] | None) -> YOLOv1:
@@ -134,8 +134,8 @@ def _build(num_classes: int, backbone: str, pretrained_backbone: bool, backbone_
     _positive_int("num_boxes", num_boxes)
     body = build_backbone(backbone, pretrained_backbone, backbone_kwargs)
     c = num_classes - 1
-    head = YOLOHead(body.out_channels, grid_size, num_boxes, c, fc_dim=fc_dim, dropout=dropout,
-                    fc_bottleneck=fc_bottleneck)
+    head_module = YOLOHead(body.out_channels, grid_size, num_boxes, c, fc_dim=fc_dim, dropout=dropout,
+                           fc_bottleneck=fc_bottleneck, kind=head)
     if normalize is None:
         normalize = "darknet" if backbone in DARKNET_BACKBONES else "imagenet"
     if normalize not in NORMALIZATIONS:
@@ -146,7 +146,7 @@ def _build(num_classes: int, backbone: str, pretrained_backbone: bool, backbone_
                     same_cell=same_cell)
     decoder = YOLODecoder(num_boxes, c, score_thresh=score_thresh, nms_thresh=nms_thresh,
                           detections_per_img=detections_per_img)
-    return YOLOv1(body, head, transform, loss, decoder, loss_weights=loss_weights)
+    return YOLOv1(body, head_module, transform, loss, decoder, loss_weights=loss_weights)
 
 
 @register_model("yolov1", task="detection")
@@ -158,6 +158,7 @@ def yolov1(
     input_size: int = 448,
     grid_size: int = 7,
     num_boxes: int = 2,
+    head: str = "fc",
     fc_dim: int = 4096,
     fc_bottleneck: int | None = None,
     dropout: float = 0.5,
@@ -183,7 +184,9 @@ def yolov1(
         input_size: side of the square warped input (448).
         grid_size: S (7).
         num_boxes: B (2).
-        fc_dim: width of the first FC layer (4096).
+        head: "fc" (the paper's two FC layers) or "conv" (NOT the paper: a 3×3 conv of ``fc_dim``
+            channels and a 1×1 conv shared by all cells, see ``head.py``).
+        fc_dim: width of the first FC layer (4096; with ``head="conv"`` the 3×3 conv's channels).
         fc_bottleneck: optional linear FC before it (None; 256 in darknet's 2015 yolo-tiny.cfg).
         dropout: dropout after the first FC layer (0.5).
         normalize: "darknet" (2x - 1, darknet's input), "imagenet" (mean/std) or "none" ([0, 1]);
@@ -202,7 +205,7 @@ def yolov1(
         The detector (:class:`YOLOv1`).
     """
     return _build(num_classes, backbone, pretrained_backbone, backbone_kwargs, input_size, grid_size, num_boxes,
-                  fc_dim, fc_bottleneck, dropout, normalize, lambda_coord, lambda_noobj, same_cell, score_thresh,
+                  head, fc_dim, fc_bottleneck, dropout, normalize, lambda_coord, lambda_noobj, same_cell, score_thresh,
                   nms_thresh, detections_per_img, loss_weights)
 
 
@@ -215,6 +218,7 @@ def fast_yolo(
     input_size: int = 448,
     grid_size: int = 7,
     num_boxes: int = 2,
+    head: str = "fc",
     fc_dim: int = 4096,
     fc_bottleneck: int | None = None,
     dropout: float = 0.5,
@@ -236,5 +240,5 @@ def fast_yolo(
         raise ValueError(f"fast_yolo is the paper's 9-conv network (backbone 'darknet9'), got backbone={backbone!r}; "
                          "use yolov1(backbone=...) to put the YOLO head on another backbone")
     return _build(num_classes, backbone, pretrained_backbone, backbone_kwargs, input_size, grid_size, num_boxes,
-                  fc_dim, fc_bottleneck, dropout, normalize, lambda_coord, lambda_noobj, same_cell, score_thresh,
+                  head, fc_dim, fc_bottleneck, dropout, normalize, lambda_coord, lambda_noobj, same_cell, score_thresh,
                   nms_thresh, detections_per_img, loss_weights)
