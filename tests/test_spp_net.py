@@ -63,3 +63,14 @@ def test_alexnet_spp_net_has_the_pyramid_fc6():
     model = get_model("spp_net", num_classes=21, backbone="alexnet")
     assert model.roi_head.box_head[1][1].in_features == 256 * 50  # 12,800 → 4096, as the paper's fc6
     assert model.roi_head.predictor.cls_score.out_features == 21
+
+
+def test_spp_classifier_gives_a_fixed_length_output_for_any_image_size():
+    from visiontasks import list_models
+
+    assert "spp_alexnet" in list_models("classification")
+    model = get_model("spp_alexnet", num_classes=10).eval()
+    with torch.no_grad():
+        for h, w in ((99, 99), (180, 224), (227, 160)):
+            assert model(torch.rand(1, 3, h, w)).shape == (1, 10)
+    assert model.classifier[1].in_features == 256 * 50

@@ -24,7 +24,7 @@ __all__ = ["register_model", "get_model", "list_models", "get_model_builder", "m
 _F = TypeVar("_F", bound=Callable[..., nn.Module])
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 _TASKS: dict[str, str] = {}
-_VALID_TASKS = ("backbone", *TASKS)
+_VALID_TASKS = ("backbone", "classification", *TASKS)
 
 
 def register_model(name: str | None = None, task: str = "detection") -> Callable[[_F], _F]:
@@ -32,7 +32,7 @@ def register_model(name: str | None = None, task: str = "detection") -> Callable
 
     Args:
         name: registry key; must be unique across all tasks.
-        task: one of "backbone", "detection", "segmentation".
+        task: one of "backbone", "classification", "detection", "segmentation".
 
     Returns:
         The decorator, which returns the builder unchanged.

@@ -19,6 +19,7 @@ from visiontasks.detection.rpn import RegionProposalNetwork, RPNHead
 from visiontasks.detection.sampling import IGNORE, BalancedSampler, Matcher, inside_image
 from visiontasks.detection.scale_pyramid import MultiScaleSPP, PyramidFeatures, ScalePyramid, choose_scales
 from visiontasks.detection.spp import SpatialPyramidPool, SpatialPyramidPooling2d, project_windows
+from visiontasks.detection.spp_classifier import SPPClassifier, spp_alexnet
 from visiontasks.detection.spp_net import spp_net
 from visiontasks.detection.transform import (IMAGENET_MEAN, IMAGENET_STD, DetectionTransform, WarpTransform,
                                              build_transform)
@@ -29,7 +30,7 @@ __all__ = [
     "AnchorGenerator", "base_anchors", "BoxCoder", "BBOX_CLIP", "faster_rcnn", "fast_rcnn", "build_backbone",
     "Detector", "check_inputs", "drop_difficult", "FastRCNNPredictor", "build_roi_head",
     "RoIPooler", "RoIPool", "RoIAlign", "build_pooler", "POOLERS", "PrecomputedProposals", "RoIHead",
-    "SpatialPyramidPool", "SpatialPyramidPooling2d", "project_windows", "spp_net", "ScalePyramid",
+    "SpatialPyramidPool", "SpatialPyramidPooling2d", "project_windows", "spp_net", "spp_alexnet", "SPPClassifier", "ScalePyramid",
     "PyramidFeatures", "MultiScaleSPP", "choose_scales",
     "RegionProposalNetwork", "RPNHead", "Matcher", "BalancedSampler", "IGNORE", "inside_image",
     "DetectionTransform", "WarpTransform", "build_transform", "IMAGENET_MEAN", "IMAGENET_STD", "TwoStageDetector",
