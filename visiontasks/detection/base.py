@@ -28,7 +28,7 @@ __all__ = ["Detector", "check_inputs", "drop_difficult", "proposals_from_targets
 
 #: Caffe's bias convention of R-CNN, SPP-net and Fast/Faster R-CNN (``bias_lr_mult: 2``, no bias decay).
 CAFFE_OPTIM: dict[str, float | None] = {"bias_lr_factor": 2.0, "bias_weight_decay": 0.0}
-#: Biases treated like weights (darknet, torchvision's references).
+#: Biases treated like weights (torchvision's references; darknet decays no bias: see yolo.model.DARKNET_OPTIM).
 PLAIN_OPTIM: dict[str, float | None] = {"bias_lr_factor": 1.0, "bias_weight_decay": 1.0}
 
 
