@@ -23,7 +23,7 @@ from visiontasks.data.palette import read_label_png
 from visiontasks.data.transforms import apply_transforms
 from visiontasks.errors import InputError
 
-__all__ = ["VOC_CLASSES", "VOCDetection", "VOCSegmentation", "read_image", "image_size"]
+__all__ = ["VOC_CLASSES", "VOCDetection", "VOCSegmentation", "read_image", "image_size", "read_split_ids"]
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -74,6 +74,14 @@ def _check_listed(folder: Path, ids: Sequence[str], suffix: str, split_file: Pat
     for image_id in ids:
         if image_id + suffix not in present:
             raise InputError(folder / (image_id + suffix), f"listed in {split_file} but missing")
+
+
+def read_split_ids(root: str | os.PathLike[str], split: str, sets_dir: str = "Main") -> list[str]:
+    """Image ids of ``root/ImageSets/<sets_dir>/<split>.txt``, each checked to have its JPEG."""
+    root = Path(root)
+    ids = _read_split(root, sets_dir, split)
+    _check_listed(root / "JPEGImages", ids, ".jpg", root / "ImageSets" / sets_dir / f"{split}.txt")
+    return ids
 
 
 class _VOCBase(Dataset):

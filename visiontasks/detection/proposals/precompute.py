@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from tqdm import tqdm
 
-from visiontasks.data.voc import read_image
+from visiontasks.data.voc import read_image, read_split_ids
 from visiontasks.detection.proposals.selective_search import propose
 from visiontasks.detection.proposals.store import (MANIFEST, TIMING, check_params, proposals_path, read_manifest,
                                                    read_timing, write_manifest, write_proposals, write_timing)
@@ -42,25 +42,6 @@ class PrecomputeSummary:
     seconds: float
     wall: float
     empty: list[str]
-
-
-def read_split_ids(root: str | Path, split: str) -> list[str]:
-    """Image ids of ``root/ImageSets/Main/<split>.txt``, each checked to have its JPEG."""
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError(root, "dataset folder not found")
-    split_file = root / "ImageSets" / "Main" / f"{split}.txt"
-    try:
-        lines = split_file.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InputError(split_file, f"split file for split {split!r} not found") from None
-    except UnicodeDecodeError:
-        raise InputError(split_file, "split file is not UTF-8 text") from None
-    ids = [line.split()[0] for line in lines if line.strip()]
-    for image_id in ids:
-        if not (root / "JPEGImages" / f"{image_id}.jpg").is_file():
-            raise InputError(root / "JPEGImages" / f"{image_id}.jpg", f"listed in {split_file} but missing")
-    return ids
 
 
 def prepare_folder(out: str | Path, params: Mapping[str, Any], overwrite: bool = False,
