@@ -2,7 +2,9 @@
 
 One iteration: load a batch (see :mod:`visiontasks.engine.sampler`), move it to the device,
 ``loss_dict = forward_fn(model, images, targets)``, ``loss = sum(loss_dict.values())``, backward
-(through ``torch.amp.GradScaler`` under CUDA autocast), optional gradient clipping, SGD step,
+(through ``torch.amp.GradScaler`` under CUDA autocast; with ``accumulate = k`` the batch runs as
+k micro-batches whose losses are weighted by their share of the batch and whose gradients add up
+before the step, Caffe's ``iter_size``), optional gradient clipping, SGD step,
 per-iteration LR schedule step. Around it: logging (:mod:`visiontasks.engine.logger`), atomic
 checkpoints (:mod:`visiontasks.engine.checkpoint`), periodic and final evaluation, DDP.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -75,6 +78,11 @@ class Trainer:
             the model's ``optim_defaults`` (the convention of its paper), and for models without
             one Caffe's (×2 LR, no decay) as the R-CNN family and FCN used.
         clip_grad_norm: clip the global gradient norm to this value (None = no clipping).
+        accumulate: split each batch into this many micro-batches and add their gradients before
+            the step (a batch that does not fit in memory; YOLOv1's 64). Each micro-batch's loss is
+            weighted by its share of the images, so a loss averaged over the images of a batch gets
+            the same gradient as in one pass (exactly for YOLO's equation 3; the two-stage
+            detectors normalise sampled anchors/RoIs per pass, so theirs is close, not equal).
         eval_every: evaluate every this many iterations (0 = only at the end).
         checkpoint_every: save every this many iterations (0 = only at the end).
         log_every: a ``log.csv`` row every this many iterations.
@@ -99,7 +107,7 @@ class Trainer:
         momentum: float = 0.9, weight_decay: float = 0.0005, schedule: str = "step",
         steps: Sequence[int] = (), gamma: float = 0.1, warmup_iters: int = 0, warmup_factor: float = 0.001,
         amp: bool = True, bias_lr_factor: float | None = None, bias_weight_decay: float | None = None,
-        clip_grad_norm: float | None = None, eval_every: int = 0,
+        clip_grad_norm: float | None = None, accumulate: int = 1, eval_every: int = 0,
         checkpoint_every: int = 1000, log_every: int = 20, seed: int = 0, num_workers: int = 2,
         device: str | torch.device | None = None, eval_fn: Callable[[nn.Module], dict] | None = None,
         forward_fn: ForwardFn | None = None, config: dict | None = None, meta: dict | None = None,
@@ -113,12 +121,14 @@ class Trainer:
                             ("num_workers", num_workers)):
             _check(name, value, isinstance(value, int) and value >= 0, "an int >= 0")
         _check("clip_grad_norm", clip_grad_norm, clip_grad_norm is None or clip_grad_norm > 0, "None or > 0")
+        _check("accumulate", accumulate, isinstance(accumulate, int) and 0 < accumulate <= batch_size,
+               f"an int in [1, batch_size = {batch_size}]")
         self.rank, self.world_size, local_rank = D.init_distributed()
         self.device = resolve_device(device, local_rank)
         self.out_dir = Path(out_dir)
         self.max_iters, self.batch_size, self.seed = max_iters, batch_size, seed
         self.eval_every, self.checkpoint_every, self.log_every = eval_every, checkpoint_every, log_every
-        self.clip_grad_norm, self.num_workers = clip_grad_norm, num_workers
+        self.clip_grad_norm, self.num_workers, self.accumulate = clip_grad_norm, num_workers, accumulate
         self.train_dataset, self.collate_fn = train_dataset, collate_fn
         self.eval_fn, self.forward_fn = eval_fn, forward_fn or default_forward
         self.config, self.meta = config, dict(meta or {})
@@ -157,25 +167,43 @@ class Trainer:
         return iter(loader)
 
     # ------------------------------------------------------------------ one step
+    def _micro_batches(self, images: Any, targets: Any) -> list[tuple[Any, Any, float]]:
+        """``(images, targets, share of the batch)`` per micro-batch (one when ``accumulate`` is 1)."""
+        n = len(images)
+        if self.accumulate == 1 or n == 1:
+            return [(images, targets, 1.0)]
+        size = math.ceil(n / self.accumulate)
+        return [(images[i:i + size], targets[i:i + size], len(images[i:i + size]) / n) for i in range(0, n, size)]
+
     def _step(self, images: Any, targets: Any) -> tuple[float, dict[str, float]]:
         non_blocking = self.device.type == "cuda"
         images = to_device(images, self.device, non_blocking)
         targets = to_device(targets, self.device, non_blocking)
-        with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
-            loss_dict = self.forward_fn(self.train_model, images, targets)
-            if not isinstance(loss_dict, dict) or not loss_dict:
-                raise TypeError(f"forward_fn must return a non-empty dict of scalar losses, got "
-                                f"{type(loss_dict).__name__} (is the model in training mode?)")
-            loss = sum(loss_dict.values())
-        losses = D.all_reduce_dict(loss_dict)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.zero_grad(set_to_none=True)
+        chunks = self._micro_batches(images, targets)
+        total: dict[str, torch.Tensor] = {}
+        for k, (part_images, part_targets, share) in enumerate(chunks):
+            last = k == len(chunks) - 1  # DDP all-reduces the gradients once, after the last micro-batch
+            sync = nullcontext() if last or self.train_model is self.model else self.train_model.no_sync()
+            with sync:
+                with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
+                    loss_dict = self.forward_fn(self.train_model, part_images, part_targets)
+                    if not isinstance(loss_dict, dict) or not loss_dict:
+                        raise TypeError(f"forward_fn must return a non-empty dict of scalar losses, got "
+                                        f"{type(loss_dict).__name__} (is the model in training mode?)")
+                    loss = sum(loss_dict.values())
+                # a non-finite loss still runs backward (every DDP rank must), and is refused below
+                self.scaler.scale(loss * share if share != 1.0 else loss).backward()
+            for key, value in loss_dict.items():
+                total[key] = total.get(key, 0.0) + value.detach().float() * share
+        losses = D.all_reduce_dict(total)
         if not all(math.isfinite(v) for v in losses.values()):
+            self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteLossError(
                 f"non-finite loss at iteration {self.iteration + 1}: {losses}; stopped, the last checkpoint "
                 f"({self.checkpoint_path}) is unchanged. Try a lower train.lr, train.clip_grad_norm or "
                 "train.amp=false.")
-        lr = self.optimizer.param_groups[0]["lr"]
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
         if self.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self._params, self.clip_grad_norm)
