@@ -10,10 +10,11 @@ from visiontasks.api import PRESETS, Predictor, load_model
 from visiontasks.errors import InputError
 from visiontasks.registry import get_model, list_models, register_model
 from visiontasks.results import DetectionResult, SegmentationResult
+from visiontasks.summary import summary
 
 __version__ = "0.1.0"
 
 __all__ = [
     "InputError", "get_model", "list_models", "register_model", "load_model", "Predictor", "PRESETS",
-    "DetectionResult", "SegmentationResult", "__version__",
+    "DetectionResult", "SegmentationResult", "summary", "__version__",
 ]
