@@ -74,3 +74,31 @@ def test_hsv_factors_and_pipeline():
     assert isinstance(out_img, tv_tensors.Image) and isinstance(out_t["boxes"], tv_tensors.BoundingBoxes)
     assert out_img.min() >= 0 and out_img.max() <= 1
     assert torch.equal(out_t["labels"], target["labels"])
+
+
+def test_config_keys_wire_the_augmentation_into_the_dataset(embedded_root, monkeypatch):
+    """data.jitter / saturation / exposure put YOLO's crop and HSV jitter before flip and sanitising."""
+    from visiontasks.data.factory import build_dataset
+    from visiontasks.data.transforms import build_detection_transforms
+
+    steps = build_detection_transforms(True, jitter=0.2, saturation=1.5, exposure=1.5).transforms
+    assert [type(s).__name__ for s in steps][:2] == ["RandomJitterCrop", "RandomHSV"]
+    assert build_detection_transforms(False, jitter=0.2, saturation=1.5) is None  # evaluation: untouched
+    monkeypatch.setenv("VISIONTASKS_HOME", str(embedded_root.parent))
+    cfg = {"dataset": "embedded", "hflip_prob": 0.5, "jitter": 0.2, "saturation": 1.5, "exposure": 1.5}
+    plain = build_dataset({**cfg, "jitter": 0.0, "saturation": 1.0, "exposure": 1.0, "hflip_prob": 0.0},
+                          "trainval", train=True)
+    jittered = build_dataset(cfg, "trainval", train=True)
+    torch.manual_seed(0)
+    shapes = set()
+    for i in range(12):
+        image, target = jittered[i]
+        shapes.add(tuple(image.shape))
+        assert image.dtype == torch.float32 and 0.0 <= image.min() and image.max() <= 1.0
+        h, w = image.shape[-2:]
+        boxes = target["boxes"]
+        assert len(boxes) == len(target["labels"]) == len(target["difficult"])
+        assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+        assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
+    assert len(shapes) > 1  # the crop window changes the image size (the model's warp undoes it)
+    assert {tuple(plain[i][0].shape) for i in range(12)} == {(3, 160, 160)}

@@ -1,7 +1,8 @@
 """Datasets from the ``data:`` section of a config (see docs/CONTRACTS.md, "Configs").
 
 Keys used: ``dataset`` (voc | embedded | coco), ``root``, ``classes``, ``hflip_prob``,
-``photometric``, ``min_size``, ``max_size``, ``crop_size`` and, for coco, ``images`` /
+``photometric``, ``jitter`` / ``saturation`` / ``exposure`` (YOLO's augmentation), ``min_size``,
+``max_size``, ``crop_size`` and, for coco, ``images`` /
 ``annotations`` (train split) and ``test_images`` / ``test_annotations`` (the ``test_split``;
 they default to the former). ``proposals`` / ``test_proposals`` name proposal directories
 (``tools/propose.py``) for detectors fed precomputed proposals; ``test_proposals`` defaults to
@@ -131,7 +132,10 @@ def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: st
     photometric = bool(cfg_data.get("photometric", False))
     if task == "detection":
         transforms = build_detection_transforms(train, hflip_prob=hflip, photometric=photometric,
-                                                min_size=cfg_data.get("min_size"), max_size=cfg_data.get("max_size"))
+                                                min_size=cfg_data.get("min_size"), max_size=cfg_data.get("max_size"),
+                                                jitter=float(cfg_data.get("jitter", 0.0)),
+                                                saturation=float(cfg_data.get("saturation", 1.0)),
+                                                exposure=float(cfg_data.get("exposure", 1.0)))
     else:
         transforms = build_segmentation_transforms(train, hflip_prob=hflip, crop_size=cfg_data.get("crop_size"),
                                                    photometric=photometric)

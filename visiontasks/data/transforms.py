@@ -79,6 +79,9 @@ def build_detection_transforms(
     photometric: bool = False,
     min_size: int | None = None,
     max_size: int | None = None,
+    jitter: float = 0.0,
+    saturation: float = 1.0,
+    exposure: float = 1.0,
 ) -> v2.Compose | None:
     """Transforms for ``(image, target)`` detection items.
 
@@ -88,6 +91,10 @@ def build_detection_transforms(
         photometric: add SSD-style photometric distortion (train only).
         min_size: resize so that the shorter side is ``min_size`` (None: no resize).
         max_size: cap on the longer side after resizing (with ``min_size`` None: longer side = max_size).
+        jitter: YOLO/darknet scale-and-translation jitter (train only): each side of a crop window
+            moves by up to ``jitter`` × the image side (YOLOv1: 0.2); 0 turns it off.
+        saturation, exposure: YOLO/darknet HSV jitter limits (train only): S and V are scaled by a
+            factor in [1/limit, limit] (YOLOv1: 1.5); 1 turns each off.
 
     Returns:
         A ``v2.Compose``, or None when there is nothing to do.
@@ -98,6 +105,13 @@ def build_detection_transforms(
         if value is not None and (not isinstance(value, int) or value <= 0):
             raise ValueError(f"{name} must be a positive int or None, got {value!r}")
     steps: list[v2.Transform] = []
+    if train and (jitter or saturation != 1.0 or exposure != 1.0):
+        from visiontasks.detection.yolo.augment import RandomHSV, RandomJitterCrop  # YOLO's own recipe
+
+        if jitter:
+            steps.append(RandomJitterCrop(jitter))
+        if saturation != 1.0 or exposure != 1.0:
+            steps.append(RandomHSV(saturation, exposure))
     if train and photometric:
         steps.append(_photometric())
     if min_size is not None or max_size is not None:
