@@ -92,3 +92,77 @@ def test_real_coco128_ground_truth_as_results_scores_one(coco128_annotations: Pa
     stats = eval_coco(path, results)
     assert stats["AP"] == pytest.approx(1.0)
     assert stats["AP50"] == pytest.approx(1.0)
+
+
+def _mixed_results(gt: dict) -> list[dict]:
+    """Per category different quality: cat found twice (one shifted), dog found with a poor box."""
+    return [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 30], "score": 0.9},
+            {"image_id": 2, "category_id": 1, "bbox": [9, 7, 80, 60], "score": 0.8},
+            {"image_id": 1, "category_id": 2, "bbox": [60, 28, 30, 50], "score": 0.7},
+            {"image_id": 2, "category_id": 2, "bbox": [0, 0, 20, 20], "score": 0.6}]
+
+
+def test_per_class_ap_equals_cocoeval_restricted_to_the_class(tmp_path: Path) -> None:
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from visiontasks.evaluation import coco_evaluate
+
+    gt = _gt()
+    path = _write(tmp_path, gt)
+    res = coco_evaluate(path, _mixed_results(gt))
+    assert set(res["stats"]) == set(COCO_STAT_NAMES) and len(COCO_STAT_NAMES) == 12
+    assert len(res["summary"].splitlines()) == 12
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(path))
+        for cat_id, name in ((1, "cat"), (2, "dog")):
+            ev = COCOeval(coco, coco.loadRes(_mixed_results(gt)), "bbox")
+            ev.params.catIds = [cat_id]
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+            assert res["per_class"][name] == pytest.approx(ev.stats[0], abs=1e-12)
+        full = COCOeval(coco, coco.loadRes(_mixed_results(gt)), "bbox")
+        full.evaluate()
+        full.accumulate()
+        full.summarize()
+    expected = [np.nan if v < 0 else v for v in full.stats]  # pycocotools' -1 (nothing to score) is NaN here
+    assert [res["stats"][k] for k in COCO_STAT_NAMES] == pytest.approx(expected, nan_ok=True)
+    assert 0 < res["per_class"]["dog"] < res["per_class"]["cat"] < 1
+
+
+def test_segm_polygons_score_one(tmp_path: Path) -> None:
+    from visiontasks.evaluation import coco_evaluate
+
+    gt = _gt()
+    for ann in gt["annotations"]:
+        x, y, w, h = ann["bbox"]
+        ann["segmentation"] = [[x, y, x + w, y, x + w, y + h, x, y + h]]
+    results = [{"image_id": a["image_id"], "category_id": a["category_id"], "segmentation": a["segmentation"],
+                "score": 0.9} for a in gt["annotations"]]
+    import pycocotools.mask as mask_utils
+
+    for r in results:  # results carry RLE, as exported by mask models
+        rles = mask_utils.frPyObjects(r["segmentation"], 100, 100)
+        r["segmentation"] = mask_utils.merge(rles)
+        r["segmentation"]["counts"] = r["segmentation"]["counts"].decode("ascii")
+    res = coco_evaluate(_write(tmp_path, gt), results, iou_type="segm")
+    assert res["stats"]["AP"] == pytest.approx(1.0)
+    with pytest.raises(InputError, match="segmentation"):
+        coco_evaluate(_write(tmp_path, _gt(), "plain.json"), results, iou_type="segm")
+
+
+def test_dict_of_lists_results_converted_with_a_warning(tmp_path: Path, capsys) -> None:
+    gt = _gt()
+    listed = _perfect(gt)
+    columns = {k: [r[k] for r in listed] for k in listed[0]}
+    path = _write(tmp_path, columns, "res.json")
+    assert eval_coco(_write(tmp_path, gt), path)["AP"] == pytest.approx(1.0)
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and str(path) in err and "converted" in err
+    ragged = _write(tmp_path, {"image_id": [1], "score": [0.5, 0.4]}, "ragged.json")
+    with pytest.raises(InputError, match="equal-length lists"):
+        eval_coco(_write(tmp_path, gt), ragged)

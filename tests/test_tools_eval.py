@@ -140,11 +140,28 @@ def test_hostile_xml(small_voc, tmp_path, capsys):
     _assert_one_line_naming(rc, err, xml)
 
 
-def test_missing_image_listed_in_split(small_voc, tmp_path, capsys):
-    jpg = sorted((small_voc / "JPEGImages").glob("*.jpg"))[2]
-    jpg.unlink()
+def test_missing_annotation_listed_in_split(small_voc, tmp_path, capsys):
+    xml = sorted((small_voc / "Annotations").glob("*.xml"))[2]
+    xml.unlink()
     rc, _, err = _run(_det_args(small_voc, tmp_path), capsys)
-    _assert_one_line_naming(rc, err, jpg)
+    _assert_one_line_naming(rc, err, xml)
+
+
+def test_det_and_seg_score_without_jpeg_images(small_voc, tmp_path, capsys):
+    _gt_as_results(small_voc, "test", tmp_path / "dets", EMBEDDED_CLASSES)
+    ids = (small_voc / "ImageSets" / "Main" / "test.txt").read_text().split()
+    for i in ids:
+        save_label_png(tmp_path / "pred" / f"{i}.png", read_label_png(small_voc / "SegmentationClass" / f"{i}.png") % 255)
+    shutil.rmtree(small_voc / "JPEGImages")
+    rc, _, err = _run(_det_args(small_voc, tmp_path / "dets") + ["--out", str(tmp_path / "d.json")], capsys)
+    assert rc == 0, err
+    assert json.loads((tmp_path / "d.json").read_text())["mAP"] == pytest.approx(1.0)
+    rc, _, err = _run(["seg", "--root", str(small_voc), "--split", "test", "--classes", *EMBEDDED_CLASSES,
+                       "--predictions", str(tmp_path / "pred"), "--out", str(tmp_path / "s.json")], capsys)
+    assert rc == 0, err
+    result = json.loads((tmp_path / "s.json").read_text())
+    assert result["mIoU"] == pytest.approx(1.0)
+    assert set(result["per_class_accuracy"]) == {"background", *EMBEDDED_CLASSES}
 
 
 def test_results_line_does_not_parse(small_voc, tmp_path, capsys):

@@ -2,8 +2,9 @@
 
 Detection::
 
-    python tools/eval.py det --root VOC2007 --split test --detections DIR --metric voc07 [--out r.json]
-    python tools/eval.py det --metric coco --images DIR --annotations gt.json --detections dets.json
+    python tools/eval.py det --root VOC2007 --split test --detections DIR --metric voc07 [--out r.json] \\
+        [--iou 0.75] [--reference devkit|voc_eval] [--classes auto | NAME ...]
+    python tools/eval.py det --metric coco --annotations gt.json --detections dets.json [--iou-type segm]
     python tools/eval.py det --checkpoint runs/x/checkpoint_last.pt --root VOC2007 --split test \\
         [--write-results DIR]          # also writes VOC comp4 files for the official server
 
@@ -18,9 +19,14 @@ Region proposals (made by tools/propose.py)::
 
     python tools/eval.py proposals --root VOC2007 --split test --proposals DIR [--out r.json] [--plot r.png]
 
-Prints a per-class table and writes JSON: ``{"metric", "mAP", "per_class"}`` for detection,
-``{"mIoU", "pixel_accuracy", "mean_class_accuracy", "per_class"}`` for segmentation (fractions
-in [0, 1]; null for a class with nothing to score), ``{"recall_50", "recall_70", "average_recall",
+Scoring results files reads only the annotations (Annotations/ or SegmentationClass/) and the
+split file, never JPEGImages/; ``det`` on comp4 files imports no torch.
+
+Prints a per-class table and writes JSON: ``{"metric", "iou", "reference", "mAP", "per_class"}``
+for VOC detection, the 12 pycocotools stats, ``per_class`` AP and ``iou_type`` for COCO (whose
+standard 12-line summary is printed too), ``{"mIoU", "pixel_accuracy", "mean_class_accuracy",
+"per_class", "per_class_accuracy"}`` for segmentation (fractions in [0, 1]; null for a figure with
+nothing to score — a class without ground truth, a split without objects — with a warning line), ``{"recall_50", "recall_70", "average_recall",
 "mabo", "boxes_per_image", "seconds_per_image"}`` for proposals (seconds of the proposer from
 DIR/timing.json, null if unknown). Bad input exits 2 with one line naming the file.
 """
@@ -32,37 +38,46 @@ from pathlib import Path
 
 import numpy as np
 from _common import run_cli
-from tqdm import tqdm
 
-from visiontasks.data import VOCDetection, VOCSegmentation, read_image, read_label_png, save_label_png
-from visiontasks.engine.evaluate import evaluate_detection, evaluate_segmentation, segmentation_result
-from visiontasks.engine.run import format_metrics, public_metrics, write_json
 from visiontasks.errors import InputError
-from visiontasks.evaluation import (SegmentationEvaluator, eval_coco, eval_detection_voc, read_voc_results,
-                                    write_voc_results)
+from visiontasks.evaluation.report import (format_metrics, public_metrics, segmentation_result, warn,
+                                           warn_undefined, write_json)
+
+#: First --classes names that name label 0 of a segmentation (the rest are 1..C).
+BACKGROUND_NAMES = ("background", "_background_", "__background__", "bg", "void", "unlabeled", "unlabelled")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="task", required=True)
     det = sub.add_parser("det", help="detection mAP")
-    det.add_argument("--root", help="VOC-layout folder (Annotations/, JPEGImages/, ImageSets/)")
+    det.add_argument("--root", help="VOC-layout folder (Annotations/, ImageSets/Main/; JPEGImages/ only with "
+                                    "--checkpoint)")
     det.add_argument("--split", default="test")
-    det.add_argument("--classes", nargs="+", default=None, help="class names (default: VOC's 20)")
+    det.add_argument("--classes", nargs="+", default=None,
+                     help="class names, any (default: VOC's 20); 'auto': the sorted names found in the annotations")
     det.add_argument("--detections", help="dir of comp4_det_<split>_<class>.txt files, or a COCO results json")
     det.add_argument("--checkpoint", help="evaluate a trained model instead of results files")
     det.add_argument("--metric", default="voc07", choices=["voc07", "voc12", "coco"])
-    det.add_argument("--images", help="COCO images folder (--metric coco)")
+    det.add_argument("--iou", type=float, default=None,
+                     help="VOC metrics: overlap a true positive needs (default 0.5)")
+    det.add_argument("--reference", default=None, choices=["devkit", "voc_eval"],
+                     help="VOC metrics: 'devkit' (VOCevaldet.m: overlap >= T, MATLAB 0:0.1:1 thresholds; default) "
+                          "or 'voc_eval' (py-faster-rcnn: > T, np.arange thresholds)")
+    det.add_argument("--images", help="COCO images folder (--metric coco with --checkpoint)")
     det.add_argument("--annotations", help="COCO annotation json (--metric coco)")
+    det.add_argument("--iou-type", default="bbox", choices=["bbox", "segm"], help="--metric coco: boxes or masks")
     det.add_argument("--write-results", metavar="DIR", help="with --checkpoint: write VOC comp4 results files")
     det.add_argument("--proposals", metavar="DIR",
                      help="with --checkpoint of a model fed proposals (Fast R-CNN, SPP-net, R-CNN): their folder "
                           "(tools/propose.py); default: computed per image with the model's proposal method")
     det.add_argument("--pr-curves", metavar="PNG", help="draw the per-class PR curves")
     seg = sub.add_parser("seg", help="segmentation mIoU")
-    seg.add_argument("--root", required=True, help="VOC-layout folder (SegmentationClass/, ImageSets/Segmentation/)")
+    seg.add_argument("--root", required=True, help="VOC-layout folder (SegmentationClass/, ImageSets/Segmentation/; "
+                                                   "JPEGImages/ only to run a model or a classic method)")
     seg.add_argument("--split", default="val")
-    seg.add_argument("--classes", nargs="+", default=None)
+    seg.add_argument("--classes", nargs="+", default=None,
+                     help="names of labels 1..C (default: VOC's 20); a first name such as 'background' names label 0")
     group = seg.add_mutually_exclusive_group(required=True)
     group.add_argument("--predictions", help="dir of <image_id>.png label maps (palette or gray indices)")
     group.add_argument("--checkpoint", help="evaluate a trained model")
@@ -77,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     prop = sub.add_parser("proposals", help="region proposal recall, average recall, MABO")
     prop.add_argument("--root", required=True, help="VOC-layout folder (Annotations/, ImageSets/Main/)")
     prop.add_argument("--split", default="test")
-    prop.add_argument("--classes", nargs="+", default=None, help="class names (default: VOC's 20)")
+    prop.add_argument("--classes", nargs="+", default=None, help="class names (default: VOC's 20; 'auto')")
     prop.add_argument("--proposals", required=True, help="folder written by tools/propose.py")
     prop.add_argument("--top-n", type=int, default=None, help="score only the first N proposals of each image")
     prop.add_argument("--out", help="write the result JSON here")
@@ -91,32 +106,81 @@ def _need(args: argparse.Namespace, *names: str) -> None:
         raise ValueError(f"{args.task} with these options needs {', '.join(missing)}")
 
 
+def _det_classes(classes: list[str] | None) -> list[str] | str | None:
+    return "auto" if classes == ["auto"] else classes
+
+
+def _where(args: argparse.Namespace) -> str:
+    return f"split {args.split!r} of {args.root}" if getattr(args, "root", None) else str(args.annotations)
+
+
 def eval_det(args: argparse.Namespace) -> dict:
+    if args.metric == "coco":
+        if args.iou is not None or args.reference is not None:
+            raise ValueError("--iou and --reference apply to voc07/voc12; COCO reports AP50, AP75 and AP@[.5:.95]")
+        if args.checkpoint:
+            return _eval_det_checkpoint(args)
+        _need(args, "annotations", "detections")
+        from visiontasks.evaluation.coco import coco_evaluate
+
+        res = coco_evaluate(args.annotations, args.detections, iou_type=args.iou_type)
+        return _coco_result(args, res)
+    if args.iou is not None and not 0.0 < args.iou <= 1.0:
+        raise ValueError(f"--iou must lie in (0, 1], got {args.iou!r}")
     if args.checkpoint:
         return _eval_det_checkpoint(args)
-    if args.metric == "coco":
-        _need(args, "annotations", "detections")
-        stats = eval_coco(args.annotations, args.detections)
-        return {"metric": "coco", "mAP": stats["AP"], "per_class": {}, **stats}
+    from visiontasks.evaluation.voc_gt import load_detection_ground_truth
+    from visiontasks.evaluation.voc_results import read_voc_results
+
     _need(args, "root", "detections")
-    dataset = VOCDetection(args.root, args.split, classes=args.classes)
-    gts = [dataset.get_annotation(i) for i in range(len(dataset))]
-    boxes, labels, scores = read_voc_results(args.detections, args.split, dataset.classes, dataset.ids)
-    res = eval_detection_voc(boxes, labels, scores, [g["boxes"].numpy() for g in gts],
-                             [g["labels"].numpy() for g in gts], [g["difficult"].numpy() for g in gts],
-                             num_classes=len(dataset.classes), metric=args.metric)
-    return {"metric": args.metric, "mAP": float(res["map"]),
-            "per_class": dict(zip(dataset.classes, map(float, res["ap"]))), "curves": res}
+    gt = load_detection_ground_truth(args.root, args.split, _det_classes(args.classes))
+    preds = read_voc_results(args.detections, args.split, gt.classes, gt.ids)
+    return _score_voc(args, gt.classes, preds, (gt.boxes, gt.labels, gt.difficult))
 
 
-def _load(args: argparse.Namespace):
+def _score_voc(args: argparse.Namespace, classes, preds, gts) -> dict:
+    """VOC AP with the command line's metric, IoU threshold and reference; warns about classes without ground truth."""
+    from visiontasks.evaluation.voc_detection import eval_detection_voc
+
+    iou = 0.5 if args.iou is None else args.iou
+    reference = args.reference or "devkit"
+    res = eval_detection_voc(*preds, *gts, num_classes=len(classes), iou_thresh=iou, metric=args.metric,
+                             reference=reference)
+    absent = [name for name, n in zip(classes, res["npos"]) if n == 0]
+    if absent and len(absent) < len(classes):
+        warn(f"{_where(args)}: no ground truth for {len(absent)} class(es) {absent}: their AP is undefined "
+             "(null) and left out of the mAP")
+    return {"metric": args.metric, "iou": iou, "reference": reference, "mAP": float(res["map"]),
+            "per_class": dict(zip(classes, map(float, res["ap"]))), "curves": res}
+
+
+def _coco_result(args: argparse.Namespace, res: dict) -> dict:
+    stats = res["stats"]
+    undefined = [k for k, v in stats.items() if np.isnan(v) and k != "AP"]
+    if undefined:
+        warn(f"{args.annotations}: COCO stats {', '.join(undefined)} are undefined (no ground truth in that "
+             "area range) and written as null")
+    return {"metric": "coco", "iou_type": args.iou_type, "mAP": stats["AP"], **stats, "per_class": res["per_class"],
+            "summary": res["summary"]}
+
+
+def _load(args: argparse.Namespace, task: str):
     import visiontasks
 
-    return visiontasks.load_model(args.checkpoint, device=args.device, preset="evaluate")
+    predictor = visiontasks.load_model(args.checkpoint, device=args.device, preset="evaluate")
+    if predictor.task != task:
+        other = "det" if predictor.task == "detection" else "seg"
+        raise InputError(args.checkpoint, f"is a {predictor.task} checkpoint, but 'eval.py {args.task}' scores "
+                                          f"{task}; use 'eval.py {other}'")
+    return predictor
 
 
 def _eval_det_checkpoint(args: argparse.Namespace) -> dict:
-    predictor = _load(args)
+    from visiontasks.data import VOCDetection
+    from visiontasks.engine.evaluate import evaluate_detection, predict_dataset
+    from visiontasks.evaluation import write_voc_results
+
+    predictor = _load(args, "detection")
     if args.metric == "coco":
         from visiontasks.data import COCODetection
 
@@ -124,7 +188,10 @@ def _eval_det_checkpoint(args: argparse.Namespace) -> dict:
         dataset = COCODetection(args.images, args.annotations)
     else:
         _need(args, "root")
-        dataset = VOCDetection(args.root, args.split, classes=args.classes or predictor.classes)
+        classes = _det_classes(args.classes)
+        if classes == "auto":
+            raise ValueError("--classes auto scores results files; with --checkpoint the model's classes are used")
+        dataset = VOCDetection(args.root, args.split, classes=classes or predictor.classes)
     model = predictor.model
     if args.proposals:
         if not getattr(model, "needs_proposals", False):
@@ -134,9 +201,18 @@ def _eval_det_checkpoint(args: argparse.Namespace) -> dict:
         dataset.proposals = ProposalStore(args.proposals, model.proposal_params)
     elif getattr(model, "needs_proposals", False):
         dataset.proposals = _on_the_fly(model, dataset)
-    preds: list[dict] = []
-    keep = (lambda pred, tgt: preds.append(pred)) if args.write_results else None
-    metrics = evaluate_detection(model, dataset, metric=args.metric, device=args.device, on_prediction=keep)
+    if args.metric == "coco":
+        preds: list[dict] = []
+        keep = (lambda pred, tgt: preds.append(pred)) if args.write_results else None
+        metrics = evaluate_detection(model, dataset, metric="coco", device=args.device, on_prediction=keep)
+    else:
+        preds, targets = [], []
+        for pred, tgt in predict_dataset(model, dataset, args.device):
+            preds.append(pred)
+            targets.append(tgt)
+        fields = [[t[k].numpy() for t in targets] for k in ("boxes", "labels", "difficult")]
+        as_lists = ([p[k].numpy() for p in preds] for k in ("boxes", "labels", "scores"))
+        metrics = _score_voc(args, dataset.classes, list(as_lists), fields)
     if args.write_results:
         write_voc_results(args.write_results, args.split, dataset.classes, dataset.ids, preds)
     return metrics
@@ -144,6 +220,8 @@ def _eval_det_checkpoint(args: argparse.Namespace) -> dict:
 
 def _on_the_fly(model, dataset):
     """Proposals computed per image with the model's own method (no folder given)."""
+    from visiontasks.data import read_image
+
     index = {image_id: k for k, image_id in enumerate(dataset.ids)}
 
     def proposals(image_id: str):
@@ -152,57 +230,103 @@ def _on_the_fly(model, dataset):
     return proposals
 
 
+def _seg_classes(classes: list[str] | None) -> tuple[str, list[str] | None]:
+    """(name of label 0, names of labels 1..C or None for VOC's) from --classes."""
+    if classes == ["auto"]:
+        raise ValueError("--classes auto applies to detection; give the names of mask labels 1..C")
+    if classes and classes[0].lower() in BACKGROUND_NAMES:
+        if len(classes) == 1:
+            raise ValueError(f"--classes names only label 0 ({classes[0]!r}); add the names of labels 1..C")
+        return classes[0], classes[1:]
+    return "background", classes
+
+
 def _saver(args: argparse.Namespace):
     if not args.save_predictions:
         return None
+    from visiontasks.data import save_label_png
+
     out = Path(args.save_predictions)
     return lambda pred, tgt: save_label_png(out / f"{tgt['image_id']}.png", pred)
 
 
 def eval_seg(args: argparse.Namespace) -> dict:
-    if args.checkpoint:
-        predictor = _load(args)
-        dataset = VOCSegmentation(args.root, args.split, classes=args.classes or predictor.classes)
-        return evaluate_segmentation(predictor.model, dataset, device=args.device, on_prediction=_saver(args))
-    dataset = VOCSegmentation(args.root, args.split, classes=args.classes)
+    background, classes = _seg_classes(args.classes)
     if args.predictions:
-        return _eval_seg_files(args, dataset)
-    return _eval_classic(args, dataset)
+        return _eval_seg_files(args, background, classes)
+    from visiontasks.data import VOCSegmentation
+
+    if args.checkpoint:
+        from visiontasks.engine.evaluate import evaluate_segmentation
+
+        predictor = _load(args, "segmentation")
+        dataset = VOCSegmentation(args.root, args.split, classes=classes or predictor.classes)
+        result = evaluate_segmentation(predictor.model, dataset, device=args.device, on_prediction=_saver(args))
+        result = {**result, "per_class": _renamed(result["per_class"], background)}
+        if "per_class_accuracy" in result:
+            result["per_class_accuracy"] = _renamed(result["per_class_accuracy"], background)
+        return result
+    return _eval_classic(args, VOCSegmentation(args.root, args.split, classes=classes), background)
 
 
-def _eval_seg_files(args: argparse.Namespace, dataset: VOCSegmentation) -> dict:
-    names = ["background", *dataset.classes]
+def _renamed(per_class: dict, background: str) -> dict:
+    return {(background if k == "background" and i == 0 else k): v for i, (k, v) in enumerate(per_class.items())}
+
+
+def _eval_seg_files(args: argparse.Namespace, background: str, classes: list[str] | None) -> dict:
+    """Scores label PNGs against SegmentationClass/ (no images read: sizes are checked against the masks)."""
+    from tqdm import tqdm
+
+    from visiontasks.data import read_label_png
+    from visiontasks.evaluation.segmentation import SegmentationEvaluator
+    from visiontasks.evaluation.voc_gt import DEFAULT_CLASSES, split_ids
+
+    root = Path(args.root)
+    names = [background, *(classes or DEFAULT_CLASSES)]
+    ids = split_ids(root, args.split, "Segmentation")
     evaluator = SegmentationEvaluator(len(names))
-    for i, image_id in enumerate(tqdm(dataset.ids, desc="score", leave=False)):
-        gt = dataset.get_annotation(i)["mask"].numpy()
-        path = Path(args.predictions) / f"{image_id}.png"
-        if not path.is_file():
-            raise InputError(path, f"prediction for image {image_id!r} of split {args.split!r} is missing")
-        pred = read_label_png(path)
-        if pred.shape != gt.shape:
-            raise InputError(path, f"mask size {pred.shape[1]}x{pred.shape[0]} differs from the ground truth's "
-                                   f"{gt.shape[1]}x{gt.shape[0]}")
-        bad = np.unique(pred[(pred >= len(names))])
-        if bad.size:
-            raise InputError(path, f"label values {bad.tolist()} outside 0..{len(names) - 1}")
-        evaluator.update(pred, gt)
+    with tqdm(ids, desc="score", leave=False) as bar:
+        for image_id in bar:
+            gt_path = root / "SegmentationClass" / f"{image_id}.png"
+            if not gt_path.is_file():
+                raise InputError(gt_path, f"ground-truth mask of image {image_id!r} of split {args.split!r} is missing")
+            gt = read_label_png(gt_path)
+            bad = np.unique(gt[(gt >= len(names)) & (gt != 255)])
+            if bad.size:
+                raise InputError(gt_path, f"mask holds labels {bad.tolist()}, beyond the {len(names) - 1} classes")
+            path = Path(args.predictions) / f"{image_id}.png"
+            if not path.is_file():
+                raise InputError(path, f"prediction for image {image_id!r} of split {args.split!r} is missing")
+            pred = read_label_png(path)
+            if pred.shape != gt.shape:
+                raise InputError(path, f"mask size {pred.shape[1]}x{pred.shape[0]} differs from the ground truth's "
+                                       f"{gt.shape[1]}x{gt.shape[0]} ({gt_path})")
+            bad = np.unique(pred[(pred >= len(names))])
+            if bad.size:
+                raise InputError(path, f"label values {bad.tolist()} outside 0..{len(names) - 1}")
+            evaluator.update(pred, gt)
     return segmentation_result(evaluator.compute(), names)
 
 
-def _eval_classic(args: argparse.Namespace, dataset: VOCSegmentation) -> dict:
-    from visiontasks.classic import gt_to_fg_bg, segment_classic
+def _eval_classic(args: argparse.Namespace, dataset, background: str) -> dict:
+    from tqdm import tqdm
 
-    names = ["background", *dataset.classes] if args.oracle_labels else ["background", "foreground"]
+    from visiontasks.classic import gt_to_fg_bg, segment_classic
+    from visiontasks.data import read_image
+    from visiontasks.evaluation.segmentation import SegmentationEvaluator
+
+    names = [background, *dataset.classes] if args.oracle_labels else [background, "foreground"]
     evaluator = SegmentationEvaluator(len(names))
     save = _saver(args)
-    for i in tqdm(range(len(dataset)), desc=args.method, leave=False):
-        rgb = read_image(dataset.image_path(i)).permute(1, 2, 0).numpy()  # uint8 as decoded, no float round trip
-        target = dataset.get_annotation(i)
-        gt = target["mask"].numpy()
-        pred = segment_classic(args.method, rgb, gt=gt, oracle=args.oracle_labels)
-        evaluator.update(pred, gt if args.oracle_labels else gt_to_fg_bg(gt))
-        if save:
-            save(pred, target)
+    with tqdm(range(len(dataset)), desc=args.method, leave=False) as bar:
+        for i in bar:
+            rgb = read_image(dataset.image_path(i)).permute(1, 2, 0).numpy()  # uint8 as decoded, no float round trip
+            target = dataset.get_annotation(i)
+            gt = target["mask"].numpy()
+            pred = segment_classic(args.method, rgb, gt=gt, oracle=args.oracle_labels)
+            evaluator.update(pred, gt if args.oracle_labels else gt_to_fg_bg(gt))
+            if save:
+                save(pred, target)
     return segmentation_result(evaluator.compute(), names)
 
 
@@ -211,17 +335,19 @@ def _pct(value: float | None) -> str:
 
 
 def eval_proposals(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from visiontasks.detection.proposals import read_manifest, read_proposals, read_timing
     from visiontasks.evaluation import plot_recall_vs_proposals, proposal_recall, recall_vs_proposals
+    from visiontasks.evaluation.voc_gt import load_detection_ground_truth
 
     params = read_manifest(args.proposals)["params"]
-    dataset = VOCDetection(args.root, args.split, classes=args.classes)
-    gts = [dataset.get_annotation(i) for i in range(len(dataset))]
+    dataset = load_detection_ground_truth(args.root, args.split, _det_classes(args.classes))
     props = []
     with tqdm(dataset.ids, desc="read", leave=False) as bar:  # closed (line cleared) before an error is printed
         for image_id in bar:
             props.append(read_proposals(args.proposals, image_id).numpy())
-    gt = ([g["boxes"].numpy() for g in gts], [g["labels"].numpy() for g in gts], [g["difficult"].numpy() for g in gts])
+    gt = (dataset.boxes, dataset.labels, dataset.difficult)
     res = proposal_recall(props, *gt, top_n=args.top_n)
     timing = read_timing(args.proposals)
     seconds = [timing[i] for i in dataset.ids if i in timing]
@@ -235,7 +361,7 @@ def eval_proposals(args: argparse.Namespace) -> int:
         print(f"{name:>16s}  {_pct(result[key])}")
     print(f"{'boxes / image':>16s}  {result['boxes_per_image']:8.1f}")
     timed = f"{result['seconds_per_image']:.2f}" if seconds else "n/a"
-    print(f"{'seconds / image':>16s}  {timed} (the proposer alone; {len(seconds)} of {len(dataset)} images timed)")
+    print(f"{'seconds / image':>16s}  {timed} (the proposer alone; {len(seconds)} of {len(dataset.ids)} images timed)")
     curve = recall_vs_proposals(props, *gt, counts=[n for n in (10, 20, 50, 100, 200, 500, 1000, 2000)
                                                     if args.top_n is None or n < args.top_n] + [args.top_n])
     print(f"\n{'top N':>6s} {'boxes/img':>9s} {'R@0.5':>6s} {'R@0.7':>6s} {'AR':>6s} {'MABO':>6s}")
@@ -261,8 +387,11 @@ def main(argv: list[str] | None = None) -> int:
         from visiontasks.evaluation import plot_pr_curves
 
         plot_pr_curves(result["curves"], list(result["per_class"]), args.pr_curves)
+    if result.get("summary"):
+        print(result["summary"])
     result = public_metrics(result)
     print(format_metrics(result))
+    warn_undefined(result, _where(args))
     if args.out:
         write_json(result, args.out)
         print(f"wrote {args.out}")

@@ -7,7 +7,6 @@ with nothing to score is NaN in ``per_class`` and left out of the mean.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -19,8 +18,10 @@ from tqdm import tqdm
 from visiontasks.data import collate_fn
 from visiontasks.evaluation import SegmentationEvaluator, VOCDetectionEvaluator, eval_coco
 from visiontasks.evaluation import detections_to_coco
+from visiontasks.evaluation.report import nan_to_none, segmentation_result
 
-__all__ = ["predict_dataset", "detect", "evaluate_detection", "evaluate_segmentation", "nan_to_none"]
+__all__ = ["predict_dataset", "detect", "evaluate_detection", "evaluate_segmentation", "nan_to_none",
+           "segmentation_result"]
 
 
 def _loader(dataset: Dataset, batch_size: int, num_workers: int) -> DataLoader:
@@ -70,11 +71,6 @@ def detect(model: nn.Module, images: list[torch.Tensor], targets: list[dict]) ->
         device = images[0].device
         return model(images, proposals=[t["proposals"].to(device) for t in targets])
     return model(images)
-
-
-def nan_to_none(value: float) -> float | None:
-    """JSON has no NaN: classes without ground truth are written as null."""
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
 def evaluate_detection(
@@ -155,13 +151,3 @@ def evaluate_segmentation(
         if on_prediction is not None:
             on_prediction(pred.numpy(), tgt)
     return segmentation_result(evaluator.compute(), names)
-
-
-def segmentation_result(scores: dict, names: Sequence[str]) -> dict[str, Any]:
-    """Maps evaluator scores to the tools' JSON shape."""
-    return {
-        "mIoU": float(scores["miou"]),
-        "pixel_accuracy": float(scores["pixel_accuracy"]),
-        "mean_class_accuracy": float(scores["mean_class_accuracy"]),
-        "per_class": {name: float(v) for name, v in zip(names, scores["iou"])},
-    }

@@ -1,22 +1,39 @@
 """Evaluation: VOC detection AP (devkit-exact, vectorised), COCO through pycocotools, segmentation mIoU.
 
 Pure functions on numpy arrays return dicts; accumulators (``update``/``compute``) wrap them for
-the training loop.
+the training loop. Names are imported on first use (PEP 562), so that scoring results files
+(``tools/eval.py det``) loads neither torch nor matplotlib.
 """
-from visiontasks.evaluation.accumulators import VOCDetectionEvaluator
-from visiontasks.evaluation.coco import COCO_STAT_NAMES, detections_to_coco, eval_coco
-from visiontasks.evaluation.iou import box_iou, box_iou_voc, box_iou_voc_paired, mask_iou
-from visiontasks.evaluation.plots import plot_pr_curves
-from visiontasks.evaluation.proposals import (AR_THRESHOLDS, best_overlaps, plot_recall_vs_proposals, proposal_recall,
-                                              recall_vs_proposals)
-from visiontasks.evaluation.segmentation import SegmentationEvaluator, confusion_matrix, segmentation_scores
-from visiontasks.evaluation.voc_detection import average_precision, eleven_point_thresholds, eval_detection_voc
-from visiontasks.evaluation.voc_results import read_voc_results, results_filename, write_voc_results
+from __future__ import annotations
 
-__all__ = [
-    "COCO_STAT_NAMES", "SegmentationEvaluator", "VOCDetectionEvaluator", "average_precision", "box_iou",
-    "box_iou_voc", "box_iou_voc_paired", "confusion_matrix", "detections_to_coco", "eleven_point_thresholds",
-    "eval_coco", "eval_detection_voc", "mask_iou", "plot_pr_curves", "read_voc_results", "results_filename",
-    "segmentation_scores", "write_voc_results",
-    "AR_THRESHOLDS", "best_overlaps", "plot_recall_vs_proposals", "proposal_recall", "recall_vs_proposals",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "accumulators": ("VOCDetectionEvaluator",),
+    "coco": ("COCO_STAT_NAMES", "coco_evaluate", "detections_to_coco", "eval_coco"),
+    "iou": ("box_iou", "box_iou_voc", "box_iou_voc_paired", "mask_iou"),
+    "plots": ("plot_pr_curves",),
+    "proposals": ("AR_THRESHOLDS", "best_overlaps", "plot_recall_vs_proposals", "proposal_recall",
+                  "recall_vs_proposals"),
+    "segmentation": ("SegmentationEvaluator", "confusion_matrix", "segmentation_scores"),
+    "voc_detection": ("average_precision", "eleven_point_thresholds", "eval_detection_voc"),
+    "voc_gt": ("load_detection_ground_truth",),
+    "voc_results": ("read_voc_results", "results_filename", "write_voc_results"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -22,25 +21,12 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from visiontasks.data.coco import load_coco
-from visiontasks.errors import InputError
+from visiontasks.evaluation.coco_io import check_results, load_coco_gt, load_coco_results
 
-__all__ = ["eval_coco", "detections_to_coco", "COCO_STAT_NAMES"]
+__all__ = ["eval_coco", "coco_evaluate", "detections_to_coco", "COCO_STAT_NAMES"]
 
-#: Names of the first nine entries of ``COCOeval.stats`` (bbox / segm).
-COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100")
-
-
-def _load_results(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise InputError(path, "COCO results file not found")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"not valid JSON ({exc})") from None
-    if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
-        raise InputError(path, "a COCO results file must be a JSON list of objects")
-    return results
+#: Names of the 12 entries of ``COCOeval.stats`` (bbox / segm), in pycocotools' order.
+COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
 def _prepared_gt(coco: COCO) -> COCO:
@@ -65,16 +51,72 @@ def _prepared_gt(coco: COCO) -> COCO:
     return fixed
 
 
-def _check_results(results: list[dict], coco: COCO, iou_type: str) -> None:
-    needed = ("image_id", "category_id", "score", "bbox" if iou_type == "bbox" else "segmentation")
-    for k, res in enumerate(results):
-        missing = [key for key in needed if key not in res]
-        if missing:
-            raise ValueError(f"result {k} lacks {missing!r}: {res!r}")
-        if res["image_id"] not in coco.imgs:
-            raise ValueError(f"result {k} is for image {res['image_id']!r}, which the ground truth does not have")
-        if res["category_id"] not in coco.cats:
-            raise ValueError(f"result {k} has category {res['category_id']!r}, unknown to the ground truth")
+def _per_class_ap(evaluator: COCOeval, gt: COCO) -> dict[str, float]:
+    """AP@[.5:.95] of each category from ``eval["precision"]`` [T, R, K, A, M] (area "all", 100 detections),
+    the mean over the entries that are not -1 — what ``COCOeval`` with ``params.catIds = [c]`` reports."""
+    precision = evaluator.eval["precision"]
+    out = {}
+    for k, cat_id in enumerate(evaluator.params.catIds):
+        p = precision[:, :, k, 0, -1]
+        p = p[p > -1]
+        out[_cat_name(gt, cat_id)] = float(np.mean(p)) if p.size else float("nan")
+    return out
+
+
+def _cat_name(gt: COCO, cat_id: Any) -> str:
+    name = str(gt.cats[cat_id].get("name", cat_id))
+    same = [c for c in gt.cats if str(gt.cats[c].get("name")) == name]
+    return name if len(same) == 1 else f"{name} (id {cat_id})"
+
+
+def coco_evaluate(
+    coco_gt: COCO | str | os.PathLike[str],
+    results: Sequence[Mapping[str, Any]] | str | os.PathLike[str],
+    iou_type: str = "bbox",
+) -> dict[str, Any]:
+    """COCO AP/AR with pycocotools' ``COCOeval`` (evaluate, accumulate, summarize), with its details.
+
+    Args:
+        coco_gt: a pycocotools ``COCO`` ground truth or the path of an instances json.
+        results: COCO results — a list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``
+            (``"segmentation"`` instead of ``"bbox"`` for ``iou_type="segm"``) or the path of a json
+            holding such a list (or a dict of equal-length lists, converted with a warning line).
+        iou_type: ``"bbox"`` or ``"segm"``.
+
+    Returns:
+        ``{"stats": {name: value for the 12 COCO_STAT_NAMES}, "per_class": {category name: AP},
+        "summary": pycocotools' 12-line summary text}``; values in [0, 1], NaN where pycocotools
+        says -1 (nothing to score). An empty result list scores 0 (no summary text).
+
+    Raises:
+        InputError: a path that is missing, not JSON, or malformed (the file and the problem).
+        ValueError: an in-memory result without the needed keys, or for an image/category the
+            ground truth lacks.
+    """
+    if iou_type not in ("bbox", "segm"):
+        raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
+    gt = coco_gt if isinstance(coco_gt, COCO) else load_coco_gt(coco_gt, iou_type)
+    source = results if isinstance(results, (str, os.PathLike)) else None
+    dets = load_coco_results(results) if source is not None else list(results)
+    with_gt = {a["category_id"] for a in gt.dataset.get("annotations", [])}
+    if not dets:
+        per_class = {_cat_name(gt, c): (0.0 if c in with_gt else float("nan")) for c in sorted(gt.cats)}
+        return {"stats": {name: 0.0 for name in COCO_STAT_NAMES}, "per_class": per_class, "summary": ""}
+    gt = _prepared_gt(gt)
+    check_results(dets, gt, iou_type, source)
+    dets = [dict(d) for d in dets]  # loadRes adds keys (id, area, ...) to the dicts it gets
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        coco_dt = gt.loadRes(dets)
+        evaluator = COCOeval(gt, coco_dt, iouType=iou_type)
+        evaluator.evaluate()
+        evaluator.accumulate()
+    summary = io.StringIO()
+    with contextlib.redirect_stdout(summary):
+        evaluator.summarize()
+    stats = np.asarray(evaluator.stats, dtype=np.float64)
+    return {"stats": {name: (float("nan") if v < 0 else float(v)) for name, v in zip(COCO_STAT_NAMES, stats)},
+            "per_class": _per_class_ap(evaluator, gt), "summary": summary.getvalue().rstrip("\n")}
 
 
 def eval_coco(
@@ -83,41 +125,16 @@ def eval_coco(
     iou_type: str = "bbox",
     quiet: bool = True,
 ) -> dict[str, float]:
-    """COCO AP/AR with pycocotools' ``COCOeval`` (evaluate, accumulate, summarize).
-
-    Args:
-        coco_gt: a pycocotools ``COCO`` ground truth or the path of an instances json.
-        results: COCO results — a list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``
-            (``"segmentation"`` instead of ``"bbox"`` for ``iou_type="segm"``) or the path of such a json.
-        iou_type: ``"bbox"`` or ``"segm"``.
-        quiet: hide pycocotools' printing.
+    """The 12 COCO stats of :func:`coco_evaluate` (``quiet=False`` prints pycocotools' summary).
 
     Returns:
-        ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100"}`` as floats in [0, 1]
-        (NaN for an area range without ground truth; all 0 for an empty result list).
-
-    Raises:
-        InputError: a path that is missing or not valid JSON.
-        ValueError: a result without the needed keys, or for an image/category the ground truth lacks.
+        ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"}``
+        as floats in [0, 1] (NaN for an area range without ground truth; all 0 for an empty result list).
     """
-    if iou_type not in ("bbox", "segm"):
-        raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
-    gt = coco_gt if isinstance(coco_gt, COCO) else load_coco(coco_gt)
-    dets = _load_results(Path(results)) if isinstance(results, (str, os.PathLike)) else list(results)
-    if not dets:
-        return {name: 0.0 for name in COCO_STAT_NAMES}
-    gt = _prepared_gt(gt)
-    _check_results(dets, gt, iou_type)
-    dets = [dict(d) for d in dets]  # loadRes adds keys (id, area, ...) to the dicts it gets
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out) if quiet else contextlib.nullcontext():
-        coco_dt = gt.loadRes(dets)
-        evaluator = COCOeval(gt, coco_dt, iouType=iou_type)
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    stats = np.asarray(evaluator.stats[: len(COCO_STAT_NAMES)], dtype=np.float64)
-    return {name: (float("nan") if v < 0 else float(v)) for name, v in zip(COCO_STAT_NAMES, stats)}
+    res = coco_evaluate(coco_gt, results, iou_type)
+    if not quiet and res["summary"]:
+        print(res["summary"])
+    return res["stats"]
 
 
 def detections_to_coco(

@@ -12,9 +12,12 @@ Shape shorthand: N, M = number of boxes (or masks) in each set; H, W = mask heig
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torchvision.ops import box_iou as _tv_box_iou
+
+if TYPE_CHECKING:  # torch is imported by the functions that take tensors, not by the numpy evaluators
+    import torch
 
 __all__ = ["box_iou", "box_iou_voc", "box_iou_voc_paired", "mask_iou"]
 
@@ -30,7 +33,9 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     returns   (N, M)      same float dtype
     ========  ==========  =========================
     """
-    return _tv_box_iou(boxes1, boxes2)
+    from torchvision.ops import box_iou as tv_box_iou
+
+    return tv_box_iou(boxes1, boxes2)
 
 
 def _inclusive_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:

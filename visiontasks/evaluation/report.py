@@ -1,0 +1,122 @@
+"""The evaluators' results as the tools print and write them (torch-free).
+
+Undefined figures (a class without ground truth, a split without objects, masks that are all
+"ignore") are NaN inside the evaluators; here they become JSON ``null`` and ``n/a`` on the
+console, and :func:`warn_undefined` says so in one ``warning:`` line — never a crash.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from visiontasks.io import atomic_write
+
+__all__ = ["warn", "nan_to_none", "public_metrics", "format_metrics", "write_json", "segmentation_result",
+           "warn_undefined", "HEADLINE_KEYS"]
+
+#: The scalar figures a result may carry, in the order the console shows them.
+HEADLINE_KEYS = ("mAP", "mIoU", "pixel_accuracy", "mean_class_accuracy")
+
+
+def warn(message: str) -> None:
+    """Prints ``warning: <message>`` as one line on stderr."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def nan_to_none(value: Any) -> float | None:
+    """JSON has no NaN: undefined figures are written as null."""
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (str, bool)) or value is None:
+        return value
+    if isinstance(value, (int, float)) or hasattr(value, "__float__"):
+        return nan_to_none(value) if not isinstance(value, int) else value
+    return value
+
+
+def public_metrics(metrics: Mapping[str, Any]) -> dict:
+    """The JSON written to files: no raw curves, every NaN as null (nested dicts included)."""
+    return _clean({k: v for k, v in metrics.items() if k not in ("curves", "summary")})
+
+
+def _pct(value: float | None) -> str:
+    return "   n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:6.2f}"
+
+
+def format_metrics(metrics: Mapping[str, Any]) -> str:
+    """A per-class table followed by the headline figure(s); ``n/a`` for undefined ones."""
+    per_class = metrics.get("per_class", {})
+    accuracy = metrics.get("per_class_accuracy")
+    lines = []
+    for name, v in per_class.items():
+        extra = f"  {_pct(accuracy.get(name))}" if accuracy else ""
+        lines.append(f"{name:>16s}  {_pct(v)}{extra}")
+    if accuracy:
+        lines.insert(0, f"{'class':>16s}  {'IoU':>6s}  {'acc':>6s}")
+    if "mAP" in metrics:
+        iou = metrics.get("iou")
+        label = f"mAP ({metrics.get('metric')}{'' if iou in (None, 0.5) else f'@{iou:g}'})"
+        lines.append(f"{label:>16s}  {_pct(metrics['mAP'])}")
+    else:
+        for key in HEADLINE_KEYS[1:]:
+            if key in metrics:
+                lines.append(f"{key:>16s}  {_pct(metrics[key])}")
+    return "\n".join(lines)
+
+
+def warn_undefined(metrics: Mapping[str, Any], what: str) -> None:
+    """One warning line when a headline figure is undefined (NaN/None), naming the cause.
+
+    Args:
+        metrics: a result dict of the tools.
+        what: the data it was computed on, e.g. ``"split 'test' of VOC2007/"``.
+    """
+    undefined = [k for k in HEADLINE_KEYS if k in metrics and nan_to_none(metrics[k]) is None]
+    if not undefined:
+        return
+    if "mAP" in undefined:
+        warn(f"{what}: no class has ground truth to score, so mAP is undefined (written as null)")
+    else:
+        warn(f"{what}: no pixel has a ground-truth label (all ignore or empty), so "
+             f"{', '.join(undefined)} {'is' if len(undefined) == 1 else 'are'} undefined (written as null)")
+
+
+def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """Writes JSON atomically; NaN becomes null (strict JSON, no ``NaN`` token)."""
+    text = json.dumps(_clean(obj), indent=2, default=float, allow_nan=False)
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return Path(path)
+
+
+def segmentation_result(scores: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """The tools' segmentation result from :func:`segmentation_scores`' output.
+
+    Args:
+        scores: ``{"miou", "pixel_accuracy", "mean_class_accuracy", "iou", "class_accuracy"}``.
+        names: K class names, background (label 0) first.
+
+    Returns:
+        ``{"mIoU", "pixel_accuracy", "mean_class_accuracy", "per_class": {name: IoU},
+        "per_class_accuracy": {name: accuracy}}`` (NaN where undefined).
+    """
+    return {
+        "mIoU": float(scores["miou"]),
+        "pixel_accuracy": float(scores["pixel_accuracy"]),
+        "mean_class_accuracy": float(scores["mean_class_accuracy"]),
+        "per_class": {name: float(v) for name, v in zip(names, scores["iou"])},
+        "per_class_accuracy": {name: float(v) for name, v in zip(names, scores["class_accuracy"])},
+    }

@@ -1,0 +1,122 @@
+"""VOC annotation XML read for scoring: class names, boxes and difficult flags (torch-free).
+
+The evaluators need only ``Annotations/`` and the split file — no images — so this reader does
+not go through the datasets (which check ``JPEGImages/``). It keeps the datasets' semantics:
+1-based inclusive coordinates become 0-based (``x - 1``, stored as float32 like the datasets),
+an absent ``<difficult>`` is 0, hostile XML (DTDs, entities) is refused, and every problem is an
+:class:`~visiontasks.errors.InputError` naming the file.
+
+Shape shorthand: N = objects in one file.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import NamedTuple
+from xml.etree.ElementTree import ParseError
+
+import numpy as np
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as safe_fromstring
+
+from visiontasks.errors import InputError
+
+__all__ = ["ObjectRecords", "parse_annotation", "read_annotation", "records"]
+
+COORDS = ("xmin", "ymin", "xmax", "ymax")
+
+
+class ObjectRecords(NamedTuple):
+    """The objects of one annotation file: ``names`` (N class names as written in ``<name>``),
+    ``boxes`` (N, 4) float32 ``xyxy`` 0-based, ``difficult`` (N,) bool."""
+
+    names: list[str]
+    boxes: np.ndarray
+    difficult: np.ndarray
+
+
+def _bad_coordinate(path: str, corners: list[list[str]]) -> InputError:
+    """The error for the first coordinate string that is not a finite number."""
+    for k, raw in enumerate(corners):
+        for tag, text in zip(COORDS, raw):
+            try:
+                ok = math.isfinite(float(text))
+            except ValueError:
+                return InputError(path, f"<{tag}> in object #{k} <bndbox> is not a number: {text!r}")
+            if not ok:
+                return InputError(path, f"<{tag}> in object #{k} <bndbox> is not finite: {text!r}")
+    return InputError(path, "unreadable coordinates")  # not reached: the caller saw a bad one
+
+
+def _difficult(raw: str | None, path: str, where: str) -> bool:
+    if raw is None or not raw.strip():
+        return False  # absent in some VOC2012 files: 0, as in the devkit
+    try:
+        return bool(int(raw))
+    except ValueError:
+        raise InputError(path, f"<difficult> in {where} is not 0/1: {raw!r}") from None
+
+
+def records(path: str, names: list[str], corners: list[list[str]], flags: list[str | None]) -> ObjectRecords:
+    """Checks and converts the raw strings of a file's objects (shared by the fast and the tree parser)."""
+    try:
+        values = np.asarray(corners, dtype=np.float64).reshape(-1, 4) - 1.0  # float() of each string
+    except ValueError:
+        raise _bad_coordinate(path, corners) from None
+    if not np.isfinite(values).all():
+        raise _bad_coordinate(path, corners)
+    inverted = np.flatnonzero((values[:, 2] < values[:, 0]) | (values[:, 3] < values[:, 1]))
+    if inverted.size:
+        k = int(inverted[0])
+        raise InputError(path, f"object #{k} has an inverted box {(values[k] + 1.0).tolist()}")
+    difficult = [_difficult(flag, path, f"object #{k}") for k, flag in enumerate(flags)]
+    return ObjectRecords(names=names, boxes=values.astype(np.float32),
+                         difficult=np.asarray(difficult, dtype=bool))
+
+
+def parse_annotation(path: str | os.PathLike[str], data: bytes) -> ObjectRecords:
+    """Parses the bytes of one annotation file with defusedxml (DTDs and entities refused).
+
+    Args:
+        path: the file, for error messages.
+        data: its content.
+
+    Raises:
+        InputError: hostile or malformed XML, a root other than ``<annotation>``, a missing field,
+            a non-numeric or inverted coordinate.
+    """
+    path = str(path)
+    try:
+        root = safe_fromstring(data, forbid_dtd=True)
+    except (DefusedXmlException, ParseError) as exc:
+        hostile = isinstance(exc, DefusedXmlException)
+        raise InputError(path, f"refused hostile XML ({type(exc).__name__})" if hostile
+                         else f"malformed XML ({exc})") from None
+    if root.tag != "annotation":
+        raise InputError(path, f"root element is <{root.tag}>, expected <annotation>")
+    names, corners, flags = [], [], []
+    for k, obj in enumerate(root.iter("object")):
+        bnd = obj.find("bndbox")
+        fields = {"name": obj.find("name"), **({t: bnd.find(t) for t in COORDS} if bnd is not None else {})}
+        for tag, node in fields.items():
+            if node is None or not (node.text or "").strip():
+                raise InputError(path, f"missing <{tag}> in object #{k}")
+        if bnd is None:
+            raise InputError(path, f"missing <bndbox> in object #{k}")
+        names.append(fields["name"].text.strip())
+        corners.append([fields[t].text.strip() for t in COORDS])
+        flag = obj.find("difficult")
+        flags.append(None if flag is None else (flag.text or ""))
+    return records(path, names, corners, flags)
+
+
+def read_annotation(path: str | os.PathLike[str]) -> ObjectRecords:
+    """Reads and parses one annotation file (missing file: :class:`InputError`)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise InputError(path, "annotation file not found") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a folder, expected an annotation file") from None
+    return parse_annotation(path, data)
