@@ -13,19 +13,28 @@ from _common import REPO, run_cli
 
 from visiontasks.config import load_config
 from visiontasks.engine.distributed import cleanup, is_main_process
-from visiontasks.engine.run import format_metrics, run_training
+from visiontasks.engine.run import format_metrics, run_training, undefined_metrics
 
 DEFAULT_CONFIG = REPO / "configs" / "detection" / "default.yaml"
+EPILOG = """An existing run directory is never overwritten without --resume or --overwrite; a second
+process on the same OUT stops at once (OUT/.lock). Bad input: one line on stderr, exit code 2
+(add --debug for the traceback). See docs/RELIABILITY.md."""
 
 
-def setup(argv: list[str] | None, default_config=DEFAULT_CONFIG, task: str = "detection"):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def setup(argv: list[str] | None, default_config=DEFAULT_CONFIG, task: str = "detection",
+          description: str | None = None):
+    """Parses the command line and loads the config; nothing is written."""
+    parser = argparse.ArgumentParser(description=description or __doc__, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(default_config), help="YAML config (default: %(default)s)")
     parser.add_argument("--out", default=None, help="run directory (default: runs/<config folder>/<config name>)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint_last.pt")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue the run in OUT from OUT/checkpoint_last.pt")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="delete the earlier run in OUT (checkpoint, logs, metrics, tb/, stage files) and start over")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available)")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.max_iters=100")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options may follow the overrides
     cfg = load_config(args.config, args.overrides)
     if cfg["task"] != task:
         raise ValueError(f"{args.config}: task is {cfg['task']!r}, this tool trains {task} models")
@@ -34,12 +43,15 @@ def setup(argv: list[str] | None, default_config=DEFAULT_CONFIG, task: str = "de
     return args, cfg, out
 
 
-def train_main(argv: list[str] | None, default_config: Path, task: str) -> int:
+def train_main(argv: list[str] | None, default_config: Path, task: str, description: str | None = None) -> int:
     """setup → train → evaluate → print; shared by train_det.py and train_seg.py."""
-    args, cfg, out = setup(argv, default_config, task)
-    metrics = run_training(cfg, out, resume=args.resume, device=args.device)
+    args, cfg, out = setup(argv, default_config, task, description)
+    metrics = run_training(cfg, out, resume=args.resume, device=args.device, overwrite=args.overwrite)
     if is_main_process():  # under torchrun, one table, not one per process
         print(format_metrics(metrics))
+        for key in undefined_metrics(metrics):
+            print(f"warning: {key} is undefined (nothing to score in the test split); metrics.json holds null",
+                  file=sys.stderr)
         print(f"run directory: {out}")
     cleanup()
     return 0

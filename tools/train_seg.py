@@ -14,7 +14,7 @@ DEFAULT_CONFIG = REPO / "configs" / "segmentation" / "default.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:
-    return train_main(argv, DEFAULT_CONFIG, "segmentation")
+    return train_main(argv, DEFAULT_CONFIG, "segmentation", description=__doc__)
 
 
 if __name__ == "__main__":

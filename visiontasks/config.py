@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
         "max_size": None,
         "crop_size": None,
         "num_workers": 2,
+        "check": True,
         "images": None,
         "annotations": None,
         "test_images": None,
@@ -89,6 +90,13 @@ def _read_yaml(path: Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(path, "config file not found") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a folder, not a config file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                               "save the config as UTF-8") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read the config ({exc.strerror or exc})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -138,6 +146,46 @@ def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
     return cfg
 
 
+#: Types of the keys whose default is None (the others take the type of their default).
+NONE_DEFAULT_TYPES: dict[str, tuple[type, ...]] = {
+    "data.root": (str,), "data.classes": (list,), "data.min_size": (int,), "data.max_size": (int,),
+    "data.crop_size": (int, list), "data.images": (str,), "data.annotations": (str,),
+    "data.test_images": (str,), "data.test_annotations": (str,), "data.proposals": (str,),
+    "data.test_proposals": (str,), "train.bias_lr_factor": (float,), "train.bias_weight_decay": (float,),
+    "train.clip_grad_norm": (float,), "eval.metric": (str,),
+}
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list"}
+
+
+def check_type(key: str, value: Any, source: str = "<config>") -> Any:
+    """Checks ``value`` against the type of ``key``'s default; returns it (a numeric string as float).
+
+    YAML reads ``1e-3`` (no dot) as a string: a string that parses as a finite number is taken
+    as that number where a number is expected.
+
+    Raises:
+        InputError: naming ``source``, the key and the value, e.g. ``train.lr must be a number, got 'fast'``.
+    """
+    section, _, name = key.partition(".")
+    default = DEFAULTS[section][name]
+    types = NONE_DEFAULT_TYPES.get(key) if default is None else (type(default),)
+    if types is None or (value is None and default is None):
+        return value
+    if float in types and isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if number is not None and number == number and abs(number) != float("inf"):
+            return number
+    ok = any(isinstance(value, t) and not (isinstance(value, bool) and t is not bool)
+             or (t is float and isinstance(value, int) and not isinstance(value, bool)) for t in types)
+    if not ok:
+        want = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types) + (" or null" if default is None else "")
+        raise InputError(source, f"{key} must be {want}, got {value!r}")
+    return value
+
+
 def validate(cfg: dict, source: str = "<config>") -> dict:
     """Checks section and key names against :data:`DEFAULTS` and the model builder's signature.
 
@@ -147,10 +195,15 @@ def validate(cfg: dict, source: str = "<config>") -> dict:
     for key in cfg:
         if key not in DEFAULTS:
             raise InputError(source, f"unknown config key {key!r} (known: {sorted(DEFAULTS)})")
+    for section in ("model", "data", "train", "eval"):
+        if not isinstance(cfg.get(section, {}), dict):
+            raise InputError(source, f"config section {section!r} must be a mapping of keys, got "
+                                     f"{cfg[section]!r}")
     for section in ("data", "train", "eval"):
         for key in cfg.get(section, {}):
             if key not in DEFAULTS[section]:
                 raise InputError(source, f"unknown config key '{section}.{key}' (known: {sorted(DEFAULTS[section])})")
+            cfg[section][key] = check_type(f"{section}.{key}", cfg[section][key], source)
     task = cfg.get("task")
     if task not in TASKS:
         raise InputError(source, f"task must be one of {TASKS}, got {task!r}")

@@ -49,12 +49,15 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
     return Path(path)
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu",
+                    mmap: bool = False) -> dict[str, Any]:
     """Loads a checkpoint written by :func:`save_checkpoint` (or any weights-only ``torch.save`` dict).
 
     Args:
         path: the ``.pt`` file.
         map_location: where tensors go (default the CPU).
+        mmap: map the tensors' storage from the file instead of reading it (for a quick look at
+            a large checkpoint's config and metadata).
 
     Returns:
         The checkpoint dict.
@@ -68,7 +71,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     if not path.is_file():
         raise InputError(path, "checkpoint not found" if not path.exists() else "checkpoint is not a file")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         raise InputError(path, "refused to load: it holds objects other than tensors, numbers and containers "
                                f"(a pickle that could run code, or not a checkpoint) [{_brief(exc)}]") from None

@@ -16,16 +16,20 @@ import torch.nn.functional as F
 
 from visiontasks.config import dump_config
 from visiontasks.data import build_dataset, collate_fn, dataset_classes
-from visiontasks.engine.distributed import init_distributed, is_main_process
+from visiontasks.data.check import check_split, split_source
+from visiontasks.device import check_device
+from visiontasks.engine.distributed import init_distributed, is_dist, is_main_process
 from visiontasks.engine.evaluate import evaluate_detection, evaluate_segmentation, nan_to_none
-from visiontasks.engine.stages import StageContext, model_stages, run_stages
+from visiontasks.engine.rundir import RunLock, check_out_dir, check_resume, open_run_dir
+from visiontasks.engine.stages import SGDStage, StageContext, model_stages, run_stages
 from visiontasks.engine.trainer import Trainer
+from visiontasks.errors import InputError
 from visiontasks.io import atomic_write
 from visiontasks.registry import get_model
 from visiontasks.tasks import check_metric
 
 __all__ = ["build_model", "run_training", "write_json", "segmentation_forward", "format_metrics", "TASK_ENGINE",
-           "check_proposals"]
+           "check_proposals", "undefined_metrics"]
 
 
 def build_model(cfg: dict, num_classes: int) -> torch.nn.Module:
@@ -37,7 +41,10 @@ def build_model(cfg: dict, num_classes: int) -> torch.nn.Module:
     elif kwargs["num_classes"] != num_classes:
         raise ValueError(f"model.num_classes={kwargs['num_classes']} but the dataset has {num_classes - 1} "
                          f"classes (+1 background = {num_classes}); fix model.num_classes or data.classes")
-    return get_model(name, **kwargs)
+    try:
+        return get_model(name, **kwargs)
+    except TypeError as exc:  # a config value of the wrong kind reaching the builder
+        raise ValueError(f"the model section does not fit {name!r}: {exc}".split("\n")[0]) from None
 
 
 def segmentation_forward(model: torch.nn.Module, images: list[torch.Tensor], targets: list[dict]) -> dict:
@@ -54,21 +61,34 @@ def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
+def _percent(value: Any) -> str:
+    """``value`` (a fraction) as a percentage; ``n/a`` where undefined (None or NaN)."""
+    value = nan_to_none(value)
+    return "   n/a" if value is None else f"{100 * value:6.2f}"
+
+
 def format_metrics(metrics: dict) -> str:
-    """A per-class table followed by the headline figure(s)."""
-    lines = [f"{name:>16s}  {('   n/a' if v is None else f'{100 * v:6.2f}')}" for name, v in metrics["per_class"].items()]
+    """A per-class table followed by the headline figure(s); an undefined figure prints as ``n/a``."""
+    lines = [f"{name:>16s}  {_percent(v)}" for name, v in (metrics.get("per_class") or {}).items()]
     if "mAP" in metrics:
-        lines.append(f"{'mAP (' + metrics['metric'] + ')':>16s}  {100 * metrics['mAP']:6.2f}")
+        lines.append(f"{'mAP (' + str(metrics.get('metric')) + ')':>16s}  {_percent(metrics['mAP'])}")
     else:
         for key in ("mIoU", "pixel_accuracy", "mean_class_accuracy"):
-            lines.append(f"{key:>16s}  {100 * metrics[key]:6.2f}")
+            if key in metrics:
+                lines.append(f"{key:>16s}  {_percent(metrics[key])}")
     return "\n".join(lines)
+
+
+def undefined_metrics(metrics: dict) -> list[str]:
+    """Names of the headline figures that are undefined (None or NaN), e.g. a test split without objects."""
+    return [k for k in ("mAP", "mIoU", "pixel_accuracy", "mean_class_accuracy")
+            if k in metrics and nan_to_none(metrics[k]) is None]
 
 
 def public_metrics(metrics: dict) -> dict:
     """The JSON written to metrics.json: no raw curves, NaN as null."""
     out = {k: v for k, v in metrics.items() if k != "curves"}
-    out["per_class"] = {k: nan_to_none(v) for k, v in metrics["per_class"].items()}
+    out["per_class"] = {k: nan_to_none(v) for k, v in (metrics.get("per_class") or {}).items()}
     for key in ("mAP", "mIoU", "pixel_accuracy", "mean_class_accuracy"):
         if key in out:
             out[key] = nan_to_none(out[key])
@@ -95,9 +115,36 @@ def check_proposals(cfg: dict, model: torch.nn.Module) -> None:
         raise ValueError(f"data.proposals is set but model {name!r} makes its own proposals; remove data.proposals")
 
 
+def _guard_run_dir(out: Path, resume: bool, overwrite: bool, cfg: dict, classes: list[str]) -> RunLock | None:
+    """Rank 0 checks the resume and locks the run directory; under DDP the other ranks learn its verdict."""
+    lock, error = None, None
+    if is_main_process():
+        try:
+            if resume:
+                check_resume(out, cfg, classes)
+            lock = open_run_dir(out, resume=resume, overwrite=overwrite)
+        except (InputError, ValueError) as exc:
+            error = exc
+    if is_dist():
+        import torch.distributed as dist
+
+        box = [str(error) if error is not None else None]
+        dist.broadcast_object_list(box, src=0)
+        if box[0] is not None and error is None:
+            raise ValueError(box[0])
+    if error is not None:
+        raise error
+    return lock
+
+
 def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = False,
-                 device: str | None = None) -> dict:
+                 device: str | None = None, overwrite: bool = False) -> dict:
     """Trains ``cfg`` into ``out_dir`` through the model's training stages and evaluates on the test split.
+
+    Nothing in ``out_dir`` changes until the command is known to be valid: the device, the
+    datasets (and, with ``data.check``, every image header), the model, the trainer's arguments
+    and, on resume, the checkpoint's compatibility are checked first; then the run directory is
+    locked (:func:`visiontasks.engine.rundir.open_run_dir`) and ``config.yaml`` written.
 
     Args:
         cfg: a resolved config (``visiontasks.config.load_config``).
@@ -105,6 +152,8 @@ def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = Fals
         resume: continue from ``out_dir/checkpoint_last.pt`` (finished fitting stages are skipped).
         device: "cpu", "cuda", "cuda:1"…; default CUDA when available. Under torchrun each
             process takes its LOCAL_RANK's GPU.
+        overwrite: delete an earlier run in ``out_dir`` (without it, and without ``resume``, a
+            folder holding a run is refused).
 
     Returns:
         The final metrics (as written to ``metrics.json``).
@@ -113,6 +162,8 @@ def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = Fals
     forward_fn, evaluate = TASK_ENGINE[task]
     metric = check_metric(task, cfg["eval"].get("metric"))
     out = Path(out_dir)
+    check_device(device)
+    check_out_dir(out)
     rank, world, local_rank = init_distributed()
     if device is None:
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
@@ -129,28 +180,49 @@ def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = Fals
     params = getattr(model, "proposal_params", None)
     train_ds = build_dataset(data_cfg, data_cfg["train_split"], train=True, task=task, proposal_params=params)
     test_ds = build_dataset(data_cfg, data_cfg["test_split"], train=False, task=task, proposal_params=params)
-    if is_main_process():
-        dump_config(cfg, out / "config.yaml")
+    for ds, split in ((train_ds, data_cfg["train_split"]), (test_ds, data_cfg["test_split"])):
+        if len(ds) == 0:
+            raise InputError(split_source(ds), f"split {split!r} has no images")
+        if data_cfg.get("check", True):
+            check_split(ds, split)
 
     def eval_fn(m: torch.nn.Module) -> dict:
         return evaluate(m, test_ds, metric=metric, device=device)
 
-    def make_trainer(eval_fn: Callable | None) -> Trainer:
+    def build_trainer(eval_fn: Callable | None) -> Trainer:
         return Trainer(model, train_ds, collate_fn, out, **cfg["train"], num_workers=data_cfg["num_workers"],
                        device=device, eval_fn=eval_fn, forward_fn=forward_fn, config=cfg,
                        meta={"classes": classes, "task": task})
 
-    ctx = StageContext(cfg=cfg, out_dir=out, model=model, train_dataset=train_ds, test_dataset=test_ds,
-                       device=device, resume=resume, make_trainer=make_trainer, eval_fn=eval_fn,
-                       extra={"sgd_threads": sgd_threads})
-    run_stages(model_stages(model), ctx)
-    metrics = ctx.metrics if ctx.metrics is not None else eval_fn(model.eval())
-    result = public_metrics(metrics)
-    if is_main_process():
-        write_json(result, out / "metrics.json")
-        curves = metrics.get("curves")
-        if curves is not None:
-            from visiontasks.evaluation import plot_pr_curves
+    # Built now so that a bad train: value stops the command before the run directory changes;
+    # the first stage asking for a trainer gets this one.
+    first = [build_trainer(None)] if any(isinstance(s, SGDStage) for s in model_stages(model)) else []
 
-            plot_pr_curves(curves, classes, out / "pr_curves.png")
+    def make_trainer(eval_fn: Callable | None) -> Trainer:
+        if first:
+            trainer = first.pop()
+            trainer.eval_fn = eval_fn
+            return trainer
+        return build_trainer(eval_fn)
+
+    lock = _guard_run_dir(out, resume, overwrite, cfg, classes)
+    try:
+        if is_main_process():
+            dump_config(cfg, out / "config.yaml")
+        ctx = StageContext(cfg=cfg, out_dir=out, model=model, train_dataset=train_ds, test_dataset=test_ds,
+                           device=device, resume=resume, make_trainer=make_trainer, eval_fn=eval_fn,
+                           extra={"sgd_threads": sgd_threads})
+        run_stages(model_stages(model), ctx)
+        metrics = ctx.metrics if ctx.metrics is not None else eval_fn(model.eval())
+        result = public_metrics(metrics)
+        if is_main_process():
+            write_json(result, out / "metrics.json")
+            curves = metrics.get("curves")
+            if curves is not None:
+                from visiontasks.evaluation import plot_pr_curves
+
+                plot_pr_curves(curves, classes, out / "pr_curves.png")
+    finally:
+        if lock is not None:
+            lock.release()
     return result
