@@ -18,7 +18,7 @@ from defusedxml.ElementTree import parse as safe_parse
 
 from visiontasks.errors import InputError
 
-__all__ = ["VOCAnnotation", "parse_voc_xml"]
+__all__ = ["VOCAnnotation", "parse_voc_xml", "clip_boxes"]
 
 _COORDS = ("xmin", "ymin", "xmax", "ymax")
 
@@ -120,3 +120,45 @@ def parse_voc_xml(path: str | os.PathLike[str], classes: Sequence[str]) -> VOCAn
         difficult=np.asarray(difficult, dtype=bool),
         size=_size(root, path),
     )
+
+
+def clip_boxes(boxes: np.ndarray, size: tuple[int, int], path: str | os.PathLike[str],
+               inclusive: bool = True) -> tuple[np.ndarray, int]:
+    """Clips ground-truth boxes to their image, as the VOC devkit and torchvision do.
+
+    Training and evaluation both read the clipped boxes, so a box that sticks out of the image
+    is the same object for the loss and for the score.
+
+    Args:
+        boxes: (N, 4) ``xyxy``, 0-based.
+        size: ``(height, width)`` of the image.
+        path: the annotation file (named in errors).
+        inclusive: VOC's inclusive pixel convention (``x`` in ``[0, W - 1]``); False for COCO's
+            continuous one (``x`` in ``[0, W]``).
+
+    Returns:
+        ``(clipped boxes, number of boxes that changed)``.
+
+    Raises:
+        InputError: a box lies entirely outside the image.
+    """
+    h, w = size
+    hi_x, hi_y = (w - 1, h - 1) if inclusive else (w, h)
+    outside = (boxes[:, 0] > hi_x) | (boxes[:, 1] > hi_y) | (boxes[:, 2] < 0) | (boxes[:, 3] < 0)
+    if outside.any():
+        k = int(np.flatnonzero(outside)[0])
+        raise InputError(path, f"object #{k} box {boxes[k].tolist()} (0-based) lies outside its {w}x{h} image")
+    clipped = boxes.copy()
+    clipped[:, 0::2] = np.clip(clipped[:, 0::2], 0, hi_x)
+    clipped[:, 1::2] = np.clip(clipped[:, 1::2], 0, hi_y)
+    changed = int((clipped != boxes).any(axis=1).sum())
+    return clipped, changed
+
+
+def warn_clipped(count: int, first: str | None, source: str | os.PathLike[str]) -> None:
+    """One warning line on stderr when ``count`` ground-truth boxes of ``source`` were clipped."""
+    if count:
+        import sys
+
+        print(f"warning: {source}: {count} ground-truth box(es) extend past their image and were clipped to it "
+              f"(first in {first})", file=sys.stderr)

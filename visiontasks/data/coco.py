@@ -21,6 +21,7 @@ import torch
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
+from visiontasks.data.annotation import clip_boxes, warn_clipped
 from visiontasks.data.transforms import apply_transforms
 from visiontasks.data.voc import read_image
 from visiontasks.errors import InputError
@@ -92,6 +93,16 @@ class COCODetection(Dataset):
             if name not in present:
                 raise InputError(self.root / str(name), f"image {cid} of {self.annotation_json} is missing")
         self._targets = [self._parse(cid) for cid in self.coco_ids]
+        clipped, first = 0, None
+        for cid, t in zip(self.coco_ids, self._targets):
+            t["boxes"], changed = clip_boxes(t["boxes"], t["size"], f"{self.annotation_json} (image {cid})",
+                                             inclusive=False)
+            clipped, first = clipped + changed, first or (f"image {cid}" if changed else None)
+        warn_clipped(clipped, first, self.annotation_json)
+
+    def expected_size(self, index: int) -> tuple[int, int]:
+        """``(height, width)`` of item ``index`` as the json gives it (no image decoding)."""
+        return tuple(self._targets[index]["size"])
 
     def _parse(self, cid: int) -> dict[str, Any]:
         info = self.coco.imgs[cid]

@@ -18,7 +18,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from visiontasks.data.annotation import VOCAnnotation, parse_voc_xml
+from visiontasks.data.annotation import VOCAnnotation, clip_boxes, parse_voc_xml, warn_clipped
 from visiontasks.data.palette import read_label_png
 from visiontasks.data.transforms import apply_transforms
 from visiontasks.errors import InputError
@@ -32,15 +32,47 @@ VOC_CLASSES: tuple[str, ...] = (
 )
 
 
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a PIL image; 16- and 32-bit greyscale are scaled to 8 bits, not clipped."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        wide = np.asarray(img, dtype=np.float64)
+        bits = 16 if img.mode.startswith("I;16") or wide.max(initial=0) <= 65535 else 32
+        grey = np.clip(np.rint(wide * (255.0 / (2 ** bits - 1))), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if img.mode == "F":  # float greyscale: 0..1 as in the toolkit's images
+        grey = np.clip(np.rint(np.asarray(img, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    return np.asarray(img.convert("RGB"))
+
+
+def _pil_error(path: str | os.PathLike[str], exc: BaseException, what: str) -> InputError:
+    if isinstance(exc, IsADirectoryError) or Path(path).is_dir():
+        return InputError(path, "is a folder, not an image file")
+    if isinstance(exc, Image.DecompressionBombError):
+        return InputError(path, f"image too large to decode safely (a possible decompression bomb: over twice "
+                                f"PIL's Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS} pixels; raise that limit "
+                                "if the file is trusted)")
+    return InputError(path, f"{what} ({exc})")
+
+
 def read_image(path: str | os.PathLike[str]) -> torch.Tensor:
-    """Decodes an image file to a (3, H, W) uint8 RGB tensor (greyscale is expanded)."""
+    """Decodes an image file to a (3, H, W) uint8 RGB tensor.
+
+    Greyscale is expanded to 3 channels (16-bit greyscale scaled to 8 bits), alpha is dropped,
+    palette images are mapped through their palette. EXIF orientation is not applied: the pixels
+    are the stored ones, the frame annotation coordinates refer to.
+
+    Raises:
+        InputError: the file is missing, a folder, not a decodable image, or larger than PIL's
+            decompression-bomb limit.
+    """
     try:
         with Image.open(path) as img:
-            array = np.asarray(img.convert("RGB"))
+            array = _to_rgb(img)
     except FileNotFoundError:
         raise InputError(path, "image file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InputError(path, f"cannot decode image ({exc})") from None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise _pil_error(path, exc, "cannot decode image") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
@@ -51,8 +83,8 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
             w, h = img.size
     except FileNotFoundError:
         raise InputError(path, "image file not found") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(path, f"cannot read image header ({exc})") from None
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise _pil_error(path, exc, "cannot read image header") from None
     return h, w
 
 
@@ -157,6 +189,17 @@ class VOCDetection(_VOCBase):
         self._annotations: list[VOCAnnotation] = [parse_voc_xml(ann_dir / f"{i}.xml", self.classes) for i in self.ids]
         self._sizes = [a.size if a.size is not None else image_size(self.image_path(k))
                        for k, a in enumerate(self._annotations)]
+        clipped, first = 0, None
+        for k, (ann, size) in enumerate(zip(self._annotations, self._sizes)):
+            boxes, changed = clip_boxes(ann.boxes, size, ann_dir / f"{self.ids[k]}.xml")
+            if changed:
+                self._annotations[k] = VOCAnnotation(boxes, ann.labels, ann.difficult, ann.size)
+                clipped, first = clipped + changed, first or f"{self.ids[k]}.xml"
+        warn_clipped(clipped, first, self.split_file)
+
+    def expected_size(self, index: int) -> tuple[int, int]:
+        """``(height, width)`` of item ``index`` as the annotation gives it (no image decoding)."""
+        return self._sizes[index]
 
     def get_annotation(self, index: int) -> dict[str, Any]:
         """The target of item ``index`` without decoding its image (fresh tensors)."""
@@ -198,6 +241,10 @@ class VOCSegmentation(_VOCBase):
             if size != mask_size:
                 raise InputError(self.mask_path(k), f"mask is {mask_size} (H, W) but its image is {size}")
             self._sizes.append(size)
+
+    def expected_size(self, index: int) -> tuple[int, int]:
+        """``(height, width)`` of item ``index`` (its image's header, checked against its mask's)."""
+        return self._sizes[index]
 
     def mask_path(self, index: int) -> Path:
         """Path of the label PNG of item ``index``."""
