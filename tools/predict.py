@@ -4,7 +4,9 @@
     python tools/predict.py photo.jpg                       # the shipped default detector
     python tools/predict.py photo.jpg --config configs/x.yaml --weights w.pt --preset evaluate
 
-Detections are drawn as boxes with names and scores; segmentations as a colour overlay.
+Detections are drawn as boxes with names and scores; segmentations as a colour overlay. Each
+input ``x.jpg`` gives ``OUT/x_pred.png``; inputs sharing a name get ``x-2_pred.png``, ``x-3_pred.png``
+… in the order given (a note line says so), never overwriting each other.
 Each image's results are also printed (one line per detection, or the classes present).
 """
 from __future__ import annotations
@@ -16,6 +18,28 @@ from pathlib import Path
 from _common import run_cli
 
 import visiontasks
+from visiontasks.data import image_size
+from visiontasks.device import check_device
+from visiontasks.engine.rundir import check_out_dir
+
+
+def output_names(images: list[str]) -> list[str]:
+    """``<stem>_pred.png`` per input; inputs sharing a stem (``a/x.jpg``, ``b/x.jpg``, ``x.png``) get
+    ``<stem>_pred.png``, ``<stem>-2_pred.png``, ``<stem>-3_pred.png`` … in the order given, so that no
+    output overwrites another (a note line says so)."""
+    used: set[str] = set()
+    names = []
+    for path in images:
+        stem = Path(path).stem
+        name, k = f"{stem}_pred.png", 1
+        while name in used:
+            k += 1
+            name = f"{stem}-{k}_pred.png"
+        if k > 1:
+            print(f"note: {path} shares its name with an earlier input; writing {name}", file=sys.stderr)
+        used.add(name)
+        names.append(name)
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,12 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
 
+    out = Path(args.out)
+    check_device(args.device)
+    check_out_dir(out)
+    for path in args.images:  # every input's header first: a bad file stops the command before any output
+        image_size(path)
+    names = output_names(args.images)
     predictor = visiontasks.load_model(args.run or args.config or "default", weights=args.weights,
                                        device=args.device, preset=args.preset)
-    out = Path(args.out)
-    for path in args.images:
+    for path, name in zip(args.images, names):
         result = predictor.predict(path)
-        dest = result.save(out / f"{Path(path).stem}_pred.png")
+        dest = result.save(out / name)
         if predictor.task == "detection":
             print(f"{path}: {len(result)} detections -> {dest}")
             for box, name, score in zip(result.boxes.tolist(), result.label_names, result.scores.tolist()):

@@ -25,6 +25,7 @@ import torch.nn as nn
 from PIL import Image
 
 from visiontasks.config import DEFAULTS, apply_overrides, load_config, merge, validate
+from visiontasks.device import check_device
 from visiontasks.errors import InputError
 from visiontasks.registry import get_model
 from visiontasks.results import DetectionResult, SegmentationResult
@@ -58,7 +59,15 @@ def to_tensor_image(image: ImageLike) -> torch.Tensor:
     if torch.is_tensor(image):
         if image.ndim != 3 or image.shape[0] != 3:
             raise ValueError(f"a tensor image must be CHW with 3 channels, got shape {tuple(image.shape)}")
-        return image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+        if image.dtype == torch.uint8:
+            return image.float() / 255.0
+        if not image.is_floating_point():
+            raise ValueError(f"a tensor image must be uint8 (0..255) or float (0..1), got {image.dtype}")
+        lo, hi = (float(v) for v in torch.aminmax(image.detach().float()))
+        if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
+            raise ValueError(f"a float tensor image must hold values in [0, 1], got min {lo:g} max {hi:g}; "
+                             "for 0..255 pass a uint8 tensor or divide by 255")
+        return image.float()
     raise TypeError(f"unsupported image type {type(image).__name__}")
 
 
@@ -77,6 +86,7 @@ class Predictor:
 
     def __init__(self, model: nn.Module, task: str, classes: Sequence[str], device: str | torch.device = "cpu",
                  preset: str = "visualize", config: dict | None = None) -> None:
+        check_device(device, "device")
         self.model = model.to(device).eval()
         self.task = task
         self.classes = tuple(classes)

@@ -60,7 +60,7 @@ DEFAULTS: dict[str, Any] = {
         "gamma": 0.1,
         "warmup_iters": 0,
         "warmup_factor": 0.001,
-        "amp": True,
+        "amp": None,  # null/true = auto (fp16 on CUDA, fp32 on the CPU) | none (false) | fp16 | bf16
         "bias_lr_factor": None,
         "bias_weight_decay": None,
         "clip_grad_norm": None,
@@ -152,23 +152,36 @@ NONE_DEFAULT_TYPES: dict[str, tuple[type, ...]] = {
     "data.crop_size": (int, list), "data.images": (str,), "data.annotations": (str,),
     "data.test_images": (str,), "data.test_annotations": (str,), "data.proposals": (str,),
     "data.test_proposals": (str,), "train.bias_lr_factor": (float,), "train.bias_weight_decay": (float,),
-    "train.clip_grad_norm": (float,), "eval.metric": (str,),
+    "train.clip_grad_norm": (float,), "train.amp": (str, bool), "eval.metric": (str,),
 }
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list"}
 
 
-def check_type(key: str, value: Any, source: str = "<config>") -> Any:
+def check_type(key: str, value: Any, source: str = "<config>", default: Any = None,
+               types: tuple[type, ...] | None = None) -> Any:
     """Checks ``value`` against the type of ``key``'s default; returns it (a numeric string as float).
 
     YAML reads ``1e-3`` (no dot) as a string: a string that parses as a finite number is taken
     as that number where a number is expected.
 
+    Args:
+        key: ``section.name``; for ``data``/``train``/``eval`` the default comes from :data:`DEFAULTS`.
+        value: the configured value.
+        source: the config file (named in the error).
+        default, types: for other keys (``model.*``): the builder's default, and the accepted types
+            (default: the default's type).
+
     Raises:
         InputError: naming ``source``, the key and the value, e.g. ``train.lr must be a number, got 'fast'``.
     """
     section, _, name = key.partition(".")
-    default = DEFAULTS[section][name]
-    types = NONE_DEFAULT_TYPES.get(key) if default is None else (type(default),)
+    if section in ("data", "train", "eval"):
+        default = DEFAULTS[section][name]
+        types = NONE_DEFAULT_TYPES.get(key)
+    if default is not None:
+        types = (type(default),) if not isinstance(default, tuple) else (list, tuple)
+        if section == "model" and type(default) is int:
+            types = (int, float)  # a builder's int default may stand for any number
     if types is None or (value is None and default is None):
         return value
     if float in types and isinstance(value, str):
@@ -181,7 +194,8 @@ def check_type(key: str, value: Any, source: str = "<config>") -> Any:
     ok = any(isinstance(value, t) and not (isinstance(value, bool) and t is not bool)
              or (t is float and isinstance(value, int) and not isinstance(value, bool)) for t in types)
     if not ok:
-        want = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types) + (" or null" if default is None else "")
+        names = ["a number" if t is int and float in types else _TYPE_NAMES.get(t, t.__name__) for t in types]
+        want = " or ".join(dict.fromkeys(names)) + (" or null" if default is None else "")
         raise InputError(source, f"{key} must be {want}, got {value!r}")
     return value
 
@@ -228,6 +242,10 @@ def validate(cfg: dict, source: str = "<config>") -> dict:
         for key in cfg["model"]:
             if key != "name" and key not in params:
                 raise InputError(source, f"unknown config key 'model.{key}': {name} takes {sorted(params)}")
+    for key, value in cfg["model"].items():
+        default = params[key].default if key in params else None
+        if key != "name" and isinstance(default, (bool, int, float, str, tuple)) and value is not None:
+            cfg["model"][key] = check_type(f"model.{key}", value, source, default=default)
     return cfg
 
 

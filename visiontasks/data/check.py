@@ -10,8 +10,6 @@ Shape shorthand: none (files only).
 """
 from __future__ import annotations
 
-import os
-
 from torch.utils.data import Dataset
 
 from visiontasks.data.voc import image_size
@@ -52,6 +50,5 @@ def check_split(dataset: Dataset, split: str) -> int:
         size = image_size(path)
         want = tuple(int(s) for s in dataset.expected_size(i))
         if size != want:
-            raise InputError(path, f"image is {size} (H, W) but {os.path.basename(split_source(dataset))} "
-                                   f"says {want} for it")
+            raise InputError(path, f"image is {size} (H, W) but its annotation says {want}")
     return n
