@@ -24,7 +24,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = ["PUBLISHED", "Published", "LayerRow", "ModelSummary", "summary", "published_for", "build_named_model",
-           "parse_input_size"]
+           "fixed_proposals", "parse_input_size"]
 
 
 @dataclass(frozen=True)
@@ -133,8 +133,9 @@ def _shape_text(out: Any) -> str:
     return ""
 
 
-def _grid_proposals(height: int, width: int, count: int) -> torch.Tensor:
-    """``count`` deterministic boxes (a grid of centres, several sizes) for proposal-fed detectors."""
+def fixed_proposals(height: int, width: int, count: int) -> torch.Tensor:
+    """``count`` deterministic xyxy boxes (seeded centres and sides) inside a ``height`` × ``width`` image,
+    the stand-in proposals for detectors fed external ones."""
     g = torch.Generator().manual_seed(0)
     centres = torch.rand(count, 2, generator=g) * torch.tensor([width, height])
     sides = (0.1 + 0.5 * torch.rand(count, 2, generator=g)) * torch.tensor([width, height])
@@ -148,7 +149,7 @@ def _run(model: nn.Module, x: torch.Tensor, num_proposals: int) -> str:
 
     if isinstance(model, Detector):
         if getattr(model, "needs_proposals", False):
-            model([x], proposals=[_grid_proposals(x.shape[1], x.shape[2], num_proposals).to(x.device)])
+            model([x], proposals=[fixed_proposals(x.shape[1], x.shape[2], num_proposals).to(x.device)])
             return f"detector fed {num_proposals} fixed proposals"
         model([x])
         return "detector, one image, eval mode; RoI-head MACs depend on the proposals kept"
