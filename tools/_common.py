@@ -1,6 +1,16 @@
-"""Shared command-line plumbing of the tools: bad input → one line on stderr, exit 2."""
+"""Shared command-line plumbing of the tools: bad input → one line on stderr, exit 2.
+
+``run_cli(main)`` turns the errors a user can cause into ``error: <message>`` on stderr and exit
+code 2: ``InputError``/``ValueError`` (bad files, configs, options), a missing file, a non-finite
+loss, and operating-system errors (permission denied, no space left, a file where a folder is
+wanted, …) with the path they concern. ``--debug`` anywhere on the command line (or
+``VISIONTASKS_DEBUG=1``) lets the traceback through instead. Ctrl-C exits 130 keeping the last
+checkpoint. Progress bars are closed before the error line, so the line is the last thing printed.
+"""
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -11,14 +21,57 @@ if str(REPO) not in sys.path:  # run from a checkout without installing
 
 from visiontasks.errors import InputError  # noqa: E402
 
+__all__ = ["REPO", "run_cli", "os_error_line"]
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an operating-system error, naming its path: ``no space left on device: PATH``."""
+    path = exc.filename if exc.filename is not None else "<unknown path>"
+    if exc.filename2 is not None:
+        path = f"{path} -> {exc.filename2}"
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on device: {path}"
+    if exc.errno == errno.EDQUOT:
+        return f"disk quota exceeded: {path}"
+    reason = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+              errno.EROFS: "read-only file system", errno.ENOTDIR: "a file is in the way where a folder is needed",
+              errno.EISDIR: "is a folder, not a file", errno.EEXIST: "already exists (and is not a folder)",
+              errno.ENAMETOOLONG: "name too long"}.get(exc.errno, exc.strerror or str(exc))
+    return f"{path}: {reason}"
+
+
+def _close_progress_bars() -> None:
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Runs ``main``; an ``InputError``/``ValueError``/missing file becomes ``error: <message>`` and exit 2."""
+    """Runs ``main(argv)``; user errors become one ``error: <message>`` line on stderr and exit code 2.
+
+    Args:
+        main: the tool's ``main(argv) -> exit code``.
+        argv: the arguments (default ``sys.argv[1:]``); ``--debug`` is taken out and re-raises errors.
+
+    Returns:
+        ``main``'s exit code, 2 for bad input, 130 on Ctrl-C.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("VISIONTASKS_DEBUG", "") not in ("", "0")
+    args = [a for a in args if a != "--debug"]
     try:
-        return main(argv)
-    except (InputError, ValueError, FileNotFoundError, FloatingPointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        return main(args)
+    except (InputError, ValueError, FileNotFoundError, FloatingPointError, OSError) as exc:
+        if debug:
+            raise
+        _close_progress_bars()
+        line = os_error_line(exc) if isinstance(exc, OSError) and not isinstance(exc, InputError) else str(exc)
+        print(f"error: {' '.join(line.split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _close_progress_bars()
         print("interrupted: the last checkpoint is kept; rerun with --resume to continue", file=sys.stderr)
         return 130

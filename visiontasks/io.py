@@ -28,6 +28,10 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb", fsync: bool = F
 
     Yields:
         The open temporary file. On an exception it is deleted and ``path`` is left untouched.
+
+    Raises:
+        OSError: a write failed for lack of space or another OS reason; its ``filename`` is
+            ``path`` (so the tools print "no space left on device: PATH").
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
@@ -42,11 +46,26 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb", fsync: bool = F
                 os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results are meant to be read by others
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        cause = _os_error_in(exc)
+        if cause is not None:  # e.g. a full disk: say which file could not be written
+            raise OSError(cause.errno, cause.strerror, str(path)) from exc
         raise
     if fsync:
         _fsync_dir(path.parent)
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The path-less OS error behind ``exc`` (itself, or its cause/context: torch.save wraps a full
+    disk's ``OSError`` in a ``RuntimeError``), or None."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            return exc if exc.filename is None else None
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -209,8 +209,9 @@ def open_run_dir(out: str | os.PathLike[str], resume: bool = False, overwrite: b
 def check_resume(out: str | os.PathLike[str], cfg: dict, classes: list[str]) -> bool:
     """Checks that ``out``'s checkpoint can be resumed with ``cfg`` before anything is written.
 
-    The checkpoint must be readable and come from the same task, model section and classes
-    (the ``train:`` section may differ, e.g. a longer schedule).
+    The logs must be readable (a torn last line is dropped later, with a warning); the checkpoint
+    must be readable and come from the same task, model section and classes (the ``train:``
+    section may differ, e.g. a longer schedule).
 
     Returns:
         True when there is a checkpoint to resume from, False when the run starts from scratch.
@@ -219,7 +220,9 @@ def check_resume(out: str | os.PathLike[str], cfg: dict, classes: list[str]) -> 
         InputError: naming the checkpoint and the first differing config key.
     """
     from visiontasks.engine.checkpoint import load_checkpoint
+    from visiontasks.engine.logger import check_logs
 
+    check_logs(out)
     path = Path(out) / "checkpoint_last.pt"
     if not path.exists():
         return False
