@@ -1,16 +1,33 @@
-"""Times eval_detection_voc against the per-detection voc_eval loop on a VOC07-test-sized workload.
+"""Times the VOC evaluator on a VOC07-test-sized workload, in process and end to end.
 
-    python bench/eval_speed.py            # 4,952 images, ~12k objects, ~500k detections
+    python bench/eval_speed.py            # eval_detection_voc vs the per-detection voc_eval loop, in process
     python bench/eval_speed.py --quick    # a tenth of that
+    python bench/eval_speed.py --voc-eval py-faster-rcnn/lib/datasets/voc_eval.py [--rounds 5]
+        # end to end, as users run them: `python tools/eval.py det` on files against py-faster-rcnn's
+        # voc_eval.py (Python 3, bench/_reference_voc_eval.py), each in its own process, cold caches
 
 The workload is synthetic and seeded: ground truth scattered over 20 classes (about 15 % difficult),
 detections = noisy copies of the ground truth (duplicates included, higher scores) plus random
-boxes of random classes. Both implementations must give the same mAP (to 1e-12).
+boxes of random classes. In process, both implementations must give the same mAP (to 1e-12).
+
+End to end, the workload is written as a VOC tree (Annotations/ in VOC2007's layout,
+ImageSets/Main/test.txt, no images) and comp4 files in py-faster-rcnn's format (3 decimals for
+scores, 1 for coordinates); each round runs both commands, alternating which goes first, each
+with a fresh (cold) annotation cache, and the minimum over rounds is reported (the machine is
+shared: minima are the least disturbed runs). It also checks that the CLI's per-class APs equal
+eval_detection_voc's on the same files read by the tree parser (the devkit mode as before), and
+prints their largest difference to voc_eval.py's APs (ties of the 3-decimal scores are ordered by
+numpy's unstable quicksort there, so tiny differences are expected).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,14 +65,120 @@ def make_workload(num_images: int, dets_per_image: int, num_classes: int = 20, s
     return pb, pl, ps, gb, gl, gd
 
 
+def write_voc_tree(root: Path, work, classes: list[str]) -> list[str]:
+    """The workload as files: VOC2007-style annotations, the split file, comp4 files as py-faster-rcnn writes them."""
+    pb, pl, ps, gb, gl, gd = work
+    ids = [f"{i:06d}" for i in range(len(gb))]
+    (root / "Annotations").mkdir(parents=True)
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    for image_id, boxes, labels, difficult in zip(ids, gb, gl, gd):
+        objects = "".join(
+            f"\t<object>\n\t\t<name>{classes[lab - 1]}</name>\n\t\t<pose>Unspecified</pose>\n"
+            f"\t\t<truncated>0</truncated>\n\t\t<difficult>{int(d)}</difficult>\n\t\t<bndbox>\n"
+            + "".join(f"\t\t\t<{t}>{int(v) + 1}</{t}>\n" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), box))
+            + "\t\t</bndbox>\n\t</object>\n"
+            for box, lab, d in zip(boxes.tolist(), labels.tolist(), difficult.tolist()))
+        (root / "Annotations" / f"{image_id}.xml").write_text(
+            f"<annotation>\n\t<folder>VOC2007</folder>\n\t<filename>{image_id}.jpg</filename>\n\t<source>\n"
+            "\t\t<database>The VOC2007 Database</database>\n\t\t<annotation>PASCAL VOC2007</annotation>\n"
+            "\t\t<image>flickr</image>\n\t\t<flickrid>000000000</flickrid>\n\t</source>\n\t<owner>\n"
+            "\t\t<flickrid>nobody</flickrid>\n\t\t<name>?</name>\n\t</owner>\n\t<size>\n\t\t<width>500</width>\n"
+            f"\t\t<height>500</height>\n\t\t<depth>3</depth>\n\t</size>\n\t<segmented>0</segmented>\n{objects}"
+            "</annotation>\n")
+    (root / "ImageSets" / "Main" / "test.txt").write_text("".join(i + "\n" for i in ids))
+    lines: list[list[str]] = [[] for _ in classes]
+    for image_id, boxes, labels, scores in zip(ids, pb, pl, ps):
+        for (x0, y0, x1, y1), lab, sc in zip(boxes.tolist(), labels.tolist(), scores.tolist()):
+            lines[lab - 1].append(f"{image_id} {sc:.3f} {x0 + 1:.1f} {y0 + 1:.1f} {x1 + 1:.1f} {y1 + 1:.1f}\n")
+    for name, class_lines in zip(classes, lines):
+        (root / "results" / f"comp4_det_test_{name}.txt").parent.mkdir(exist_ok=True)
+        (root / "results" / f"comp4_det_test_{name}.txt").write_text("".join(class_lines))
+    old = time.time() - 3600  # settled files, as a real dataset's are (the cache skips files changed < 2 s ago)
+    for path in (root / "Annotations").iterdir():
+        os.utime(path, (old, old))
+    return ids
+
+
+def _timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr}")
+    return seconds
+
+
+def _tree_parser_aps(root: Path, classes: list[str]) -> np.ndarray:
+    """APs of the devkit mode as before: every annotation through the tree parser, eval_detection_voc."""
+    from visiontasks.evaluation.voc_annotations import read_annotation
+    from visiontasks.evaluation.voc_gt import split_ids
+    from visiontasks.evaluation.voc_results import read_voc_results
+
+    ids = split_ids(root, "test")
+    recs = [read_annotation(root / "Annotations" / f"{i}.xml") for i in ids]
+    index = {c: k + 1 for k, c in enumerate(classes)}
+    gts = ([r.boxes.astype(np.float64) for r in recs], [np.array([index[n] for n in r.names], np.int64) for r in recs],
+           [r.difficult for r in recs])
+    preds = read_voc_results(root / "results", "test", classes, ids)
+    return eval_detection_voc(*preds, *gts, num_classes=len(classes))["ap"]
+
+
+def run_end_to_end(args: argparse.Namespace) -> int:
+    """`tools/eval.py det` against py-faster-rcnn's voc_eval.py, each as a user runs it (see the docstring)."""
+    classes = [f"class{k:02d}" for k in range(1, 21)]
+    repo = Path(__file__).resolve().parents[1]
+    num_images = 495 if args.quick else 4952
+    work = make_workload(num_images, dets_per_image=args.dets_per_image or 63, seed=args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "VOC2007"
+        write_voc_tree(root, work, classes)
+        n_det = sum(len(p) for p in work[0])
+        print(f"workload: {num_images} images, {sum(len(g) for g in work[3])} objects, {n_det} detections, "
+              f"20 classes, files in {root}")
+        ours = [sys.executable, str(repo / "tools" / "eval.py"), "det", "--root", str(root), "--split", "test",
+                "--detections", str(root / "results"), "--classes", *classes]
+        ref = [sys.executable, str(repo / "bench" / "_reference_voc_eval.py"), "--voc-eval", args.voc_eval,
+               "--root", str(root), "--split", "test", "--detections", str(root / "results")]
+        times: dict[str, list[float]] = {"ours": [], "voc_eval": []}
+        for r in range(args.rounds):
+            runs = [("ours", ours + ["--cache-dir", f"{tmp}/cache_ours_{r}", "--out", f"{tmp}/ours.json"]),
+                    ("voc_eval", ref + ["--cachedir", f"{tmp}/cache_ref_{r}", "--out", f"{tmp}/ref.json", *classes])]
+            for name, cmd in (runs if r % 2 == 0 else runs[::-1]):
+                times[name].append(_timed(cmd))
+        warm = min(_timed(ours + ["--cache-dir", f"{tmp}/cache_ours_0"]) for _ in range(2))
+        _timed(ours + ["--no-cache", "--reference", "voc_eval", "--out", f"{tmp}/ours_voc_eval.json"])
+        ref_vec = np.array([json.loads(Path(f"{tmp}/ref.json").read_text())[c] for c in classes])
+        ours_vec, like_voc_eval = (np.array([np.nan if v is None else v for v in
+                                             json.loads(Path(f"{tmp}/{f}.json").read_text())["per_class"].values()])
+                                   for f in ("ours", "ours_voc_eval"))
+        same_as_before = bool(np.array_equal(ours_vec, _tree_parser_aps(root, classes), equal_nan=True))
+        diff = float(np.nanmax(np.abs(ours_vec - ref_vec)))
+        diff_voc_eval = float(np.nanmax(np.abs(like_voc_eval - ref_vec)))
+    for name, t in times.items():
+        print(f"{name:>9s}: min {min(t):.3f} s, median {statistics.median(t):.3f} s over {len(t)} cold runs "
+              f"({', '.join(f'{x:.2f}' for x in t)})")
+    print(f"ratio (min ours / min voc_eval): {min(times['ours']) / min(times['voc_eval']):.3f}; "
+          f"ours with a warm annotation cache: {warm:.3f} s")
+    print(f"per-class APs equal to the tree-parser devkit path: {same_as_before}; largest |AP - voc_eval.py AP|: "
+          f"{diff:.2e} (devkit mode), {diff_voc_eval:.2e} (--reference voc_eval)")
+    return 0 if same_as_before else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="495 images instead of 4,952")
     parser.add_argument("--metric", default="voc07", choices=["voc07", "voc12"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--voc-eval", metavar="PATH", help="py-faster-rcnn's lib/datasets/voc_eval.py: time the "
+                                                           "CLI end to end against it")
+    parser.add_argument("--rounds", type=int, default=5, help="end-to-end rounds (each runs both commands)")
+    parser.add_argument("--dets-per-image", type=int, default=None,
+                        help="detections per image (default 101 in process, 63 end to end: ~310k)")
     args = parser.parse_args(argv)
+    if args.voc_eval:
+        return run_end_to_end(args)
     num_images = 495 if args.quick else 4952
-    work = make_workload(num_images, dets_per_image=101, seed=args.seed)
+    work = make_workload(num_images, dets_per_image=args.dets_per_image or 101, seed=args.seed)
     n_gt = sum(len(g) for g in work[3])
     n_diff = sum(int(d.sum()) for d in work[5])
     n_det = sum(len(p) for p in work[0])

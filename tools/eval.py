@@ -64,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     det.add_argument("--reference", default=None, choices=["devkit", "voc_eval"],
                      help="VOC metrics: 'devkit' (VOCevaldet.m: overlap >= T, MATLAB 0:0.1:1 thresholds; default) "
                           "or 'voc_eval' (py-faster-rcnn: > T, np.arange thresholds)")
+    det.add_argument("--cache-dir", metavar="DIR",
+                     help="annotation cache (keyed by file path, size and mtime; default $VISIONTASKS_HOME/"
+                          "annotation-cache or ~/.cache/visiontasks/annotation-cache)")
+    det.add_argument("--no-cache", action="store_true", help="parse every annotation file, write no cache")
     det.add_argument("--images", help="COCO images folder (--metric coco with --checkpoint)")
     det.add_argument("--annotations", help="COCO annotation json (--metric coco)")
     det.add_argument("--iou-type", default="bbox", choices=["bbox", "segm"], help="--metric coco: boxes or masks")
@@ -132,8 +136,11 @@ def eval_det(args: argparse.Namespace) -> dict:
     from visiontasks.evaluation.voc_gt import load_detection_ground_truth
     from visiontasks.evaluation.voc_results import read_voc_results
 
+    from visiontasks.evaluation.annotation_cache import default_cache_dir
+
     _need(args, "root", "detections")
-    gt = load_detection_ground_truth(args.root, args.split, _det_classes(args.classes))
+    cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    gt = load_detection_ground_truth(args.root, args.split, _det_classes(args.classes), cache_dir=cache)
     preds = read_voc_results(args.detections, args.split, gt.classes, gt.ids)
     return _score_voc(args, gt.classes, preds, (gt.boxes, gt.labels, gt.difficult))
 

@@ -60,7 +60,7 @@ def _difficult(raw: str | None, path: str, where: str) -> bool:
 def records(path: str, names: list[str], corners: list[list[str]], flags: list[str | None]) -> ObjectRecords:
     """Checks and converts the raw strings of a file's objects (shared by the fast and the tree parser)."""
     try:
-        values = np.asarray(corners, dtype=np.float64).reshape(-1, 4) - 1.0  # float() of each string
+        values = np.array([[float(v) for v in box] for box in corners], dtype=np.float64).reshape(-1, 4) - 1.0
     except ValueError:
         raise _bad_coordinate(path, corners) from None
     if not np.isfinite(values).all():

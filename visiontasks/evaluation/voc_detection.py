@@ -98,7 +98,7 @@ def average_precision(rec: np.ndarray, prec: np.ndarray, metric: str = "voc07", 
 
 def _stack(arrays: Sequence[Any], name: str, width: int | None, dtype: type) -> tuple[np.ndarray, np.ndarray]:
     """Concatenates per-image arrays; returns (values, image index of each row)."""
-    parts, owners = [], []
+    parts = []
     for i, a in enumerate(arrays):
         arr = np.asarray(a, dtype=dtype)
         if width is None:
@@ -108,10 +108,9 @@ def _stack(arrays: Sequence[Any], name: str, width: int | None, dtype: type) -> 
         elif arr.ndim != 2 or arr.shape[1] != width:
             raise ValueError(f"{name}[{i}] must have shape (n, {width}), got {arr.shape!r}")
         parts.append(arr)
-        owners.append(np.full(len(arr), i, dtype=np.int64))
     empty = np.zeros((0,) if width is None else (0, width), dtype=dtype)
-    return (np.concatenate(parts) if parts else empty,
-            np.concatenate(owners) if owners else np.zeros(0, dtype=np.int64))
+    owners = np.repeat(np.arange(len(parts), dtype=np.int64), [len(p) for p in parts])
+    return (np.concatenate(parts) if parts else empty), owners
 
 
 def _check_same_length(name: str, values: np.ndarray, owner: np.ndarray, ref_owner: np.ndarray) -> None:

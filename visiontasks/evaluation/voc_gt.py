@@ -102,7 +102,8 @@ def load_detection_ground_truth(root: str | os.PathLike[str], split: str,
         split: split name.
         classes: class names, ``"auto"`` (the sorted union of the names in the split's
             annotations) or None (VOC's 20).
-        cache_dir: folder of the annotation cache (None: no cache).
+        cache_dir: folder of the annotation cache (None: no cache; see
+            :mod:`visiontasks.evaluation.annotation_cache`).
 
     Raises:
         InputError: a missing split file or annotation, a malformed annotation, or an object of a

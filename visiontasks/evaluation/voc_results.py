@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -98,6 +99,99 @@ def write_voc_results(
     return paths
 
 
+#: Bytes the vectorised parser handles: ASCII printing characters, space, tab, CR, LF.
+_PLAIN = np.zeros(256, dtype=bool)
+_PLAIN[[9, 10, 13]] = True
+_PLAIN[32:127] = True
+#: Bytes a number may hold on the vectorised path (anything else — nan, inf, 0x…, 1_0 — takes the exact path).
+_NUMERIC = np.zeros(256, dtype=bool)
+_NUMERIC[np.frombuffer(b"0123456789.eE+-", np.uint8)] = True
+
+
+def _parse_fast(data: bytes, known: _KnownIds) -> tuple[np.ndarray, np.ndarray] | None:
+    """Vectorised parse of a results file: (image index (D,), values (D, 5)), or None when the file is
+    anything but plain (then the exact line-by-line parser reads it and names the bad line).
+
+    Tokens are found on the byte array (whitespace: space, tab; line breaks: LF, CR), every line must
+    hold 6 of them, the image-id tokens are blanked and the 5 D numbers parsed in one
+    ``np.fromstring`` call; ids are looked up with one sorted search.
+    """
+    b = np.frombuffer(data, dtype=np.uint8)
+    if b.size == 0:
+        return np.zeros(0, np.int64), np.zeros((0, 5))
+    if not _PLAIN[b].all():
+        return None
+    newline = (b == 10) | (b == 13)
+    space = newline | (b == 32) | (b == 9)
+    edges = np.flatnonzero(np.diff(space.view(np.int8), prepend=1, append=1))  # token boundaries
+    starts, ends = edges[0::2], edges[1::2]
+    line = np.searchsorted(np.flatnonzero(newline), starts)
+    first = np.concatenate(([True], line[1:] != line[:-1]))
+    if np.any(np.diff(np.flatnonzero(np.concatenate((first, [True])))) != 6):
+        return None  # a line without exactly 6 fields
+    id_start, id_end = starts[first], ends[first]
+    marks = np.zeros(b.size + 1, dtype=np.int8)
+    marks[id_start] = 1
+    marks[id_end] = -1
+    in_id = np.cumsum(marks[:-1], dtype=np.int8) > 0
+    if not _NUMERIC[b[~space & ~in_id]].all():
+        return None
+    numbers = np.where(in_id, np.uint8(32), b)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            values = np.fromstring(numbers.tobytes().decode("ascii"), dtype=np.float64, sep=" ")
+    except (ValueError, DeprecationWarning):
+        return None
+    if values.size != 5 * id_start.size or not np.isfinite(values).all():
+        return None
+    width = int((id_end - id_start).max())
+    offsets = np.arange(width)
+    valid = offsets < (id_end - id_start)[:, None]
+    chars = np.where(valid, b[np.minimum(id_start[:, None] + offsets, b.size - 1)], 0).astype(np.uint8)
+    image = known.lookup(chars.view(f"S{width}").ravel())
+    if image is None:
+        return None
+    return image, values.reshape(-1, 5)
+
+
+class _KnownIds:
+    """The split's image ids as a sorted byte-string array, for vectorised lookups."""
+
+    def __init__(self, image_ids: Sequence[str]) -> None:
+        self.index = {str(i): k for k, i in enumerate(image_ids)}
+        encoded = np.array([str(i).encode("utf-8") for i in image_ids] or [b""])
+        self.order = np.argsort(encoded, kind="stable")
+        self.sorted = encoded[self.order]
+
+    def get(self, image_id: str) -> int | None:
+        return self.index.get(image_id)
+
+    def lookup(self, names: np.ndarray) -> np.ndarray | None:
+        """Index of each byte-string id in the split, or None when one is not in it."""
+        if not self.index:
+            return None
+        pos = np.minimum(np.searchsorted(self.sorted, names), len(self.sorted) - 1)
+        if not np.array_equal(self.sorted[pos], names):
+            return None
+        return self.order[pos]
+
+
+def _read_file(path: Path, label: int, known: _KnownIds, split: str) -> np.ndarray:
+    """Rows ``(image, label, score, x0, y0, x1, y1)`` (D, 7) of one results file, in file order."""
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise InputError(path, "is a folder, expected a results file") from None
+    parsed = _parse_fast(data, known)
+    if parsed is None:
+        rows: list[tuple[int, int, float, float, float, float, float]] = []
+        _parse_file(path, label, known, split, rows)
+        return np.array(rows, dtype=np.float64).reshape(-1, 7)
+    image, values = parsed
+    return np.column_stack([image.astype(np.float64), np.full(len(image), float(label)), values])
+
+
 def _parse_file(path: Path, label: int, known: Mapping[str, int], split: str,
                 rows: list[tuple[int, int, float, float, float, float, float]]) -> None:
     try:
@@ -156,9 +250,9 @@ def read_voc_results(
     if not files:
         raise InputError(folder, f"no results files named comp4_det_{split}_<class>.txt")
     label_of = {name: c + 1 for c, name in enumerate(classes)}
-    known = {str(image_id): i for i, image_id in enumerate(image_ids)}
+    known = _KnownIds(image_ids)
     seen: dict[int, Path] = {}
-    rows: list[tuple[int, int, float, float, float, float, float]] = []
+    tables = [np.zeros((0, 7))]
     for path in files:
         name = path.name[path.name.index(marker) + len(marker):-len(".txt")]
         label = label_of.get(name)
@@ -167,8 +261,8 @@ def read_voc_results(
         if label in seen:
             raise InputError(path, f"a second results file for class {name!r} (first: {seen[label].name})")
         seen[label] = path
-        _parse_file(path, label, known, split, rows)
-    table = np.array(rows, dtype=np.float64).reshape(-1, 7)
+        tables.append(_read_file(path, label, known, split))
+    table = np.concatenate(tables)
     image = table[:, 0].astype(np.int64)
     order = np.lexsort((table[:, 1], image))  # stable: file order within (image, class)
     table, image = table[order], image[order]
