@@ -6,6 +6,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "tools") not in sys.path:
     sys.path.insert(0, str(REPO / "tools"))
@@ -16,7 +18,7 @@ import train_seg  # noqa: E402
 from _common import run_cli  # noqa: E402
 
 __all__ = ["make_tiny_voc", "snapshot", "call", "det_args", "seg_args", "train_det", "train_seg", "predict",
-           "run_cli", "one_error_line"]
+           "run_cli", "one_error_line", "tiny", "finished", "run"]
 
 CLASSES = "data.classes=[circle,square,triangle]"
 
@@ -77,3 +79,26 @@ def one_error_line(err: str) -> str:
     assert len(lines) == 1, err
     assert err.rstrip().splitlines()[-1] == lines[0], f"something was printed after the error line:\n{err}"
     return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny(embedded_root, tmp_path_factory) -> Path:
+    """A tiny VOC-layout dataset (4 trainval, 2 test images), shared by a test module."""
+    return make_tiny_voc(embedded_root, tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def finished(tiny, tmp_path_factory) -> Path:
+    """A finished 2-iteration detection run on ``tiny``."""
+    out = tmp_path_factory.mktemp("runs") / "det"
+    assert run_cli(train_det.main, det_args(tiny, out)) == 0
+    assert (out / "checkpoint_last.pt").is_file() and not (out / ".lock").exists()
+    return out
+
+
+@pytest.fixture
+def run(finished, tmp_path) -> Path:
+    """A private copy of the finished run."""
+    copy = tmp_path / "run"
+    shutil.copytree(finished, copy)
+    return copy

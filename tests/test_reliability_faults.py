@@ -10,31 +10,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from _reliability import call, det_args, make_tiny_voc, one_error_line, run_cli, snapshot, train_det
+from _reliability import finished, run, tiny  # noqa: F401 (fixtures)
+from _reliability import call, det_args, one_error_line, run_cli, snapshot, train_det
 from _common import os_error_line
 
 from visiontasks.engine.checkpoint import load_checkpoint
 from visiontasks.errors import InputError
 from visiontasks.io import atomic_write
-
-
-@pytest.fixture(scope="module")
-def tiny(embedded_root, tmp_path_factory) -> Path:
-    return make_tiny_voc(embedded_root, tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(scope="module")
-def finished(tiny, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "det"
-    assert run_cli(train_det.main, det_args(tiny, out)) == 0
-    return out
-
-
-@pytest.fixture
-def run(finished, tmp_path) -> Path:
-    copy = tmp_path / "run"
-    shutil.copytree(finished, copy)
-    return copy
 
 
 def test_atomic_write_names_the_file_on_a_full_disk(tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,35 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from _reliability import REPO, call, det_args, make_tiny_voc, one_error_line, seg_args, snapshot, train_det, train_seg
+from _reliability import finished, run, tiny  # noqa: F401 (fixtures)
+from _reliability import REPO, call, det_args, one_error_line, seg_args, snapshot, train_det, train_seg
 
 from visiontasks.engine.checkpoint import load_checkpoint
 from visiontasks.engine.rundir import RunLock, clean_temp_files
 from visiontasks.errors import InputError
-
-
-@pytest.fixture(scope="module")
-def tiny(embedded_root, tmp_path_factory) -> Path:
-    return make_tiny_voc(embedded_root, tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(scope="module")
-def finished(tiny, tmp_path_factory) -> Path:
-    """A finished 2-iteration detection run."""
-    out = tmp_path_factory.mktemp("runs") / "det"
-    from _reliability import run_cli
-
-    assert run_cli(train_det.main, det_args(tiny, out)) == 0
-    assert (out / "checkpoint_last.pt").is_file() and not (out / ".lock").exists()
-    return out
-
-
-@pytest.fixture
-def run(finished, tmp_path) -> Path:
-    """A private copy of the finished run."""
-    copy = tmp_path / "run"
-    shutil.copytree(finished, copy)
-    return copy
 
 
 def _dead_pid() -> int:
