@@ -11,12 +11,18 @@ Differences that remain are the implementations' own: torchvision's RPN scores a
 logits (ours: the paper's 2A softmax), its anchors are centred on cell corners (ours: cell
 centres), and it decodes every anchor before its top-n (we decode the top-n only).
 
+With ``--backbone vgg16`` two more models run beside them (issue 13): torchvision's own VGG16
+FasterRCNN (``vgg16().features[:-1]``, ``MultiScaleRoIAlign`` 7×7, its defaults), once as built
+there (``tv_native_1024``: torchvision ignores ``representation_size`` and builds a 1024-wide
+fc6/fc7) and once with a 4096-wide ``TwoMLPHead`` (``tv_native_4096``). Each model's RoI count
+entering the box head and fc7 width are printed.
+
 Eval mode, random weights, the same thread count. Latency: both models in one process, their
 runs interleaved (ours, torchvision, ours, …) so that the load of other processes on a shared
 machine hits both alike; median over ``--runs``. Peak RSS: each model in its own spawned process
 (build + two inferences). Figures are printed, never asserted.
 
-    python bench/det_latency.py --runs 5 --threads 2 [--backbone vgg16|small] [--height 480 --width 640]
+    python bench/det_latency.py --runs 5 --threads 2 [--backbone vgg16|small] [--height 480 --width 640] [--no-memory]
 """
 from __future__ import annotations
 
@@ -32,8 +38,9 @@ import torch
 import torch.nn as nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator as TVAnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
-from torchvision.ops import roi_pool
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models import vgg16 as tv_vgg16
+from torchvision.ops import MultiScaleRoIAlign, roi_pool
 
 from visiontasks import get_model
 
@@ -77,7 +84,53 @@ def build_torchvision(backbone: str = "vgg16", num_classes: int = 21, **override
     return model
 
 
+def build_torchvision_native(backbone: str = "vgg16", num_classes: int = 21, head_width: int | None = None,
+                             **overrides) -> nn.Module:
+    """torchvision's own VGG16 FasterRCNN as issue 13 builds it: ``vgg16().features[:-1]``,
+    ``MultiScaleRoIAlign(["0"], 7, 2)``, torchvision's defaults otherwise.
+
+    The issue also passed ``representation_size=4096``; FasterRCNN forwards unknown keywords to
+    ``GeneralizedRCNNTransform``, which ignores them, and builds ``TwoMLPHead(25088, 1024)``: fc6/fc7
+    of width 1024, 4.5× fewer head FLOPs than VGG16's 4096. ``head_width`` sets the width for real.
+    """
+    if backbone != "vgg16":
+        raise ValueError("the torchvision-native configuration is VGG16 only")
+    body = tv_vgg16(weights=None).features[:-1]
+    body.out_channels = 512
+    kwargs: dict = {"num_classes": num_classes}
+    if head_width is not None:
+        kwargs = {"box_head": TwoMLPHead(512 * 7 * 7, head_width),
+                  "box_predictor": FastRCNNPredictor(head_width, num_classes)}
+    return FasterRCNN(body, rpn_anchor_generator=TVAnchorGenerator(((128, 256, 512),), ((0.5, 1.0, 2.0),)),
+                      box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2), min_size=600, max_size=1000,
+                      rpn_pre_nms_top_n_test=6000, rpn_post_nms_top_n_test=300, **kwargs, **overrides)
+
+
+def build_torchvision_native_4096(backbone: str = "vgg16", num_classes: int = 21, **overrides) -> nn.Module:
+    """The torchvision-native model with fc6/fc7 really 4096 wide (VGG16's and ours)."""
+    return build_torchvision_native(backbone, num_classes, head_width=4096, **overrides)
+
+
 BUILDERS = {"ours": build_ours, "torchvision": build_torchvision}
+#: Issue 13's torchvision-native configuration (VGG16 only), beside the same-parts one.
+NATIVE_BUILDERS = {"tv_native_1024": build_torchvision_native, "tv_native_4096": build_torchvision_native_4096}
+
+
+def box_head_of(model: nn.Module) -> nn.Module:
+    """The per-RoI fc head of our model or torchvision's."""
+    return model.roi_head.box_head if hasattr(model, "roi_head") else model.roi_heads.box_head
+
+
+def count_rois(model: nn.Module) -> list[int]:
+    """A list that receives the number of RoIs entering ``model``'s box head on every call."""
+    counts: list[int] = []
+    box_head_of(model).register_forward_pre_hook(lambda _m, inputs: counts.append(int(inputs[0].shape[0])))
+    return counts
+
+
+def head_width(model: nn.Module) -> int:
+    """Output width of the box head's last linear layer (fc7)."""
+    return [m for m in box_head_of(model).modules() if isinstance(m, nn.Linear)][-1].out_features
 
 
 def peak_rss_mib() -> float:
@@ -109,7 +162,7 @@ def _measure_memory(name: str, args: argparse.Namespace) -> dict:
     """Peak RSS of a process that builds the model and runs two inferences."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    step = _inference_step(BUILDERS[name](args.backbone, box_score_thresh=args.score_thresh).eval(),
+    step = _inference_step(builders_for(args.backbone)[name](args.backbone, box_score_thresh=args.score_thresh).eval(),
                            torch.rand(3, args.height, args.width))
     detections = [step() for _ in range(2)][-1]
     return {"peak_rss_mib": peak_rss_mib(), "detections": detections}
@@ -135,6 +188,12 @@ def run_in_child(name: str, args: argparse.Namespace, target=_measure_memory) ->
     return result
 
 
+def builders_for(backbone: str) -> dict[str, Callable[..., nn.Module]]:
+    """The models compared for ``backbone``: ours, torchvision's from the same parts and, for VGG16,
+    issue 13's torchvision-native configuration at its default width and at 4096."""
+    return {**BUILDERS, **(NATIVE_BUILDERS if backbone == "vgg16" else {})}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backbone", default="vgg16", choices=["vgg16", "small", "resnet18", "resnet50", "alexnet"])
@@ -146,21 +205,29 @@ def main() -> None:
     parser.add_argument("--score-thresh", type=float, default=0.0,
                         help="test score threshold of both models (0: both return 100 detections, the "
                              "worst case; with random weights 0.05 keeps arbitrary, different numbers)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS child processes")
     args = parser.parse_args()
     print(f"backbone={args.backbone} image={args.height}x{args.width} (resized to 600 short side) "
           f"threads={args.threads} runs={args.runs} warmup={args.warmup} score_thresh={args.score_thresh}")
-    memory = {name: run_in_child(name, args) for name in BUILDERS}
+    builders = builders_for(args.backbone)
+    memory = {name: ({} if args.no_memory else run_in_child(name, args)) for name in builders}
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     image = torch.rand(3, args.height, args.width)
-    steps = {name: _inference_step(build(args.backbone, box_score_thresh=args.score_thresh).eval(), image)
-             for name, build in BUILDERS.items()}
+    models = {name: build(args.backbone, box_score_thresh=args.score_thresh).eval() for name, build in builders.items()}
+    rois = {name: count_rois(model) for name, model in models.items()}
+    steps = {name: _inference_step(model, image) for name, model in models.items()}
     times = interleaved_times(steps, args.runs, args.warmup)
     medians = {name: statistics.median(t) for name, t in times.items()}
-    for name in BUILDERS:
-        print(f"{name:>12s}: median {1000 * medians[name]:8.1f} ms  min {1000 * min(times[name]):8.1f} ms  "
-              f"peak RSS {memory[name]['peak_rss_mib']:7.0f} MiB  detections {memory[name]['detections']}")
-    print(f"latency ratio ours / torchvision (median): {medians['ours'] / medians['torchvision']:.3f}")
+    for name in builders:
+        mem = memory[name]
+        extra = f"  peak RSS {mem['peak_rss_mib']:7.0f} MiB  detections {mem['detections']}" if mem else ""
+        print(f"{name:>15s}: median {1000 * medians[name]:8.1f} ms  min {1000 * min(times[name]):8.1f} ms  "
+              f"RoIs into the box head {rois[name][-1]}  fc7 width {head_width(models[name])}{extra}")
+    for name in builders:
+        if name != "ours":
+            print(f"latency ratio ours / {name}: median {medians['ours'] / medians[name]:.3f}  "
+                  f"min {min(times['ours']) / min(times[name]):.3f}")
 
 
 if __name__ == "__main__":
