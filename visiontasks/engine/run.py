@@ -89,9 +89,12 @@ def public_metrics(metrics: dict) -> dict:
     """The JSON written to metrics.json: no raw curves, NaN as null."""
     out = {k: v for k, v in metrics.items() if k != "curves"}
     out["per_class"] = {k: nan_to_none(v) for k, v in (metrics.get("per_class") or {}).items()}
+    if "per_class_accuracy" in metrics:  # segmentation: recall per class, NaN where the class is absent
+        out["per_class_accuracy"] = {k: nan_to_none(v) for k, v in metrics["per_class_accuracy"].items()}
     for key in ("mAP", "mIoU", "pixel_accuracy", "mean_class_accuracy"):
         if key in out:
             out[key] = nan_to_none(out[key])
+    out.update({k: nan_to_none(v) for k, v in out.items() if isinstance(v, float)})  # COCO's APs, ARs, ...
     return out
 
 
