@@ -1,0 +1,74 @@
+"""A real install: the wheel carries the default weights, configs and tools; the ``visiontasks`` command."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from visiontasks import cli
+
+REPO = Path(__file__).resolve().parents[1]
+#: what a wheel is built from (setup.py copies weights/, configs/ and tools/ into the package)
+SOURCES = ("pyproject.toml", "setup.py", "README.md", "visiontasks", "tools", "weights", "configs")
+
+
+def test_cli_dispatches_to_the_tools(capsys: pytest.CaptureFixture[str]) -> None:
+    saved = list(sys.path)
+    assert cli.main(["summary", "fcn_small", "--input", "3x32x32", "--set", "num_classes=3"]) == 0
+    assert "parameters:" in capsys.readouterr().out
+    assert sys.path == saved  # the tools' folder is on the path only while they are imported
+    assert cli.main(["summary", "fcn_small", "--input", "3x3"]) == 2  # the tool's one-line errors
+    assert "'3x3'" in capsys.readouterr().err
+    assert cli.main(["no-such-command"]) == 2
+    assert "unknown command 'no-such-command'" in capsys.readouterr().err
+    assert cli.main([]) == 2 and cli.main(["--help"]) == 0
+    assert set(cli.COMMANDS.values()) <= {p.stem for p in cli.tools_dir().glob("*.py")}
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["predict", "--help"])
+    assert exc.value.code == 0 and "usage: visiontasks predict" in capsys.readouterr().out
+
+
+def _build_wheel(dest: Path) -> Path:
+    src = dest / "src"
+    src.mkdir()
+    for name in SOURCES:
+        path = REPO / name
+        if path.is_dir():
+            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(path, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(dest / "dist"), str(src)], check=True, capture_output=True, timeout=600)
+    (wheel,) = (dest / "dist").glob("visiontasks-*.whl")
+    return wheel
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_predicts_with_the_default_weights(tmp_path: Path, embedded_root: Path) -> None:
+    wheel = _build_wheel(tmp_path)
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"visiontasks/_weights/default_det.pt", "visiontasks/tools/predict.py", "visiontasks/tools/_common.py",
+            "visiontasks/configs/detection/default.yaml"} <= names
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    bindir = venv / ("Scripts" if sys.platform == "win32" else "bin")
+    subprocess.run([str(bindir / "python"), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True,
+                   capture_output=True, timeout=600)
+    outside = tmp_path / "elsewhere"  # not the checkout: nothing can be found relative to it
+    outside.mkdir()
+    where = subprocess.run([str(bindir / "python"), "-c", "import visiontasks.api as a; print(a.__file__); "
+                            "print(a.DEFAULT_WEIGHTS)"], cwd=outside, capture_output=True, text=True, check=True)
+    module, weights = where.stdout.split()
+    assert module.startswith(str(venv)) and weights.startswith(str(venv))
+    image = sorted((embedded_root / "JPEGImages").glob("*.*"))[0]
+    done = subprocess.run([str(bindir / "visiontasks"), "predict", str(image), "--out", "preds"], cwd=outside,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "detections ->" in done.stdout
+    assert (outside / "preds" / f"{image.stem}_pred.png").is_file()
+    lines = [line for line in done.stdout.splitlines() if line.startswith("  ")]
+    assert lines and all(line.split()[0] in ("circle", "square", "triangle") for line in lines)
