@@ -27,6 +27,7 @@ from PIL import Image
 from visiontasks.config import DEFAULTS, apply_overrides, load_config, merge, validate
 from visiontasks.device import check_device
 from visiontasks.errors import InputError
+from visiontasks.precision import autocast, fp32_boundaries, prefers_channels_last, resolve_precision
 from visiontasks.registry import get_model
 from visiontasks.results import DetectionResult, SegmentationResult
 
@@ -82,10 +83,12 @@ class Predictor:
         preset: "visualize" (score ≥ 0.7) or "evaluate" (score ≥ 0.05); detection only. The
             preset sets the detector's own score threshold (``model.score_thresh``): one
             threshold, applied once, as chainercv's ``use_preset``.
+        precision: "fp32" or "bf16" (see :func:`load_model`). Models with 2-D convolutions run
+            channels-last, and ``predict`` runs under ``torch.inference_mode``.
     """
 
     def __init__(self, model: nn.Module, task: str, classes: Sequence[str], device: str | torch.device = "cpu",
-                 preset: str = "visualize", config: dict | None = None) -> None:
+                 preset: str = "visualize", config: dict | None = None, precision: str = "fp32") -> None:
         check_device(device, "device")
         self.model = model.to(device).eval()
         self.task = task
@@ -93,6 +96,12 @@ class Predictor:
         self.device = torch.device(device)
         self.config = config or {}
         self.use_preset(preset)
+        self.precision = precision
+        self._dtype = resolve_precision(precision, self.device)
+        if self._dtype is not None:
+            fp32_boundaries(self.model)  # decoding, NMS and the outputs stay float32
+        if prefers_channels_last(self.model):
+            self.model.to(memory_format=torch.channels_last)
 
     def use_preset(self, preset: str) -> None:
         """Selects the score threshold: "visualize" (0.7) or "evaluate" (0.05)."""
@@ -111,7 +120,7 @@ class Predictor:
         if self.task == "detection":
             self.model.score_thresh = float(value)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, images: ImageLike | list[ImageLike],
                 proposals: torch.Tensor | list[torch.Tensor] | None = None) -> Any:
         """Runs the model on one image or a list; returns one result or a list of results.
@@ -132,14 +141,16 @@ class Predictor:
                 kwargs["proposals"] = [torch.as_tensor(p, dtype=torch.float32).to(self.device) for p in props]
             elif getattr(self.model, "needs_proposals", False):
                 kwargs["proposals"] = [self.model.propose(t).to(self.device) for t in tensors]
-            outputs = self.model(batch, **kwargs)
+            with autocast(self.device, self._dtype):
+                outputs = self.model(batch, **kwargs)
             results = [DetectionResult(boxes=out["boxes"].cpu(), scores=out["scores"].cpu(),
                                        labels=out["labels"].cpu(), classes=self.classes, image=img)
                        for out, img in zip(outputs, tensors)]
         else:
             names = ("background", *self.classes)
-            results = [SegmentationResult(mask=self.model(b[None])["out"][0].argmax(0).cpu(),
-                                          class_names=names, image=img) for b, img in zip(batch, tensors)]
+            with autocast(self.device, self._dtype):
+                masks = [self.model(b[None])["out"][0].argmax(0).cpu() for b in batch]
+            results = [SegmentationResult(mask=mask, class_names=names, image=img) for mask, img in zip(masks, tensors)]
         return results[0] if single else results
 
 
@@ -159,7 +170,7 @@ def _classes_of(cfg: dict, meta: dict) -> list[str]:
 
 def load_model(source: str | os.PathLike = "default", weights: str | os.PathLike | None = None,
                device: str | torch.device = "cpu", preset: str = "visualize",
-               overrides: Sequence[str] = ()) -> Predictor:
+               overrides: Sequence[str] = (), precision: str = "fp32") -> Predictor:
     """Builds a model from a config, a run directory or a checkpoint, ready to ``predict``.
 
     Args:
@@ -168,6 +179,8 @@ def load_model(source: str | os.PathLike = "default", weights: str | os.PathLike
         device: "cpu", "cuda", ...
         preset: score preset for detection ("visualize" or "evaluate").
         overrides: ``key.sub=value`` config overrides (e.g. ``model.box_score_thresh=0.01``).
+        precision: "fp32" (exact) or "bf16" (autocast around the network; decoding, NMS and the
+            outputs stay float32; fp32 with one warning line on a CPU without native bf16).
 
     Returns:
         A :class:`Predictor`.
@@ -207,4 +220,5 @@ def load_model(source: str | os.PathLike = "default", weights: str | os.PathLike
             model.load_state_dict(state["model"])
         except (KeyError, RuntimeError) as exc:
             raise InputError(weights or path, f"weights do not fit the model: {exc}".split("\n")[0]) from None
-    return Predictor(model, cfg["task"], _classes_of(cfg, meta), device=device, preset=preset, config=cfg)
+    return Predictor(model, cfg["task"], _classes_of(cfg, meta), device=device, preset=preset, config=cfg,
+                     precision=precision)

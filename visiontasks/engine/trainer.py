@@ -37,6 +37,7 @@ from visiontasks.engine.logger import TrainLogger, plot_loss_curve
 from visiontasks.engine.optim import build_optimizer, build_scheduler
 from visiontasks.engine.sampler import ResumableBatchSampler, SeededDataset, mix_seed
 from visiontasks.errors import InputError
+from visiontasks.precision import autocast, fp32_boundaries, resolve_amp
 
 __all__ = ["Trainer", "NonFiniteLossError", "default_forward"]
 
@@ -73,7 +74,11 @@ class Trainer:
         batch_size: images per iteration per process.
         lr, momentum, weight_decay: SGD (Caffe bias convention, see :func:`build_optimizer`).
         schedule, steps, gamma, warmup_iters, warmup_factor: see :func:`build_scheduler`.
-        amp: mixed precision (float16 autocast + GradScaler); only takes effect on CUDA.
+        amp: mixed precision, see :func:`visiontasks.precision.resolve_amp`: "auto" (also True/None:
+            float16 + GradScaler on CUDA, fp32 on the CPU), "none" (also False), "bf16" (bfloat16
+            autocast, no scaler; on the CPU only with native bf16, else fp32 and one warning line)
+            or "fp16" (CUDA only). The network's parts return float32 (``fp32_boundaries``), so
+            losses and box coding run in fp32.
         bias_lr_factor, bias_weight_decay: LR and weight-decay multipliers of the biases; None takes
             the model's ``optim_defaults`` (the convention of its paper), and for models without
             one Caffe's (×2 LR, no decay) as the R-CNN family and FCN used.
@@ -106,7 +111,7 @@ class Trainer:
         out_dir: str | os.PathLike[str], *, max_iters: int, batch_size: int = 1, lr: float = 0.001,
         momentum: float = 0.9, weight_decay: float = 0.0005, schedule: str = "step",
         steps: Sequence[int] = (), gamma: float = 0.1, warmup_iters: int = 0, warmup_factor: float = 0.001,
-        amp: bool = True, bias_lr_factor: float | None = None, bias_weight_decay: float | None = None,
+        amp: str | bool | None = "auto", bias_lr_factor: float | None = None, bias_weight_decay: float | None = None,
         clip_grad_norm: float | None = None, accumulate: int = 1, eval_every: int = 0,
         checkpoint_every: int = 1000, log_every: int = 20, seed: int = 0, num_workers: int = 2,
         device: str | torch.device | None = None, eval_fn: Callable[[nn.Module], dict] | None = None,
@@ -144,8 +149,11 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, lr=lr, momentum=momentum, weight_decay=weight_decay, **optim)
         self.scheduler = build_scheduler(self.optimizer, max_iters, schedule=schedule, steps=steps, gamma=gamma,
                                          warmup_iters=warmup_iters, warmup_factor=warmup_factor)
-        self.use_amp = bool(amp) and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.amp_dtype = resolve_amp(amp, self.device)
+        self.use_amp = self.amp_dtype is not None
+        if self.use_amp:
+            fp32_boundaries(self.model)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
         self._params = [p for p in self.model.parameters() if p.requires_grad]
         self.train_model: nn.Module = self.model
         if self.world_size > 1:
@@ -187,7 +195,7 @@ class Trainer:
             last = k == len(chunks) - 1  # DDP all-reduces the gradients once, after the last micro-batch
             sync = nullcontext() if last or self.train_model is self.model else self.train_model.no_sync()
             with sync:
-                with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
+                with autocast(self.device, self.amp_dtype):
                     loss_dict = self.forward_fn(self.train_model, part_images, part_targets)
                     if not isinstance(loss_dict, dict) or not loss_dict:
                         raise TypeError(f"forward_fn must return a non-empty dict of scalar losses, got "
