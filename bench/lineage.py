@@ -10,6 +10,10 @@ SPP-net (Fast R-CNN's paper reports both).
 
     python bench/lineage.py --images 20 --threads 2 [--slow-images 2] [--rows rcnn_alexnet,fast_rcnn_vgg16]
 
+"speed-up vs R-CNN VGG16" divides model times (proposals excluded, as Fast R-CNN's Table 4 compares
+R-CNN, SPP-net and Fast R-CNN); "vs Faster R-CNN VGG16" divides end-to-end times (selective search
+included), the comparison behind YOLO's 45 vs 7 fps.
+
 R-CNN runs one CNN forward per proposal (~2,000 per image): with VGG16 that is ~30 TFLOP per
 image, minutes per image on a CPU, so R-CNN rows use the first ``--slow-images`` images only (the
 printed table says how many images each row saw). Figures are printed, never asserted.
@@ -50,6 +54,9 @@ ROWS: dict[str, tuple[str, dict, bool, str]] = {
     "spp_net_small": ("spp_net", {"backbone": "small", "scales": [688]}, False, ""),
     "faster_rcnn_small": ("faster_rcnn", {"backbone": "small"}, False, ""),
     "yolov1": ("yolov1", {}, False, "0.022 s (45 fps, Titan X)"),
+    "fast_yolo": ("fast_yolo", {}, False, "0.0065 s (155 fps)"),
+    "yolov1_vgg16": ("yolov1", {"backbone": "vgg16"}, False, "0.048 s (21 fps, YOLO VGG-16)"),
+    "yolov1_small": ("yolov1", {"backbone": "small", "input_size": 160, "head": "conv"}, False, ""),
 }
 
 
@@ -142,19 +149,22 @@ def main() -> None:
           f"selective search (fast, 500 px): {ss_mean:.2f} s/img (median {statistics.median(ss):.2f})\n")
     ref = next((statistics.mean(r["seconds"]) for r in results if r.get("name") == "rcnn_vgg16" and "seconds" in r),
                None)
-    print("| model | images | s/img (model) | s/img (+ proposals) | speed-up vs R-CNN VGG16 | peak RSS MiB | "
-          "parameters | paper (GPU) |")
-    print("|---|---|---|---|---|---|---|---|")
+    frcnn = next((statistics.mean(r["seconds"]) for r in results
+                  if r.get("name") == "faster_rcnn_vgg16" and "seconds" in r), None)
+    print("| model | images | s/img (model) | s/img (+ proposals) | speed-up vs R-CNN VGG16 | "
+          "vs Faster R-CNN VGG16 | peak RSS MiB | parameters | paper (GPU) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         paper = ROWS[r["name"]][3]
         if "error" in r:
-            print(f"| {r['name']} | | {r['error']} | | | | | {paper} |")
+            print(f"| {r['name']} | | {r['error']} | | | | | | {paper} |")
             continue
         mean = statistics.mean(r["seconds"])
         total = mean + ss_mean if r["proposals"] is not None else mean
         speed = f"{ref / mean:.0f}×" if ref else ""
-        print(f"| {r['name']} | {len(r['seconds'])} | {mean:.3f} | {total:.3f} | {speed} | {r['rss_mib']:.0f} | "
-              f"{r['parameters']:,} | {paper} |")
+        vs_faster = f"{frcnn / total:.2f}×" if frcnn else ""
+        print(f"| {r['name']} | {len(r['seconds'])} | {mean:.3f} | {total:.3f} | {speed} | {vs_faster} | "
+              f"{r['rss_mib']:.0f} | {r['parameters']:,} | {paper} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"selective_search": ss, "rows": results}, indent=2))
 
