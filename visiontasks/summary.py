@@ -35,15 +35,17 @@ class Published:
         params: the figure (exact where the paper's network definition pins it down).
         text: how the paper states it, with its source.
         when: builder arguments the figure assumes (a registry entry matches only with these).
+        printed: False for a reference count the paper does not print (the line says so).
     """
 
     params: int
     text: str
     when: Mapping[str, Any] = field(default_factory=dict)
+    printed: bool = True
 
 
 #: Published figures by model name: registry names, or ``torchvision:NAME`` for torchvision's
-#: classifiers. Only figures a paper prints; none is invented for models whose paper gives none.
+#: classifiers. Figures the papers print, and one reference count marked ``printed=False``.
 PUBLISHED: dict[str, Published] = {
     "torchvision:vgg16": Published(138_357_544, "138M (Simonyan & Zisserman 2015, Table 2, config D; "
                                    "138,357,544 is config D's exact count at 1000 classes)"),
@@ -51,10 +53,10 @@ PUBLISHED: dict[str, Published] = {
                                      "two-GPU network, torchvision's one-GPU variant differs)"),
     "fcn32s": Published(134_000_000, "134M (Long et al. 2015, Table 1, FCN-VGG16)", {"num_classes": 21}),
     "deconvnet": Published(252_000_000, "~252M (Noh et al. 2015)", {"num_classes": 21}),
-    "yolov1": Published(271_703_550, "none printed; Figure 3's layers built as drawn (7x7x30 output, "
-                        "2 FC): 271,703,550, 40.6 GFLOP at 448x448",
+    "yolov1": Published(271_703_550, "the paper prints no count; Figure 3's layers as drawn (24 conv + 2 FC, "
+                        "7x7x30 output): 271,703,550 parameters, 40.6 GFLOP at 448x448",
                         {"num_classes": 21, "backbone": "darknet24", "head": "fc", "fc_dim": 4096,
-                         "fc_bottleneck": None, "input_size": 448, "grid_size": 7, "num_boxes": 2}),
+                         "fc_bottleneck": None, "input_size": 448, "grid_size": 7, "num_boxes": 2}, printed=False),
 }
 
 
@@ -117,7 +119,8 @@ class ModelSummary:
                      f"{2 * self.total_macs / 1e9:.2f} GFLOP)")
         if self.published is not None:
             diff = self.total_params - self.published.params
-            lines.append(f"paper: {self.published.params:,} — {self.published.text}; ours − paper = {diff:+,}")
+            kind = "paper" if self.published.printed else "reference"
+            lines.append(f"{kind}: {self.published.params:,} — {self.published.text}; ours − {kind} = {diff:+,}")
         return "\n".join(lines)
 
 
@@ -152,7 +155,9 @@ def _run(model: nn.Module, x: torch.Tensor, num_proposals: int) -> str:
             model([x], proposals=[fixed_proposals(x.shape[1], x.shape[2], num_proposals).to(x.device)])
             return f"detector fed {num_proposals} fixed proposals"
         model([x])
-        return "detector, one image, eval mode; RoI-head MACs depend on the proposals kept"
+        if hasattr(model, "roi_head"):
+            return "detector, one image, eval mode, resized by its transform; RoI-head MACs depend on the proposals kept"
+        return "detector, one image, eval mode, resized or warped by its transform"
     model(x[None])
     return "batch 1, eval mode"
 

@@ -238,6 +238,9 @@ def export_onnx(model: nn.Module, task: str, out: str | os.PathLike, name: str =
                                            num_proposals if proposals else 0)
             except ExportError as exc:
                 raise ExportError(f"{label}: the exported graph does not reproduce the model, not written: {exc}") from None
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private; give it a normal file's mode
         os.replace(tmp, out)
         return report
     finally:
