@@ -37,8 +37,18 @@ ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 
 #: Score thresholds of the presets, as chainercv's ``use_preset``.
 PRESETS = {"visualize": 0.7, "evaluate": 0.05}
+
+
+def _default_weights() -> Path:
+    """The shipped default detector: an installed wheel's copy (``visiontasks/_weights``, see
+    setup.py) or, in a checkout, the top-level ``weights/`` folder (the source of truth)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "_weights" / "default_det.pt"
+    return installed if installed.is_file() else here.parent / "weights" / "default_det.pt"
+
+
 #: The checkpoint ``load_model("default")`` reads (trained by tools/train_det.py, see weights/README.md).
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "default_det.pt"
+DEFAULT_WEIGHTS = _default_weights()
 
 
 def to_tensor_image(image: ImageLike) -> torch.Tensor:
