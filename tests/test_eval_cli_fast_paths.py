@@ -39,6 +39,7 @@ def test_det_on_results_files_imports_no_torch(tmp_path):
 VOC2012_STYLE = b"""<?xml version="1.0" encoding="utf-8"?>
 <annotation>
   <filename>x.jpg</filename>
+  <size><width>500</width><height>375</height><depth>3</depth></size>
   <owner><name>someone</name></owner>
   <object>
     <name>person</name><pose>Left</pose><truncated>1</truncated><occluded>0</occluded>
@@ -68,6 +69,8 @@ VOC2012_STYLE = b"""<?xml version="1.0" encoding="utf-8"?>
     (VOC2012_STYLE.replace(b"<name>person</name>", b"<name>a</name><name>b</name>"), False),
     (VOC2012_STYLE.replace(b"person", b"caf\xc3\xa9"), True),                 # UTF-8 name
     (VOC2012_STYLE.replace(b"encoding=\"utf-8\"", b"encoding=\"latin-1\""), False),
+    (VOC2012_STYLE.replace(b"<width>500</width>", b"<width>500.0</width>"), True),
+    (VOC2012_STYLE.replace(b"<width>500</width>", b"<width>500</width><width>2</width>"), False),
 ])
 def test_batch_parser_equals_tree_parser(data, plain):
     other = b"<annotation><object><name>z</name><bndbox><xmin>5</xmin><ymin>6</ymin><xmax>7</xmax><ymax>8</ymax>" \
@@ -79,7 +82,7 @@ def test_batch_parser_equals_tree_parser(data, plain):
             ref = parse_annotation("x.xml", raw)
             assert rec.names == ref.names
             assert np.array_equal(rec.boxes, ref.boxes) and rec.boxes.dtype == ref.boxes.dtype
-            assert np.array_equal(rec.difficult, ref.difficult)
+            assert np.array_equal(rec.difficult, ref.difficult) and rec.size == ref.size
     assert got[0] is not None and got[2] is not None  # a neighbour never spoils the others
 
 
@@ -177,3 +180,27 @@ def test_results_errors_name_file_and_line_as_before(tmp_path):
         with pytest.raises(InputError, match=needle) as err:
             read_voc_results(tmp_path, "test", ["cat"], ["a"])
         assert err.value.path == str(path)
+
+
+def test_ground_truth_clipped_as_the_dataset_clips_it(tmp_path, capsys):
+    from visiontasks.data import VOCDetection
+    from visiontasks.evaluation.voc_gt import load_detection_ground_truth
+
+    root = write_voc(tmp_path / "voc", {"a": [("cat", (90, 95, 130, 100), 0), ("cat", GT10, 0)],
+                                        "b": [("dog", (0, -3, 20, 20), 0)], "c": [("dog", GT10, 0)]})
+    (root / "JPEGImages").mkdir()
+    for i in "abc":
+        (root / "JPEGImages" / f"{i}.jpg").write_bytes(b"")  # the dataset only checks that they exist
+    ours = load_detection_ground_truth(root, "test", ["cat", "dog"])
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "2 ground-truth box(es)" in err and "a.xml" in err
+    dataset = VOCDetection(root, "test", classes=["cat", "dog"])
+    for k in range(3):
+        assert np.array_equal(ours.boxes[k], dataset.get_annotation(k)["boxes"].numpy().astype(np.float64))
+    assert ours.boxes[0].tolist()[0] == [89.0, 94.0, 99.0, 99.0]
+    xml = root / "Annotations" / "c.xml"
+    xml.write_text(xml.read_text().replace("<xmin>1</xmin>", "<xmin>150</xmin>").replace("<xmax>10</xmax>",
+                                                                                          "<xmax>160</xmax>"))
+    with pytest.raises(InputError, match="lies outside its 100x100 image") as exc:
+        load_detection_ground_truth(root, "test", ["cat", "dog"])
+    assert exc.value.path == str(xml)

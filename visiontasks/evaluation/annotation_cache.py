@@ -2,8 +2,8 @@
 
 Cold, the files are read and parsed together (:func:`~visiontasks.evaluation.voc_xml_batch.parse_plain_files`,
 the tree parser for the rest). With ``cache_dir``, what was parsed is kept in one ``.npz`` per
-``Annotations/`` folder (numpy arrays only: file names, sizes, mtimes, object names, boxes and
-flags — loaded with ``allow_pickle=False``, so a planted cache cannot run code), written atomically.
+``Annotations/`` folder (numpy arrays only: file names, sizes, mtimes, object names, boxes,
+flags and image sizes — loaded with ``allow_pickle=False``, so a planted cache cannot run code), written atomically.
 
 An entry is used only when the file's (path, size, mtime_ns) equals the one recorded; any change to
 a file — rewritten, touched, replaced — makes it parsed again. A file modified within the
@@ -31,7 +31,7 @@ from visiontasks.io import atomic_write
 
 __all__ = ["read_annotations", "cache_path", "default_cache_dir", "RACY_SECONDS"]
 
-FORMAT = "visiontasks-voc-annotations/1"
+FORMAT = "visiontasks-voc-annotations/2"
 #: Files changed this recently (relative to reading them) are not cached.
 RACY_SECONDS = 2.0
 
@@ -66,11 +66,13 @@ def _load(path: Path, folder: Path) -> dict[str, tuple[int, int, ObjectRecords]]
                 return {}
             files, size, mtime, count = z["files"].tolist(), z["size"], z["mtime"], z["count"]
             names, boxes, difficult = z["names"].tolist(), z["boxes"], z["difficult"]
+            sizes = [None if h < 0 else (h, w) for h, w in zip(z["height"].tolist(), z["width"].tolist())]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         return {}
     bounds = np.concatenate(([0], np.cumsum(count)))
-    return {f: (int(s), int(m), ObjectRecords(names[lo:hi], boxes[lo:hi], difficult[lo:hi]))
-            for f, s, m, lo, hi in zip(files, size.tolist(), mtime.tolist(), bounds[:-1].tolist(), bounds[1:].tolist())}
+    return {f: (int(s), int(m), ObjectRecords(names[lo:hi], boxes[lo:hi], difficult[lo:hi], hw))
+            for f, s, m, lo, hi, hw in zip(files, size.tolist(), mtime.tolist(), bounds[:-1].tolist(),
+                                           bounds[1:].tolist(), sizes)}
 
 
 def _save(path: Path, folder: Path, entries: dict[str, tuple[int, int, ObjectRecords]]) -> None:
@@ -82,6 +84,8 @@ def _save(path: Path, folder: Path, entries: dict[str, tuple[int, int, ObjectRec
         "files": np.array(files, dtype=str), "size": np.array([entries[f][0] for f in files], dtype=np.int64),
         "mtime": np.array([entries[f][1] for f in files], dtype=np.int64),
         "count": np.array([len(r.names) for r in recs], dtype=np.int64),
+        "height": np.array([-1 if r.size is None else r.size[0] for r in recs], dtype=np.int64),
+        "width": np.array([-1 if r.size is None else r.size[1] for r in recs], dtype=np.int64),
         "names": np.array(names, dtype=str) if names else np.zeros(0, dtype="U1"),
         "boxes": np.concatenate([r.boxes for r in recs]) if recs else np.zeros((0, 4), np.float32),
         "difficult": np.concatenate([r.difficult for r in recs]) if recs else np.zeros(0, bool),

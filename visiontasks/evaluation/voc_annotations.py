@@ -21,18 +21,20 @@ from defusedxml.ElementTree import fromstring as safe_fromstring
 
 from visiontasks.errors import InputError
 
-__all__ = ["ObjectRecords", "parse_annotation", "read_annotation", "records"]
+__all__ = ["ObjectRecords", "parse_annotation", "read_annotation", "records", "image_size"]
 
 COORDS = ("xmin", "ymin", "xmax", "ymax")
 
 
 class ObjectRecords(NamedTuple):
     """The objects of one annotation file: ``names`` (N class names as written in ``<name>``),
-    ``boxes`` (N, 4) float32 ``xyxy`` 0-based, ``difficult`` (N,) bool."""
+    ``boxes`` (N, 4) float32 ``xyxy`` 0-based, ``difficult`` (N,) bool, and the image ``size``
+    ``(height, width)`` from ``<size>`` (None when the file has none)."""
 
     names: list[str]
     boxes: np.ndarray
     difficult: np.ndarray
+    size: tuple[int, int] | None = None
 
 
 def _bad_coordinate(path: str, corners: list[list[str]]) -> InputError:
@@ -57,7 +59,19 @@ def _difficult(raw: str | None, path: str, where: str) -> bool:
         raise InputError(path, f"<difficult> in {where} is not 0/1: {raw!r}") from None
 
 
-def records(path: str, names: list[str], corners: list[list[str]], flags: list[str | None]) -> ObjectRecords:
+def image_size(path: str, width: str, height: str) -> tuple[int, int]:
+    """``(height, width)`` from the strings of ``<size>``; positive integers or an :class:`InputError`."""
+    try:
+        w, h = float(width), float(height)
+    except ValueError:
+        raise InputError(path, f"<size> must hold numbers, got width={width!r} height={height!r}") from None
+    if not (math.isfinite(w) and math.isfinite(h)) or w <= 0 or h <= 0 or w != int(w) or h != int(h):
+        raise InputError(path, f"<size> must hold positive integers, got width={w} height={h}")
+    return int(h), int(w)
+
+
+def records(path: str, names: list[str], corners: list[list[str]], flags: list[str | None],
+            size: tuple[int, int] | None = None) -> ObjectRecords:
     """Checks and converts the raw strings of a file's objects (shared by the fast and the tree parser)."""
     try:
         values = np.array([[float(v) for v in box] for box in corners], dtype=np.float64).reshape(-1, 4) - 1.0
@@ -71,7 +85,7 @@ def records(path: str, names: list[str], corners: list[list[str]], flags: list[s
         raise InputError(path, f"object #{k} has an inverted box {(values[k] + 1.0).tolist()}")
     difficult = [_difficult(flag, path, f"object #{k}") for k, flag in enumerate(flags)]
     return ObjectRecords(names=names, boxes=values.astype(np.float32),
-                         difficult=np.asarray(difficult, dtype=bool))
+                         difficult=np.asarray(difficult, dtype=bool), size=size)
 
 
 def parse_annotation(path: str | os.PathLike[str], data: bytes) -> ObjectRecords:
@@ -107,7 +121,14 @@ def parse_annotation(path: str | os.PathLike[str], data: bytes) -> ObjectRecords
         corners.append([fields[t].text.strip() for t in COORDS])
         flag = obj.find("difficult")
         flags.append(None if flag is None else (flag.text or ""))
-    return records(path, names, corners, flags)
+    size = root.find("size")
+    if size is not None:
+        dims = [size.find(tag) for tag in ("width", "height")]
+        for tag, node in zip(("width", "height"), dims):
+            if node is None or not (node.text or "").strip():
+                raise InputError(path, f"missing <{tag}> in <size>")
+        size = image_size(path, dims[0].text.strip(), dims[1].text.strip())
+    return records(path, names, corners, flags, size)
 
 
 def read_annotation(path: str | os.PathLike[str]) -> ObjectRecords:

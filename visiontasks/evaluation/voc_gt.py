@@ -16,6 +16,7 @@ import numpy as np
 
 from visiontasks.errors import InputError
 from visiontasks.evaluation.annotation_cache import read_annotations
+from visiontasks.evaluation.report import warn
 
 __all__ = ["VOCGroundTruth", "split_ids", "load_detection_ground_truth", "resolve_classes", "DEFAULT_CLASSES"]
 
@@ -92,6 +93,40 @@ def resolve_classes(classes: Sequence[str] | str | None, found: Sequence[str] = 
     return names
 
 
+def _clipped(records: list, ids: list[str], ann_dir: Path, split_file: Path) -> list:
+    """Boxes clipped to their image (``<size>``; inclusive pixels), as the datasets clip them for
+    training and ``--checkpoint`` scoring, with one warning line; a box wholly outside is an error.
+    A file without ``<size>`` is left as is (scoring reads no images to learn the size)."""
+    sized = [k for k, r in enumerate(records) if r.size is not None and len(r.names)]
+    if not sized:
+        return records
+    boxes = np.concatenate([records[k].boxes for k in sized])
+    owner = np.repeat(np.arange(len(sized)), [len(records[k].names) for k in sized])
+    hw = np.array([records[k].size for k in sized], dtype=np.float64)[owner]
+    hi = np.stack([hw[:, 1] - 1, hw[:, 0] - 1], axis=1)  # (x, y) upper bounds
+    outside = (boxes[:, 0] > hi[:, 0]) | (boxes[:, 1] > hi[:, 1]) | (boxes[:, 2] < 0) | (boxes[:, 3] < 0)
+    if outside.any():
+        j = int(np.flatnonzero(outside)[0])
+        k = sized[owner[j]]
+        obj = j - int(np.searchsorted(owner, owner[j]))
+        h, w = records[k].size
+        raise InputError(ann_dir / f"{ids[k]}.xml", f"object #{obj} box {boxes[j].tolist()} (0-based) lies outside "
+                                                    f"its {w}x{h} image")
+    clipped = np.clip(boxes, 0, np.concatenate([hi, hi], axis=1)).astype(np.float32)
+    changed = (clipped != boxes).any(axis=1)
+    if not changed.any():
+        return records
+    out = list(records)
+    bounds = np.concatenate(([0], np.cumsum([len(records[k].names) for k in sized])))
+    for n, k in enumerate(sized):
+        if changed[bounds[n]:bounds[n + 1]].any():
+            out[k] = records[k]._replace(boxes=clipped[bounds[n]:bounds[n + 1]])
+    first = ids[sized[int(owner[np.flatnonzero(changed)[0]])]]
+    warn(f"{split_file}: {int(changed.sum())} ground-truth box(es) extend past their image and were clipped to "
+         f"it (first in {first}.xml)")
+    return out
+
+
 def load_detection_ground_truth(root: str | os.PathLike[str], split: str,
                                 classes: Sequence[str] | str | None = None,
                                 cache_dir: str | os.PathLike[str] | None = None) -> VOCGroundTruth:
@@ -116,6 +151,7 @@ def load_detection_ground_truth(root: str | os.PathLike[str], split: str,
     names = resolve_classes(classes, {n for r in records for n in r.names})
     index = {name: c + 1 for c, name in enumerate(names)}
     boxes, labels, difficult = [], [], []
+    records = _clipped(records, ids, ann_dir, root / "ImageSets" / "Main" / f"{split}.txt")
     for image_id, rec in zip(ids, records):
         try:
             labels.append(np.array([index[n] for n in rec.names], dtype=np.int64))

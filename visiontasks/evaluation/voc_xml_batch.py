@@ -30,7 +30,8 @@ from xml.parsers import expat
 
 import numpy as np
 
-from visiontasks.evaluation.voc_annotations import COORDS, ObjectRecords
+from visiontasks.errors import InputError
+from visiontasks.evaluation.voc_annotations import COORDS, ObjectRecords, image_size
 
 __all__ = ["parse_plain_files"]
 
@@ -39,13 +40,16 @@ _DECL = rb"<\?xml\s+version\s*=\s*([\"'])1\.[0-9]\1(?:\s+encoding\s*=\s*([\"'])(
 _HEAD = re.compile(rb"(?:" + _DECL + rb")?\s*<annotation>")
 _TAIL = re.compile(rb"</annotation>\s*\Z")
 _MARK = b"vt.f"
-_TOKEN = re.compile(rb"<(x(?:min|max)|y(?:min|max)|name|difficult|bndbox|object|part|/(?:object|part|bndbox)|vt\.f)"
+_TOKEN = re.compile(rb"<(x(?:min|max)|y(?:min|max)|name|difficult|bndbox|object|part|size|width|height|"
+                    rb"/(?:object|part|bndbox|size)|vt\.f)"
                     rb"([0-9]*)(\s[^>]*)?>([^<]*)")
-_TAGS = ("object", "/object", "part", "/part", "bndbox", "/bndbox", "name", "difficult", *COORDS)
+_TAGS = ("object", "/object", "part", "/part", "bndbox", "/bndbox", "name", "difficult", *COORDS,
+         "size", "/size", "width", "height")
 _FILE = len(_TAGS)
 _CODE = {**{t.encode(): k for k, t in enumerate(_TAGS)}, _MARK: _FILE}
 (OBJ, OBJ_END, PART, PART_END, BND, BND_END, NAME, DIFF) = range(8)
 _COORD_CODES = tuple(range(8, 12))
+(SIZE, SIZE_END, WIDTH, HEIGHT) = range(12, 16)
 
 
 def _content(data: bytes) -> bytes | None:
@@ -102,8 +106,11 @@ def parse_plain_files(datas: Sequence[bytes]) -> list[ObjectRecords | None]:
     file_of = np.cumsum(codes == _FILE) - 1
     file_start = np.flatnonzero(codes == _FILE)[file_of]
     good = np.ones(len(plain), dtype=bool)
-    obj, part, bnd = (_depth(codes, *pair, file_start) for pair in ((OBJ, OBJ_END), (PART, PART_END), (BND, BND_END)))
-    good[file_of[(obj > 1) | (part > 1) | (bnd > 1) | (obj < 0) | (part < 0) | (bnd < 0) | with_attributes]] = False
+    obj, part, bnd, size = (_depth(codes, *pair, file_start) for pair in
+                            ((OBJ, OBJ_END), (PART, PART_END), (BND, BND_END), (SIZE, SIZE_END)))
+    nested = (obj > 1) | (part > 1) | (bnd > 1) | (size > 1) | (obj < 0) | (part < 0) | (bnd < 0) | (size < 0)
+    good[file_of[nested | with_attributes]] = False
+    sizes = _sizes(codes, texts, file_of, obj, size, good)
     obj_id = np.cumsum(codes == OBJ) - 1
     object_file = file_of[codes == OBJ]
     num_obj = len(object_file)
@@ -116,10 +123,30 @@ def parse_plain_files(datas: Sequence[bytes]) -> list[ObjectRecords | None]:
         wrong = per_object > 1 if code == DIFF else per_object != 1
         good[object_file[wrong]] = False
     keep = good[object_file]
-    return _assemble(out, plain, good, object_file, keep, picks, obj_id, texts)
+    return _assemble(out, plain, good, object_file, keep, picks, obj_id, texts, sizes)
 
 
-def _assemble(out, plain, good, object_file, keep, picks, obj_id, texts) -> list[ObjectRecords | None]:
+def _sizes(codes, texts, file_of, obj, size, good) -> list[tuple[int, int] | None]:
+    """Each file's ``<size>`` as (height, width) — None without one; marks files with an odd one not good."""
+    outside = obj == 0
+    opened = np.bincount(file_of[outside & (codes == SIZE)], minlength=len(good))
+    good[opened > 1] = False
+    dims = {}
+    for code in (WIDTH, HEIGHT):
+        idx = np.flatnonzero(outside & (size == 1) & (codes == code))
+        per_file = np.bincount(file_of[idx], minlength=len(good))
+        good[(opened == 1) & (per_file != 1)] = False
+        dims[code] = dict(zip(file_of[idx].tolist(), idx.tolist()))
+    out: list[tuple[int, int] | None] = [None] * len(good)
+    for k in np.flatnonzero(good & (opened == 1)).tolist():
+        try:
+            out[k] = image_size("", texts[dims[WIDTH][k]].decode("ascii"), texts[dims[HEIGHT][k]].decode("ascii"))
+        except (InputError, UnicodeDecodeError):
+            good[k] = False
+    return out
+
+
+def _assemble(out, plain, good, object_file, keep, picks, obj_id, texts, sizes) -> list[ObjectRecords | None]:
     """Converts the picked strings of the good files' objects and fills ``out``."""
     order = [np.flatnonzero(picks[c]) for c in (NAME, *_COORD_CODES)]
     rows = [idx[keep[obj_id[idx]]] for idx in order]
@@ -144,5 +171,5 @@ def _assemble(out, plain, good, object_file, keep, picks, obj_id, texts) -> list
     for k, (i, _) in enumerate(plain):
         if good[k]:
             lo, hi = bounds[k], bounds[k + 1]
-            out[i] = ObjectRecords(names=names[lo:hi], boxes=boxes[lo:hi], difficult=flags[lo:hi] > 0)
+            out[i] = ObjectRecords(names=names[lo:hi], boxes=boxes[lo:hi], difficult=flags[lo:hi] > 0, size=sizes[k])
     return out
