@@ -64,6 +64,10 @@ def test_detector_and_segmenter_run() -> None:
     assert rows["proposer.head.cls_logits"].output.startswith("[1, 18,")  # 9 anchors × 2... per location
     assert s.total_params == sum(p.numel() for p in det.parameters())
     assert s.total_macs >= sum(r.macs for r in s.rows) > 0
+    fast = visiontasks.get_model("fast_rcnn", num_classes=4, backbone="small", min_size=64, max_size=96)
+    s = summary(fast, (3, 64, 80), num_proposals=12)
+    assert "12 fixed proposals" in s.note
+    assert {r.name: r for r in s.rows}["roi_head.pooler"].output.startswith("[12, ")  # one RoI per proposal
     seg = visiontasks.get_model("fcn_small", num_classes=3)
     s = summary(seg, (3, 32, 48))
     assert s.rows[-1].output.endswith("]") and s.total_macs > 0

@@ -73,6 +73,11 @@ def _ort_session(path: Path):
     return onnxruntime.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+def _device_of(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
 def _run(session, feeds: dict[str, np.ndarray], desc: str) -> list[np.ndarray]:
     try:
         return session.run(None, feeds)
@@ -136,11 +141,12 @@ def check_onnx(path: str | os.PathLike, model: nn.Module, task: str,
     from visiontasks.summary import fixed_proposals
 
     session = _ort_session(Path(path))
+    device = _device_of(model)
     lines = []
     for desc, image in images:
         with torch.no_grad():
             if task == "segmentation":
-                ref = model(image[None])["out"]
+                ref = model(image[None].to(device))["out"].float().cpu()
                 logits, mask = _run(session, {"images": image[None].numpy()}, desc)
                 if logits.shape != tuple(ref.shape):
                     raise ExportError(f"{desc}: onnxruntime gives logits {logits.shape}, PyTorch {tuple(ref.shape)}")
@@ -157,8 +163,8 @@ def check_onnx(path: str | os.PathLike, model: nn.Module, task: str,
             if num_proposals:
                 props = fixed_proposals(image.shape[1], image.shape[2], num_proposals)
                 feeds["proposals"] = props.numpy()
-                kwargs["proposals"] = [props]
-            ref = model([image], **kwargs)[0]
+                kwargs["proposals"] = [props.to(device)]
+            ref = {k: v.cpu() for k, v in model([image.to(device)], **kwargs)[0].items()}
             boxes, scores, labels = _run(session, feeds, desc)
             n_ref = len(ref["scores"])
             db, ds, borderline = _match_detections(ref, boxes, scores, labels, desc)
@@ -197,7 +203,7 @@ def export_onnx(model: nn.Module, task: str, out: str | os.PathLike, name: str =
     label = name or type(model).__name__
     proposals = bool(getattr(model, "needs_proposals", False))
     size = tuple(int(v) for v in image_size)
-    example = torch.rand(size, generator=torch.Generator().manual_seed(1))
+    example = torch.rand(size, generator=torch.Generator().manual_seed(1)).to(_device_of(model))
     if task == "detection":
         wrapper = detector_for_export(model, label)
         names_in = ["image", "proposals"] if proposals else ["image"]
@@ -206,7 +212,7 @@ def export_onnx(model: nn.Module, task: str, out: str | os.PathLike, name: str =
         if proposals:
             from visiontasks.summary import fixed_proposals
 
-            args: tuple = (example, fixed_proposals(size[1], size[2], num_proposals))
+            args: tuple = (example, fixed_proposals(size[1], size[2], num_proposals).to(example.device))
             axes["proposals"] = {0: "proposals"}
         else:
             args = (example,)
