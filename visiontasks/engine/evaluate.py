@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from visiontasks.data import collate_fn
-from visiontasks.evaluation import SegmentationEvaluator, VOCDetectionEvaluator, eval_coco
+from visiontasks.evaluation import SegmentationEvaluator, VOCDetectionEvaluator, coco_evaluate
 from visiontasks.evaluation import detections_to_coco
 from visiontasks.evaluation.report import nan_to_none, segmentation_result
 
@@ -90,8 +90,8 @@ def evaluate_detection(
 
     Returns:
         ``{"metric", "mAP", "per_class": {name: AP or NaN}, "curves": raw evaluator output}``.
-        For ``coco`` the dict also carries AP50, AP75, APs, APm, APl, AR1, AR10, AR100 and
-        ``mAP`` is COCO's AP@[.5:.95].
+        For ``coco`` the dict also carries pycocotools' other 11 stats (AP50 … ARl), ``per_class``
+        holds each category's AP@[.5:.95] and ``mAP`` is COCO's AP@[.5:.95].
     """
     classes: Sequence[str] = dataset.classes
     if metric in ("voc07", "voc12"):
@@ -113,8 +113,8 @@ def evaluate_detection(
                 on_prediction(pred, tgt)
             results += detections_to_coco(int(tgt["coco_id"]), pred["boxes"].numpy(), pred["scores"].numpy(),
                                           pred["labels"].numpy(), dataset.label_to_cat_id)
-        stats = eval_coco(coco, results)
-        return {"metric": "coco", "mAP": float(stats["AP"]), "per_class": {}, **stats}
+        res = coco_evaluate(coco, results)
+        return {"metric": "coco", "mAP": float(res["stats"]["AP"]), "per_class": res["per_class"], **res["stats"]}
     raise ValueError(f"metric must be 'voc07', 'voc12' or 'coco', got {metric!r}")
 
 
