@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import sys
 from pathlib import Path
@@ -42,8 +43,10 @@ def _clean(value: Any) -> Any:
         return [_clean(v) for v in value]
     if isinstance(value, (str, bool)) or value is None:
         return value
-    if isinstance(value, (int, float)) or hasattr(value, "__float__"):
-        return nan_to_none(value) if not isinstance(value, int) else value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return nan_to_none(value)
     return value
 
 
