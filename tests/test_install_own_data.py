@@ -119,5 +119,6 @@ def test_coco_json_dataset(coco_files: tuple[Path, Path], tmp_path: Path, capsys
     rc = run_cli(eval_tool.main, ["det", "--checkpoint", str(run / "checkpoint_last.pt"), "--metric", "coco",
                                   "--images", str(images), "--annotations", str(gt), "--out", str(tmp_path / "r.json")])
     assert rc == 0, capsys.readouterr().err
-    assert json.loads((tmp_path / "r.json").read_text())["metric"] == "coco"
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["metric"] == "coco" and set(result["per_class"]) == set(CLASSES)
     _predict_names(run, images / "p0.png", tmp_path, capsys)
