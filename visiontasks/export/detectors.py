@@ -143,7 +143,7 @@ class StaticAdaptiveAvgPool(nn.Module):
         self.register_buffer("cols", _pool_matrix(in_hw[1], out_hw[1]), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("ih,nchw,jw->ncij", self.rows.to(x.dtype), x, self.cols.to(x.dtype))
+        return torch.einsum("ih,nchw,jw->ncij", self.rows.to(x), x, self.cols.to(x))
 
 
 def _static_pools(model: nn.Module, example: torch.Tensor) -> nn.Module:
@@ -178,7 +178,10 @@ class YOLOForExport(nn.Module):
         super().__init__()
         self.model = model
         h, w = model.transform.size
-        self.head = _static_pools(model.head, model.backbone(torch.zeros(1, 3, h, w)))
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            features = model.backbone(torch.zeros(1, 3, h, w, device=device))
+        self.head = _static_pools(model.head, features)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(3, H, W) in [0, 1] → boxes, scores, labels."""
