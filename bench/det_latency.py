@@ -17,6 +17,10 @@ there (``tv_native_1024``: torchvision ignores ``representation_size`` and build
 fc6/fc7) and once with a 4096-wide ``TwoMLPHead`` (``tv_native_4096``). Each model's RoI count
 entering the box head and fc7 width are printed.
 
+Ours also runs on the paths ``load_model`` takes: ``ours_fp32_fast`` (fp32, channels-last,
+inference mode: the exact path) and ``ours_bf16`` (bf16 autocast, channels-last, float32 at the
+parts' boundaries so decoding and NMS run in fp32).
+
 Eval mode, random weights, the same thread count. Latency: both models in one process, their
 runs interleaved (ours, torchvision, ours, …) so that the load of other processes on a shared
 machine hits both alike; median over ``--runs``. Peak RSS: each model in its own spawned process
@@ -43,6 +47,7 @@ from torchvision.models import vgg16 as tv_vgg16
 from torchvision.ops import MultiScaleRoIAlign, roi_pool
 
 from visiontasks import get_model
+from visiontasks.precision import autocast, fp32_boundaries
 
 COMMON = dict(min_size=600, max_size=1000, rpn_pre_nms_top_n_test=6000, rpn_post_nms_top_n_test=300,
               rpn_pre_nms_top_n_train=12000, rpn_post_nms_top_n_train=2000, box_score_thresh=0.05,
@@ -111,7 +116,23 @@ def build_torchvision_native_4096(backbone: str = "vgg16", num_classes: int = 21
     return build_torchvision_native(backbone, num_classes, head_width=4096, **overrides)
 
 
-BUILDERS = {"ours": build_ours, "torchvision": build_torchvision}
+def build_ours_fast(backbone: str = "vgg16", num_classes: int = 21, **overrides) -> nn.Module:
+    """Ours on the exact fast path of ``load_model``: fp32, channels-last (plus inference mode)."""
+    return build_ours(backbone, num_classes, **overrides).to(memory_format=torch.channels_last)
+
+
+def build_ours_bf16(backbone: str = "vgg16", num_classes: int = 21, **overrides) -> nn.Module:
+    """Ours as ``load_model(..., precision="bf16")`` runs it: channels-last, fp32 boundaries, run
+    under bf16 autocast (see :data:`AUTOCAST`)."""
+    model = build_ours_fast(backbone, num_classes, **overrides)
+    fp32_boundaries(model)
+    return model
+
+
+BUILDERS = {"ours": build_ours, "torchvision": build_torchvision, "ours_fp32_fast": build_ours_fast,
+            "ours_bf16": build_ours_bf16}
+#: Models run under autocast, and in which dtype.
+AUTOCAST = {"ours_bf16": torch.bfloat16}
 #: Issue 13's torchvision-native configuration (VGG16 only), beside the same-parts one.
 NATIVE_BUILDERS = {"tv_native_1024": build_torchvision_native, "tv_native_4096": build_torchvision_native_4096}
 
@@ -151,9 +172,9 @@ def interleaved_times(steps: dict[str, Callable[[], object]], runs: int, warmup:
     return times
 
 
-def _inference_step(model: nn.Module, image: torch.Tensor) -> Callable[[], int]:
+def _inference_step(model: nn.Module, image: torch.Tensor, dtype: torch.dtype | None = None) -> Callable[[], int]:
     def step() -> int:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast("cpu", dtype):
             return len(model([image])[0]["boxes"])
     return step
 
@@ -163,7 +184,7 @@ def _measure_memory(name: str, args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     step = _inference_step(builders_for(args.backbone)[name](args.backbone, box_score_thresh=args.score_thresh).eval(),
-                           torch.rand(3, args.height, args.width))
+                           torch.rand(3, args.height, args.width), AUTOCAST.get(name))
     detections = [step() for _ in range(2)][-1]
     return {"peak_rss_mib": peak_rss_mib(), "detections": detections}
 
@@ -216,7 +237,7 @@ def main() -> None:
     image = torch.rand(3, args.height, args.width)
     models = {name: build(args.backbone, box_score_thresh=args.score_thresh).eval() for name, build in builders.items()}
     rois = {name: count_rois(model) for name, model in models.items()}
-    steps = {name: _inference_step(model, image) for name, model in models.items()}
+    steps = {name: _inference_step(model, image, AUTOCAST.get(name)) for name, model in models.items()}
     times = interleaved_times(steps, args.runs, args.warmup)
     medians = {name: statistics.median(t) for name, t in times.items()}
     for name in builders:
@@ -224,10 +245,11 @@ def main() -> None:
         extra = f"  peak RSS {mem['peak_rss_mib']:7.0f} MiB  detections {mem['detections']}" if mem else ""
         print(f"{name:>15s}: median {1000 * medians[name]:8.1f} ms  min {1000 * min(times[name]):8.1f} ms  "
               f"RoIs into the box head {rois[name][-1]}  fc7 width {head_width(models[name])}{extra}")
-    for name in builders:
-        if name != "ours":
-            print(f"latency ratio ours / {name}: median {medians['ours'] / medians[name]:.3f}  "
-                  f"min {min(times['ours']) / min(times[name]):.3f}")
+    for mine in ("ours", "ours_fp32_fast", "ours_bf16"):
+        for name in builders:
+            if not name.startswith("ours"):
+                print(f"latency ratio {mine} / {name}: median {medians[mine] / medians[name]:.3f}  "
+                      f"min {min(times[mine]) / min(times[name]):.3f}")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from visiontasks.engine.logger import TrainLogger, plot_loss_curve
 from visiontasks.engine.optim import build_optimizer, build_scheduler
 from visiontasks.engine.sampler import ResumableBatchSampler, SeededDataset, mix_seed
 from visiontasks.errors import InputError
-from visiontasks.precision import autocast, fp32_boundaries, resolve_amp
+from visiontasks.precision import autocast, fp32_boundaries, prefers_channels_last, resolve_amp
 
 __all__ = ["Trainer", "NonFiniteLossError", "default_forward"]
 
@@ -78,7 +78,7 @@ class Trainer:
             float16 + GradScaler on CUDA, fp32 on the CPU), "none" (also False), "bf16" (bfloat16
             autocast, no scaler; on the CPU only with native bf16, else fp32 and one warning line)
             or "fp16" (CUDA only). The network's parts return float32 (``fp32_boundaries``), so
-            losses and box coding run in fp32.
+            losses and box coding run in fp32; models with 2-D convolutions train channels-last.
         bias_lr_factor, bias_weight_decay: LR and weight-decay multipliers of the biases; None takes
             the model's ``optim_defaults`` (the convention of its paper), and for models without
             one Caffe's (×2 LR, no decay) as the R-CNN family and FCN used.
@@ -153,6 +153,8 @@ class Trainer:
         self.use_amp = self.amp_dtype is not None
         if self.use_amp:
             fp32_boundaries(self.model)
+            if prefers_channels_last(self.model):  # oneDNN's low-precision convs are channels-last natively
+                self.model.to(memory_format=torch.channels_last)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
         self._params = [p for p in self.model.parameters() if p.requires_grad]
         self.train_model: nn.Module = self.model
