@@ -123,6 +123,8 @@ def eval_det(args: argparse.Namespace) -> dict:
         if args.iou is not None or args.reference is not None:
             raise ValueError("--iou and --reference apply to voc07/voc12; COCO reports AP50, AP75 and AP@[.5:.95]")
         if args.checkpoint:
+            if args.iou_type != "bbox":
+                raise ValueError("--iou-type segm scores mask results files; the detectors here output boxes")
             return _eval_det_checkpoint(args)
         _need(args, "annotations", "detections")
         from visiontasks.evaluation.coco import coco_evaluate
@@ -184,7 +186,7 @@ def _load(args: argparse.Namespace, task: str):
 
 def _eval_det_checkpoint(args: argparse.Namespace) -> dict:
     from visiontasks.data import VOCDetection
-    from visiontasks.engine.evaluate import evaluate_detection, predict_dataset
+    from visiontasks.engine.evaluate import predict_dataset
     from visiontasks.evaluation import write_voc_results
 
     predictor = _load(args, "detection")
@@ -208,15 +210,17 @@ def _eval_det_checkpoint(args: argparse.Namespace) -> dict:
         dataset.proposals = ProposalStore(args.proposals, model.proposal_params)
     elif getattr(model, "needs_proposals", False):
         dataset.proposals = _on_the_fly(model, dataset)
+    preds, targets = [], []
+    for pred, tgt in predict_dataset(model, dataset, args.device):
+        preds.append(pred)
+        targets.append(tgt)
     if args.metric == "coco":
-        preds: list[dict] = []
-        keep = (lambda pred, tgt: preds.append(pred)) if args.write_results else None
-        metrics = evaluate_detection(model, dataset, metric="coco", device=args.device, on_prediction=keep)
+        from visiontasks.evaluation import coco_evaluate, detections_to_coco
+
+        results = [r for p, t in zip(preds, targets) for r in detections_to_coco(
+            int(t["coco_id"]), p["boxes"].numpy(), p["scores"].numpy(), p["labels"].numpy(), dataset.label_to_cat_id)]
+        metrics = _coco_result(args, coco_evaluate(dataset.coco, results))
     else:
-        preds, targets = [], []
-        for pred, tgt in predict_dataset(model, dataset, args.device):
-            preds.append(pred)
-            targets.append(tgt)
         fields = [[t[k].numpy() for t in targets] for k in ("boxes", "labels", "difficult")]
         as_lists = ([p[k].numpy() for p in preds] for k in ("boxes", "labels", "scores"))
         metrics = _score_voc(args, dataset.classes, list(as_lists), fields)
