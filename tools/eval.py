@@ -285,38 +285,10 @@ def _renamed(per_class: dict, background: str) -> dict:
 
 
 def _eval_seg_files(args: argparse.Namespace, background: str, classes: list[str] | None) -> dict:
-    """Scores label PNGs against SegmentationClass/ (no images read: sizes are checked against the masks)."""
-    from tqdm import tqdm
+    from visiontasks.evaluation.seg_files import score_label_pngs
+    from visiontasks.evaluation.voc_gt import DEFAULT_CLASSES
 
-    from visiontasks.data import read_label_png
-    from visiontasks.evaluation.segmentation import SegmentationEvaluator
-    from visiontasks.evaluation.voc_gt import DEFAULT_CLASSES, split_ids
-
-    root = Path(args.root)
-    names = [background, *(classes or DEFAULT_CLASSES)]
-    ids = split_ids(root, args.split, "Segmentation")
-    evaluator = SegmentationEvaluator(len(names))
-    with tqdm(ids, desc="score", leave=False) as bar:
-        for image_id in bar:
-            gt_path = root / "SegmentationClass" / f"{image_id}.png"
-            if not gt_path.is_file():
-                raise InputError(gt_path, f"ground-truth mask of image {image_id!r} of split {args.split!r} is missing")
-            gt = read_label_png(gt_path)
-            bad = np.unique(gt[(gt >= len(names)) & (gt != 255)])
-            if bad.size:
-                raise InputError(gt_path, f"mask holds labels {bad.tolist()}, beyond the {len(names) - 1} classes")
-            path = Path(args.predictions) / f"{image_id}.png"
-            if not path.is_file():
-                raise InputError(path, f"prediction for image {image_id!r} of split {args.split!r} is missing")
-            pred = read_label_png(path)
-            if pred.shape != gt.shape:
-                raise InputError(path, f"mask size {pred.shape[1]}x{pred.shape[0]} differs from the ground truth's "
-                                       f"{gt.shape[1]}x{gt.shape[0]} ({gt_path})")
-            bad = np.unique(pred[(pred >= len(names))])
-            if bad.size:
-                raise InputError(path, f"label values {bad.tolist()} outside 0..{len(names) - 1}")
-            evaluator.update(pred, gt)
-    return segmentation_result(evaluator.compute(), names)
+    return score_label_pngs(args.root, args.split, args.predictions, [background, *(classes or DEFAULT_CLASSES)])
 
 
 def _eval_classic(args: argparse.Namespace, dataset, background: str) -> dict:

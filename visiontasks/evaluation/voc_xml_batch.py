@@ -126,7 +126,8 @@ def parse_plain_files(datas: Sequence[bytes]) -> list[ObjectRecords | None]:
     return _assemble(out, plain, good, object_file, keep, picks, obj_id, texts, sizes)
 
 
-def _sizes(codes, texts, file_of, obj, size, good) -> list[tuple[int, int] | None]:
+def _sizes(codes: np.ndarray, texts: Sequence[bytes], file_of: np.ndarray, obj: np.ndarray, size: np.ndarray,
+           good: np.ndarray) -> list[tuple[int, int] | None]:
     """Each file's ``<size>`` as (height, width) — None without one; marks files with an odd one not good."""
     outside = obj == 0
     opened = np.bincount(file_of[outside & (codes == SIZE)], minlength=len(good))
@@ -146,7 +147,9 @@ def _sizes(codes, texts, file_of, obj, size, good) -> list[tuple[int, int] | Non
     return out
 
 
-def _assemble(out, plain, good, object_file, keep, picks, obj_id, texts, sizes) -> list[ObjectRecords | None]:
+def _assemble(out: list[ObjectRecords | None], plain: list[tuple[int, bytes]], good: np.ndarray,
+              object_file: np.ndarray, keep: np.ndarray, picks: dict[int, np.ndarray], obj_id: np.ndarray,
+              texts: Sequence[bytes], sizes: list[tuple[int, int] | None]) -> list[ObjectRecords | None]:
     """Converts the picked strings of the good files' objects and fills ``out``."""
     order = [np.flatnonzero(picks[c]) for c in (NAME, *_COORD_CODES)]
     rows = [idx[keep[obj_id[idx]]] for idx in order]
