@@ -16,6 +16,7 @@ _EXPORTS = {
     "plots": ("plot_pr_curves",),
     "proposals": ("AR_THRESHOLDS", "best_overlaps", "plot_recall_vs_proposals", "proposal_recall",
                   "recall_vs_proposals"),
+    "seg_files": ("score_label_pngs",),
     "segmentation": ("SegmentationEvaluator", "confusion_matrix", "segmentation_scores"),
     "voc_detection": ("average_precision", "eleven_point_thresholds", "eval_detection_voc"),
     "voc_gt": ("load_detection_ground_truth",),
