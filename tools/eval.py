@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from _common import run_cli
@@ -135,10 +136,9 @@ def eval_det(args: argparse.Namespace) -> dict:
         raise ValueError(f"--iou must lie in (0, 1], got {args.iou!r}")
     if args.checkpoint:
         return _eval_det_checkpoint(args)
+    from visiontasks.evaluation.annotation_cache import default_cache_dir
     from visiontasks.evaluation.voc_gt import load_detection_ground_truth
     from visiontasks.evaluation.voc_results import read_voc_results
-
-    from visiontasks.evaluation.annotation_cache import default_cache_dir
 
     _need(args, "root", "detections")
     cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
@@ -147,7 +147,7 @@ def eval_det(args: argparse.Namespace) -> dict:
     return _score_voc(args, gt.classes, preds, (gt.boxes, gt.labels, gt.difficult))
 
 
-def _score_voc(args: argparse.Namespace, classes, preds, gts) -> dict:
+def _score_voc(args: argparse.Namespace, classes: Sequence[str], preds: Sequence[list], gts: Sequence[list]) -> dict:
     """VOC AP with the command line's metric, IoU threshold and reference; warns about classes without ground truth."""
     from visiontasks.evaluation.voc_detection import eval_detection_voc
 
