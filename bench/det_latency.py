@@ -47,7 +47,7 @@ from torchvision.models import vgg16 as tv_vgg16
 from torchvision.ops import MultiScaleRoIAlign, roi_pool
 
 from visiontasks import get_model
-from visiontasks.precision import autocast, fp32_boundaries
+from visiontasks.precision import autocast, cast_dense_weights, fp32_boundaries
 
 COMMON = dict(min_size=600, max_size=1000, rpn_pre_nms_top_n_test=6000, rpn_post_nms_top_n_test=300,
               rpn_pre_nms_top_n_train=12000, rpn_post_nms_top_n_train=2000, box_score_thresh=0.05,
@@ -122,11 +122,11 @@ def build_ours_fast(backbone: str = "vgg16", num_classes: int = 21, **overrides)
 
 
 def build_ours_bf16(backbone: str = "vgg16", num_classes: int = 21, **overrides) -> nn.Module:
-    """Ours as ``load_model(..., precision="bf16")`` runs it: channels-last, fp32 boundaries, run
-    under bf16 autocast (see :data:`AUTOCAST`)."""
+    """Ours as ``load_model(..., precision="bf16")`` runs it: channels-last, fp32 boundaries, conv and
+    linear weights stored in bf16, run under bf16 autocast (see :data:`AUTOCAST`)."""
     model = build_ours_fast(backbone, num_classes, **overrides)
     fp32_boundaries(model)
-    return model
+    return cast_dense_weights(model, torch.bfloat16)
 
 
 BUILDERS = {"ours": build_ours, "torchvision": build_torchvision, "ours_fp32_fast": build_ours_fast,

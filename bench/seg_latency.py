@@ -14,6 +14,7 @@ weights_backbone=None``, no aux head).
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import json
 import os
@@ -61,7 +62,7 @@ def _build(name: str, num_classes: int):
     return get_model(name, num_classes=num_classes, pretrained_backbone=False)
 
 
-def worker(name: str, runs: int, height: int, width: int, threads: int) -> dict:
+def worker(name: str, runs: int, height: int, width: int, threads: int, fast: bool = False) -> dict:
     """Measures one model in this process; returns the row as a dict."""
     import torch
 
@@ -84,9 +85,36 @@ def worker(name: str, runs: int, height: int, width: int, threads: int) -> dict:
             model(image)
             times.append(time.perf_counter() - start)
     peak = _status_mb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"model": name, "params": params, "median_s": statistics.median(times), "min_s": min(times),
-            "import_rss_mb": import_rss, "model_rss_mb": model_rss, "infer_peak_rss_mb": peak,
-            "peak_is_inference_only": reset}
+    row = {"model": name, "params": params, "median_s": statistics.median(times), "min_s": min(times),
+           "import_rss_mb": import_rss, "model_rss_mb": model_rss, "infer_peak_rss_mb": peak,
+           "peak_is_inference_only": reset}
+    if fast:
+        row.update(fast_paths(model, image, runs))
+    return row
+
+
+def fast_paths(model, image, runs: int) -> dict:
+    """Minimum seconds of fp32 NCHW, fp32 channels-last and bf16 autocast channels-last (bf16 weights,
+    float32 at the parts' boundaries, as ``load_model(precision="bf16")``), interleaved in this process."""
+    import torch
+
+    from visiontasks.precision import autocast, cast_dense_weights, fp32_boundaries
+
+    nchw = copy.deepcopy(model)
+    fast = model.to(memory_format=torch.channels_last)
+    bf16 = cast_dense_weights(copy.deepcopy(fast), torch.bfloat16)
+    fp32_boundaries(bf16)
+    ways = {"fp32_nchw_s": (nchw, None), "fp32_cl_s": (fast, None), "bf16_cl_s": (bf16, torch.bfloat16)}
+    best = {key: float("inf") for key in ways}
+    with torch.inference_mode():
+        for i in range(runs + 1):
+            for key, (m, dtype) in ways.items():
+                start = time.perf_counter()
+                with autocast("cpu", dtype):
+                    m(image)
+                if i:
+                    best[key] = min(best[key], time.perf_counter() - start)
+    return best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,12 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--models", nargs="+", default=list(OURS + TORCHVISION), choices=OURS + TORCHVISION)
+    parser.add_argument("--fast", action="store_true",
+                        help="also time fp32 NCHW, fp32 channels-last and bf16 channels-last side by side (min)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error(f"--runs must be >= 1, got {args.runs}")
     if args.worker:
-        print(json.dumps(worker(args.worker, args.runs, args.height, args.width, args.threads)))
+        print(json.dumps(worker(args.worker, args.runs, args.height, args.width, args.threads, args.fast)))
         return 0
     print(f"CPU inference at {args.width}x{args.height} (WxH), batch 1, {args.runs} timed runs after 1 warm-up, "
           f"{args.threads} threads; {os.cpu_count()} CPUs on {platform.machine()} "
@@ -112,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(header))
     for name in args.models:
         cmd = [sys.executable, __file__, "--worker", name, "--runs", str(args.runs), "--height", str(args.height),
-               "--width", str(args.width), "--threads", str(args.threads)]
+               "--width", str(args.width), "--threads", str(args.threads)] + (["--fast"] if args.fast else [])
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
@@ -122,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['model']:24s} {r['params'] / 1e6:7.1f}M {r['median_s']:9.2f} {r['min_s']:7.2f} "
               f"{r['model_rss_mb']:19.0f} {r['infer_peak_rss_mb']:14.0f} "
               f"{r['infer_peak_rss_mb'] - r['import_rss_mb']:17.0f}", flush=True)
+        if args.fast:
+            print(f"{'':24s} min s: fp32 NCHW {r['fp32_nchw_s']:.2f}, fp32 channels-last {r['fp32_cl_s']:.2f}, "
+                  f"bf16 channels-last {r['bf16_cl_s']:.2f} ({r['bf16_cl_s'] / r['fp32_nchw_s']:.2f}x)", flush=True)
     print("weights+runtime: RSS after building the model; peak infer: peak RSS during the forward passes "
           "(reset after building); peak - import: that peak minus the RSS of the bare torch process.")
     return 0

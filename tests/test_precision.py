@@ -81,6 +81,17 @@ def test_fp32_boundaries_keep_sequential_layers_in_bf16_and_return_fp32() -> Non
     assert torch.equal(net(x)["out"], _Net.forward(net, x)["out"])  # no-op outside autocast
 
 
+def test_cast_dense_weights_keeps_norms_fp32_and_matches_autocast() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4), nn.Flatten(), nn.Linear(4 * 36, 2))
+    x = torch.rand(2, 3, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = net(x)
+    P.cast_dense_weights(net, torch.bfloat16)
+    assert net[0].weight.dtype == net[3].bias.dtype == torch.bfloat16 and net[1].weight.dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(net(x), want)  # the same rounding as autocast's per-call casts
+
+
 def _match(ref, other) -> tuple[torch.Tensor, torch.Tensor]:
     """For each reference detection: the best IoU with a same-label detection of ``other`` and the
     score difference to it (IoU 0, difference 1 when none)."""

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 __all__ = ["PRECISIONS", "AMP_MODES", "cpu_bf16_supported", "resolve_precision", "resolve_amp",
-           "fp32_boundaries", "autocast", "to_float32", "prefers_channels_last"]
+           "fp32_boundaries", "cast_dense_weights", "autocast", "to_float32", "prefers_channels_last"]
 
 #: Inference precisions (``load_model(..., precision=)``, ``--precision``).
 PRECISIONS = ("fp32", "bf16")
@@ -127,6 +127,19 @@ def fp32_boundaries(model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]
     visit(model, False)
     model.__dict__["_vt_fp32_boundaries"] = handles
     return handles
+
+
+def cast_dense_weights(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Stores the parameters of ``model``'s convolutions and linear layers in ``dtype`` (inference).
+
+    Autocast would cast the fp32 weights again on every call (VGG16 Faster R-CNN: 137 M values per
+    image, measured 1.7× slower than keeping them in bf16); those layers must then run under
+    autocast. Normalisation layers keep their fp32 parameters.
+    """
+    for module in model.modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)):
+            module.to(dtype)
+    return model
 
 
 @contextlib.contextmanager
