@@ -1,6 +1,7 @@
 """Shared fixtures. Tests never need a GPU, a download or ../shared (real-data tests skip)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,20 @@ REPO = Path(__file__).resolve().parents[1]
 COCO128_VOC = REPO.parent / "shared" / "data" / "coco128-voc"
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_home(tmp_path_factory: pytest.TempPathFactory):
+    """Caches the tests write (embedded data, ``proposals: auto``, the annotation cache) go to a
+    temporary ``$VISIONTASKS_HOME``, never the user's ``~/.cache/visiontasks``; subprocesses inherit it."""
+    home = tmp_path_factory.mktemp("visiontasks_home")
+    old = os.environ.get("VISIONTASKS_HOME")
+    os.environ["VISIONTASKS_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("VISIONTASKS_HOME", None)
+    else:
+        os.environ["VISIONTASKS_HOME"] = old
 
 
 @pytest.fixture(scope="session")

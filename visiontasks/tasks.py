@@ -6,10 +6,18 @@ task, and the data factory builds the datasets of a task, all from :data:`TASKS`
 """
 from __future__ import annotations
 
-__all__ = ["TASKS", "METRICS", "default_metric", "check_metric"]
+__all__ = ["TASKS", "METRICS", "VOC_CLASSES", "default_metric", "check_metric"]
 
 #: Tasks a config can name (``task:``).
 TASKS: tuple[str, ...] = ("detection", "segmentation")
+
+#: The default label set (PASCAL VOC's 20 object classes, background excluded); torch-free, so the
+#: results-file evaluators share it with the datasets.
+VOC_CLASSES: tuple[str, ...] = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)
 
 #: Metrics of each task: VOC07 11-point / VOC10+ all-point / COCO mAP; confusion-matrix mIoU.
 METRICS: dict[str, tuple[str, ...]] = {

@@ -22,14 +22,9 @@ from visiontasks.data.annotation import VOCAnnotation, clip_boxes, parse_voc_xml
 from visiontasks.data.palette import read_label_png
 from visiontasks.data.transforms import apply_transforms
 from visiontasks.errors import InputError
+from visiontasks.tasks import VOC_CLASSES
 
 __all__ = ["VOC_CLASSES", "VOCDetection", "VOCSegmentation", "read_image", "image_size", "read_split_ids"]
-
-VOC_CLASSES: tuple[str, ...] = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
-)
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

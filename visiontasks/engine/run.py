@@ -6,10 +6,9 @@ A run directory holds ``config.yaml`` (the resolved config), ``checkpoint_last.p
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -19,12 +18,12 @@ from visiontasks.data import build_dataset, collate_fn, dataset_classes
 from visiontasks.data.check import check_split, split_source
 from visiontasks.device import check_device
 from visiontasks.engine.distributed import init_distributed, is_dist, is_main_process
-from visiontasks.engine.evaluate import evaluate_detection, evaluate_segmentation, nan_to_none
+from visiontasks.engine.evaluate import evaluate_detection, evaluate_segmentation
 from visiontasks.engine.rundir import RunLock, check_out_dir, check_resume, open_run_dir
 from visiontasks.engine.stages import SGDStage, StageContext, model_stages, run_stages
 from visiontasks.engine.trainer import Trainer
 from visiontasks.errors import InputError
-from visiontasks.io import atomic_write
+from visiontasks.evaluation.report import format_metrics, public_metrics, undefined_metrics, write_json
 from visiontasks.registry import get_model
 from visiontasks.tasks import check_metric
 
@@ -52,50 +51,6 @@ def segmentation_forward(model: torch.nn.Module, images: list[torch.Tensor], tar
     logits = model(torch.stack(images))["out"]
     masks = torch.stack([t["mask"] for t in targets])
     return {"loss_ce": F.cross_entropy(logits, masks, ignore_index=255)}
-
-
-def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """Writes JSON atomically (NaN written as null)."""
-    with atomic_write(path, "w", encoding="utf-8") as f:
-        f.write(json.dumps(obj, indent=2, default=float))
-    return Path(path)
-
-
-def _percent(value: Any) -> str:
-    """``value`` (a fraction) as a percentage; ``n/a`` where undefined (None or NaN)."""
-    value = nan_to_none(value)
-    return "   n/a" if value is None else f"{100 * value:6.2f}"
-
-
-def format_metrics(metrics: dict) -> str:
-    """A per-class table followed by the headline figure(s); an undefined figure prints as ``n/a``."""
-    lines = [f"{name:>16s}  {_percent(v)}" for name, v in (metrics.get("per_class") or {}).items()]
-    if "mAP" in metrics:
-        lines.append(f"{'mAP (' + str(metrics.get('metric')) + ')':>16s}  {_percent(metrics['mAP'])}")
-    else:
-        for key in ("mIoU", "pixel_accuracy", "mean_class_accuracy"):
-            if key in metrics:
-                lines.append(f"{key:>16s}  {_percent(metrics[key])}")
-    return "\n".join(lines)
-
-
-def undefined_metrics(metrics: dict) -> list[str]:
-    """Names of the headline figures that are undefined (None or NaN), e.g. a test split without objects."""
-    return [k for k in ("mAP", "mIoU", "pixel_accuracy", "mean_class_accuracy")
-            if k in metrics and nan_to_none(metrics[k]) is None]
-
-
-def public_metrics(metrics: dict) -> dict:
-    """The JSON written to metrics.json: no raw curves, NaN as null."""
-    out = {k: v for k, v in metrics.items() if k != "curves"}
-    out["per_class"] = {k: nan_to_none(v) for k, v in (metrics.get("per_class") or {}).items()}
-    if "per_class_accuracy" in metrics:  # segmentation: recall per class, NaN where the class is absent
-        out["per_class_accuracy"] = {k: nan_to_none(v) for k, v in metrics["per_class_accuracy"].items()}
-    for key in ("mAP", "mIoU", "pixel_accuracy", "mean_class_accuracy"):
-        if key in out:
-            out[key] = nan_to_none(out[key])
-    out.update({k: nan_to_none(v) for k, v in out.items() if isinstance(v, float)})  # COCO's APs, ARs, ...
-    return out
 
 
 #: How each task trains and is scored: (forward_fn for the Trainer, evaluator).

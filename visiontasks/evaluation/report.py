@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 from visiontasks.io import atomic_write
 
 __all__ = ["warn", "nan_to_none", "public_metrics", "format_metrics", "write_json", "segmentation_result",
-           "warn_undefined", "HEADLINE_KEYS"]
+           "undefined_metrics", "warn_undefined", "HEADLINE_KEYS"]
 
 #: The scalar figures a result may carry, in the order the console shows them.
 HEADLINE_KEYS = ("mAP", "mIoU", "pixel_accuracy", "mean_class_accuracy")
@@ -80,6 +80,11 @@ def format_metrics(metrics: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def undefined_metrics(metrics: Mapping[str, Any]) -> list[str]:
+    """Names of the headline figures that are undefined (None or NaN), e.g. a test split without objects."""
+    return [k for k in HEADLINE_KEYS if k in metrics and nan_to_none(metrics[k]) is None]
+
+
 def warn_undefined(metrics: Mapping[str, Any], what: str) -> None:
     """One warning line when a headline figure is undefined (NaN/None), naming the cause.
 
@@ -87,7 +92,7 @@ def warn_undefined(metrics: Mapping[str, Any], what: str) -> None:
         metrics: a result dict of the tools.
         what: the data it was computed on, e.g. ``"split 'test' of VOC2007/"``.
     """
-    undefined = [k for k in HEADLINE_KEYS if k in metrics and nan_to_none(metrics[k]) is None]
+    undefined = undefined_metrics(metrics)
     if not undefined:
         return
     if "mAP" in undefined:

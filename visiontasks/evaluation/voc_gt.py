@@ -17,15 +17,12 @@ import numpy as np
 from visiontasks.errors import InputError
 from visiontasks.evaluation.annotation_cache import read_annotations
 from visiontasks.evaluation.report import warn
+from visiontasks.tasks import VOC_CLASSES
 
 __all__ = ["VOCGroundTruth", "split_ids", "load_detection_ground_truth", "resolve_classes", "DEFAULT_CLASSES"]
 
-#: The 20 PASCAL VOC object classes (``visiontasks.data.VOC_CLASSES``, repeated here to stay torch-free).
-DEFAULT_CLASSES: tuple[str, ...] = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
-)
+#: The 20 PASCAL VOC object classes (one definition, in the torch-free ``visiontasks.tasks``).
+DEFAULT_CLASSES: tuple[str, ...] = VOC_CLASSES
 
 
 @dataclass
