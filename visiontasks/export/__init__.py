@@ -6,8 +6,8 @@
 Needs the ``export`` extra (``pip install -e ".[export]"``: onnx, onnxruntime).
 """
 from visiontasks.export.detectors import ExportError, TwoStageForExport, YOLOForExport, detector_for_export
-from visiontasks.export.onnx import OPSET, TOLERANCE, ExportReport, check_onnx, export_onnx
+from visiontasks.export.onnx import OPSET, TOLERANCE, ExportReport, box_tolerance, check_onnx, export_onnx
 from visiontasks.export.segmenters import SegmenterForExport
 
 __all__ = ["ExportError", "ExportReport", "export_onnx", "check_onnx", "detector_for_export", "TwoStageForExport",
-           "YOLOForExport", "SegmenterForExport", "OPSET", "TOLERANCE"]
+           "YOLOForExport", "SegmenterForExport", "OPSET", "TOLERANCE", "box_tolerance"]
