@@ -13,7 +13,7 @@ from visiontasks import cli
 
 REPO = Path(__file__).resolve().parents[1]
 #: what a wheel is built from (setup.py copies weights/, configs/ and tools/ into the package)
-SOURCES = ("pyproject.toml", "setup.py", "README.md", "visiontasks", "tools", "weights", "configs")
+SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "visiontasks", "tools", "weights", "configs")
 
 
 def test_cli_dispatches_to_the_tools(capsys: pytest.CaptureFixture[str]) -> None:
@@ -33,6 +33,10 @@ def test_cli_dispatches_to_the_tools(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def _build_wheel(dest: Path) -> Path:
+    """sdist from a copy of the repository, then the wheel from the unpacked sdist (``python -m build``'s
+    path, which also proves MANIFEST.in carries what setup.py copies)."""
+    import tarfile
+
     src = dest / "src"
     src.mkdir()
     for name in SOURCES:
@@ -41,8 +45,14 @@ def _build_wheel(dest: Path) -> Path:
             shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(path, src / name)
+    code = f"from setuptools import build_meta as b; print(b.build_sdist({str(dest / 'sdist')!r}))"
+    subprocess.run([sys.executable, "-c", code], cwd=src, check=True, capture_output=True, timeout=600)
+    (sdist,) = (dest / "sdist").glob("visiontasks-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        tar.extractall(dest / "unpacked", filter="data")
+    (unpacked,) = (dest / "unpacked").iterdir()
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(dest / "dist"), str(src)], check=True, capture_output=True, timeout=600)
+                    str(dest / "dist"), str(unpacked)], check=True, capture_output=True, timeout=600)
     (wheel,) = (dest / "dist").glob("visiontasks-*.whl")
     return wheel
 
