@@ -1,14 +1,16 @@
 """Dense-compute ceilings and VGG16 conv throughput in fp32 and bf16, in one process.
 
-The ceiling of each precision is the best rate of an ``n×n @ n×n`` matmul (``torch.mm`` on fp32
-tensors, and on bf16 tensors: oneDNN/AMX where the CPU has them). VGG16 conv1_1 … conv5_3
+The ceiling of each precision is the best rate of ``n×n @ n×n`` matmuls, n in ``--sizes``
+(``torch.mm`` on fp32 tensors, and on bf16 tensors: oneDNN/AMX where the CPU has them). VGG16 conv1_1 … conv5_3
 (``torchvision.models.vgg16().features[:-1]``, random weights, eval mode) then runs on one image
 in four ways — fp32 NCHW, fp32 channels-last, bf16 autocast NCHW, bf16 autocast channels-last —
 and its rate (FLOPs from ``torch.utils.flop_counter``, 2 per multiply-add) is given as a share of
-the ceiling of its precision. Calls are interleaved; the minimum time over ``--runs`` is used.
-Figures are printed, never asserted.
+the ceiling of its precision. All calls (matmuls and convs) are interleaved, so that the load of
+other processes on a shared machine hits them alike; the minimum time over ``--runs`` is used.
+Last, one 3×3 conv of VGG16's conv3 (256 ch) and conv4 (512 ch) shapes runs forward + backward in
+fp32 and bf16, the cost that decides bf16 training. Figures are printed, never asserted.
 
-    python bench/roofline.py --threads 2 --runs 5 [--size 2048] [--height 600 --width 800]
+    python bench/roofline.py --threads 2 --runs 5 [--sizes 2048 4096] [--height 600 --width 800]
 """
 from __future__ import annotations
 
@@ -36,10 +38,10 @@ def best_times(steps: dict[str, Callable[[], object]], runs: int, warmup: int = 
 
 
 def matmul_steps(n: int) -> dict[str, Callable[[], object]]:
-    """``n×n @ n×n`` in fp32 and bf16."""
+    """``n×n @ n×n`` in fp32 and bf16, named ``mm <n> <precision>``."""
     a32, b32 = torch.randn(n, n), torch.randn(n, n)
     a16, b16 = a32.bfloat16(), b32.bfloat16()
-    return {"fp32": lambda: torch.mm(a32, b32), "bf16": lambda: torch.mm(a16, b16)}
+    return {f"mm {n} fp32": lambda: torch.mm(a32, b32), f"mm {n} bf16": lambda: torch.mm(a16, b16)}
 
 
 def conv_steps(height: int, width: int) -> tuple[dict[str, Callable[[], object]], float]:
@@ -63,11 +65,28 @@ def conv_steps(height: int, width: int) -> tuple[dict[str, Callable[[], object]]
     return steps, float(counter.get_total_flops())
 
 
+def conv_backward_steps() -> dict[str, Callable[[], object]]:
+    """Forward + backward (input and weight gradients) of one 3×3 conv, VGG16's conv3 and conv4
+    shapes at 600×800, channels-last, fp32 and under bf16 autocast."""
+    steps = {}
+    for channels, h, w in ((256, 150, 200), (512, 75, 100)):
+        conv = torch.nn.Conv2d(channels, channels, 3, padding=1).to(memory_format=torch.channels_last)
+        x = torch.randn(1, channels, h, w).contiguous(memory_format=torch.channels_last).requires_grad_()
+        for precision in ("fp32", "bf16"):
+            def step(conv=conv, x=x, bf16=precision == "bf16") -> object:
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    y = conv(x)
+                y.float().sum().backward()
+                return y
+            steps[f"conv{channels} {h}x{w} fwd+bwd {precision}"] = step
+    return steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--size", type=int, default=2048, help="matmul side n")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096], help="matmul sides n")
     parser.add_argument("--height", type=int, default=600)
     parser.add_argument("--width", type=int, default=800)
     args = parser.parse_args()
@@ -75,18 +94,29 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"threads={args.threads} runs={args.runs} (min time) native bf16={cpu_bf16_supported()} "
           f"cpu capability={torch.backends.cpu.get_cpu_capability()}")
-    mm = best_times(matmul_steps(args.size), args.runs)
-    mm_flops = 2.0 * args.size**3
-    ceiling = {name: mm_flops / t / 1e9 for name, t in mm.items()}
-    for name, rate in ceiling.items():
-        print(f"matmul {args.size}^3 {name}: {1000 * mm[name]:8.1f} ms  {rate:8.1f} GFLOP/s (ceiling)")
+    mm_steps: dict[str, Callable[[], object]] = {}
+    for n in args.sizes:
+        mm_steps.update(matmul_steps(n))
     steps, flops = conv_steps(args.height, args.width)
-    conv = best_times(steps, args.runs)
+    best = best_times({**mm_steps, **steps}, args.runs)
+    ceiling = {"fp32": 0.0, "bf16": 0.0}
+    for name in mm_steps:
+        _, n, precision = name.split()
+        rate = 2.0 * int(n) ** 3 / best[name] / 1e9
+        ceiling[precision] = max(ceiling[precision], rate)
+        print(f"matmul {n}^3 {precision}: {1000 * best[name]:8.1f} ms  {rate:8.1f} GFLOP/s")
+    print(f"ceilings (best matmul): fp32 {ceiling['fp32']:.1f} GFLOP/s, bf16 {ceiling['bf16']:.1f} GFLOP/s "
+          f"({ceiling['bf16'] / ceiling['fp32']:.2f}x)")
+    conv = {name: best[name] for name in steps}
     print(f"VGG16 conv1_1..conv5_3 on {args.height}x{args.width}: {flops / 1e9:.1f} GFLOP per pass")
     for name, t in conv.items():
         rate = flops / t / 1e9
         print(f"  {name:20s} {1000 * t:8.1f} ms  {rate:8.1f} GFLOP/s  {100 * rate / ceiling[name[:4]]:5.1f} % of the "
               f"{name[:4]} ceiling  ({conv['fp32 NCHW'] / t:.2f}x fp32 NCHW)")
+    backward = best_times(conv_backward_steps(), args.runs)
+    print("one 3x3 conv, forward + backward (training), channels-last:")
+    for name, t in backward.items():
+        print(f"  {name:32s} {1000 * t:8.1f} ms")
 
 
 if __name__ == "__main__":

@@ -92,6 +92,17 @@ def test_cast_dense_weights_keeps_norms_fp32_and_matches_autocast() -> None:
         assert torch.equal(net(x), want)  # the same rounding as autocast's per-call casts
 
 
+def test_autocast_forward_runs_the_model_in_bf16_for_any_caller_and_exits_on_errors() -> None:
+    net = _Net()
+    P.fp32_boundaries(net)
+    P.cast_dense_weights(net, torch.bfloat16)
+    P.autocast_forward(net, "cpu", torch.bfloat16)
+    assert net(torch.randn(3, 4))["out"].dtype == torch.float32  # bf16 weights, no caller-side autocast
+    with pytest.raises(RuntimeError):
+        net(torch.randn(3, 5))  # wrong width: forward raises inside the hooks' autocast
+    assert not torch.is_autocast_enabled("cpu")
+
+
 def _match(ref, other) -> tuple[torch.Tensor, torch.Tensor]:
     """For each reference detection: the best IoU with a same-label detection of ``other`` and the
     score difference to it (IoU 0, difference 1 when none)."""

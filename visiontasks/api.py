@@ -27,8 +27,8 @@ from PIL import Image
 from visiontasks.config import DEFAULTS, apply_overrides, load_config, merge, validate
 from visiontasks.device import check_device
 from visiontasks.errors import InputError
-from visiontasks.precision import (autocast, cast_dense_weights, fp32_boundaries, prefers_channels_last,
-                                   resolve_precision)
+from visiontasks.precision import (autocast, autocast_forward, cast_dense_weights, fp32_boundaries,
+                                   prefers_channels_last, resolve_precision)
 from visiontasks.registry import get_model
 from visiontasks.results import DetectionResult, SegmentationResult
 
@@ -95,7 +95,7 @@ class Predictor:
             preset sets the detector's own score threshold (``model.score_thresh``): one
             threshold, applied once, as chainercv's ``use_preset``.
         precision: "fp32" or "bf16" (see :func:`load_model`; in bf16 the conv/linear weights are
-            stored in bf16, so call ``self.model`` under ``precision.autocast``). Models with 2-D
+            stored in bf16 and ``self.model`` runs itself under autocast). Models with 2-D
             convolutions run channels-last, and ``predict`` runs under ``torch.inference_mode``.
     """
 
@@ -113,6 +113,7 @@ class Predictor:
         if self._dtype is not None:
             fp32_boundaries(self.model)  # decoding, NMS and the outputs stay float32
             cast_dense_weights(self.model, self._dtype)  # not cast again on every call
+            autocast_forward(self.model, self.device, self._dtype)  # every caller of self.model gets bf16
         if prefers_channels_last(self.model):
             self.model.to(memory_format=torch.channels_last)
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 __all__ = ["PRECISIONS", "AMP_MODES", "cpu_bf16_supported", "resolve_precision", "resolve_amp",
-           "fp32_boundaries", "cast_dense_weights", "autocast", "to_float32", "prefers_channels_last"]
+           "fp32_boundaries", "cast_dense_weights", "autocast_forward", "autocast", "to_float32", "prefers_channels_last"]
 
 #: Inference precisions (``load_model(..., precision=)``, ``--precision``).
 PRECISIONS = ("fp32", "bf16")
@@ -139,6 +139,25 @@ def cast_dense_weights(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     for module in model.modules():
         if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)):
             module.to(dtype)
+    return model
+
+
+def autocast_forward(model: nn.Module, device: str | torch.device, dtype: torch.dtype) -> nn.Module:
+    """Makes every call of ``model`` run under ``torch.autocast`` in ``dtype`` (forward hooks), so
+    callers that do not know its precision (the evaluation tools, user code) call it as before."""
+    device_type = torch.device(device).type
+    active: list[torch.autocast] = []
+
+    def enter(_module: nn.Module, _inputs: Any) -> None:
+        ctx = torch.autocast(device_type=device_type, dtype=dtype)
+        ctx.__enter__()
+        active.append(ctx)
+
+    def leave(_module: nn.Module, _inputs: Any, _output: Any) -> None:
+        active.pop().__exit__(None, None, None)
+
+    model.register_forward_pre_hook(enter)
+    model.register_forward_hook(leave, always_call=True)  # also when forward raises
     return model
 
 
