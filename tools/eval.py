@@ -94,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     for p in (det, seg):
         p.add_argument("--out", help="write the result JSON here")
         p.add_argument("--device", default="cpu")
+        p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                       help="with --checkpoint: bf16 autocast on CPUs with native bf16 / CUDA (default: %(default)s)")
     prop = sub.add_parser("proposals", help="region proposal recall, average recall, MABO")
     prop.add_argument("--root", required=True, help="VOC-layout folder (Annotations/, ImageSets/Main/)")
     prop.add_argument("--split", default="test")
@@ -176,7 +178,8 @@ def _coco_result(args: argparse.Namespace, res: dict) -> dict:
 def _load(args: argparse.Namespace, task: str):
     import visiontasks
 
-    predictor = visiontasks.load_model(args.checkpoint, device=args.device, preset="evaluate")
+    predictor = visiontasks.load_model(args.checkpoint, device=args.device, preset="evaluate",
+                                       precision=args.precision)
     if predictor.task != task:
         other = "det" if predictor.task == "detection" else "seg"
         raise InputError(args.checkpoint, f"is a {predictor.task} checkpoint, but 'eval.py {args.task}' scores "

@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="predictions", help="output folder (default: %(default)s)")
     parser.add_argument("--preset", default="visualize", choices=sorted(visiontasks.PRESETS))
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                        help="bf16: autocast on CPUs with native bf16 / CUDA (default: %(default)s)")
     args = parser.parse_args(argv)
 
     out = Path(args.out)
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         image_size(path)
     names = output_names(args.images)
     predictor = visiontasks.load_model(args.run or args.config or "default", weights=args.weights,
-                                       device=args.device, preset=args.preset)
+                                       device=args.device, preset=args.preset, precision=args.precision)
     for path, name in zip(args.images, names):
         result = predictor.predict(path)
         dest = result.save(out / name)
