@@ -82,3 +82,11 @@ def test_wheel_installs_and_predicts_with_the_default_weights(tmp_path: Path, em
     assert (outside / "preds" / f"{image.stem}_pred.png").is_file()
     lines = [line for line in done.stdout.splitlines() if line.startswith("  ")]
     assert lines and all(line.split()[0] in ("circle", "square", "triangle") for line in lines)
+    # train-det with the shipped default config writes its run under the current folder, not the package
+    fast = ["train.max_iters=1", "train.batch_size=1", "train.warmup_iters=0", "train.log_every=1",
+            "train.checkpoint_every=1", "data.num_workers=0", f"data.root={embedded_root.parent}"]
+    done = subprocess.run([str(bindir / "visiontasks"), "train-det", "--device", "cpu", *fast], cwd=outside,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert (outside / "runs" / "detection" / "default" / "checkpoint_last.pt").is_file()
+    assert not (Path(module).parent / "runs").exists()

@@ -16,6 +16,8 @@ from visiontasks.engine.distributed import cleanup, is_main_process
 from visiontasks.engine.run import format_metrics, run_training, undefined_metrics
 
 DEFAULT_CONFIG = REPO / "configs" / "detection" / "default.yaml"
+# Runs go under the checkout's runs/; installed (REPO is the package folder), under the current folder's.
+RUNS = REPO / "runs" if (REPO / "visiontasks" / "__init__.py").is_file() else Path("runs")
 EPILOG = """An existing run directory is never overwritten without --resume or --overwrite; a second
 process on the same OUT stops at once (OUT/.lock). Bad input: one line on stderr, exit code 2
 (add --debug for the traceback). See docs/RELIABILITY.md."""
@@ -39,7 +41,7 @@ def setup(argv: list[str] | None, default_config=DEFAULT_CONFIG, task: str = "de
     if cfg["task"] != task:
         raise ValueError(f"{args.config}: task is {cfg['task']!r}, this tool trains {task} models")
     config = Path(args.config)
-    out = args.out or str(REPO / "runs" / config.parent.name / config.stem)
+    out = args.out or str(RUNS / config.parent.name / config.stem)
     return args, cfg, out
 
 
