@@ -6,14 +6,18 @@ loss, and operating-system errors (permission denied, no space left, a file wher
 wanted, …) with the path they concern. ``--debug`` anywhere on the command line (or
 ``VISIONTASKS_DEBUG=1``) lets the traceback through instead. Ctrl-C exits 130 keeping the last
 checkpoint. Progress bars are closed before the error line, so the line is the last thing printed.
+Command-line mistakes (an unknown option, a bad choice, a missing argument) are one line too,
+``error: <tool>: <what argparse says> (see --help)``, not argparse's usage block.
 """
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run from a checkout without installing
@@ -21,7 +25,7 @@ if str(REPO) not in sys.path:  # run from a checkout without installing
 
 from visiontasks.errors import InputError  # noqa: E402
 
-__all__ = ["REPO", "run_cli", "os_error_line"]
+__all__ = ["REPO", "run_cli", "os_error_line", "UsageError"]
 
 
 def os_error_line(exc: OSError) -> str:
@@ -49,6 +53,26 @@ def _close_progress_bars() -> None:
         bar.close()
 
 
+class UsageError(ValueError):
+    """A command-line mistake argparse found (reported by :func:`run_cli` as one line, exit 2)."""
+
+
+def _usage_error(parser: argparse.ArgumentParser, message: str) -> None:
+    raise UsageError(f"{parser.prog}: {message} (see --help)")
+
+
+@contextmanager
+def _one_line_usage_errors() -> Iterator[None]:
+    """Every parser a tool builds (subcommands included) raises :class:`UsageError` instead of
+    printing its usage block and exiting; ``--help`` still prints and exits 0."""
+    original = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = _usage_error
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original
+
+
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Runs ``main(argv)``; user errors become one ``error: <message>`` line on stderr and exit code 2.
 
@@ -63,7 +87,8 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
     debug = "--debug" in args or os.environ.get("VISIONTASKS_DEBUG", "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
     try:
-        return main(args)
+        with _one_line_usage_errors():
+            return main(args)
     except (InputError, ValueError, FileNotFoundError, FloatingPointError, OSError) as exc:
         if debug:
             raise
