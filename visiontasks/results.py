@@ -9,8 +9,10 @@ Shape shorthand: N detections, H×W the input image's size.
 """
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,7 +22,68 @@ from PIL import Image
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 from visiontasks.io import atomic_write
 
-__all__ = ["DetectionResult", "SegmentationResult", "save_png"]
+__all__ = ["DetectionResult", "SegmentationResult", "label_style", "save_png"]
+
+_FILL_LABELS = "fill_labels" in inspect.signature(draw_bounding_boxes).parameters  # torchvision >= 0.21
+MIN_FONT_SIZE = 10  # px: the floor for tiny images
+FONT_FRACTION = 0.03  # label text height as a fraction of the image's shorter side
+
+
+@lru_cache(maxsize=1)
+def label_font() -> str | None:
+    """A TrueType font file for scalable labels: matplotlib's DejaVu Sans, else PIL's search path.
+
+    Returns:
+        The font's path, or None when none is found (torchvision then uses PIL's fixed bitmap font).
+    """
+    try:
+        import matplotlib
+
+        path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+        if path.is_file():
+            return str(path)
+    except ImportError:  # pragma: no cover - matplotlib is a dependency
+        pass
+    from PIL import ImageFont
+
+    for name in ("DejaVuSans.ttf", "Arial.ttf", "LiberationSans-Regular.ttf"):
+        try:
+            ImageFont.truetype(name, MIN_FONT_SIZE)
+            return name
+        except OSError:
+            continue
+    return None
+
+
+def label_style(height: int, width: int) -> dict[str, Any]:
+    """Font, font size and box line width for an image of this size, so labels read at any size.
+
+    Args:
+        height: the image's height in pixels.
+        width: the image's width in pixels.
+
+    Returns:
+        ``font`` (a TrueType path or None), ``font_size`` (px, proportional to the shorter side with
+        a floor of ``MIN_FONT_SIZE``; None without a TrueType font) and ``width`` (box line, px).
+    """
+    short = min(height, width)
+    font = label_font()
+    size = max(MIN_FONT_SIZE, round(FONT_FRACTION * short))
+    return {"font": font, "font_size": size if font else None, "width": max(2, round(short / 250))}
+
+
+def contrasting(color: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black or white, whichever reads better on ``color`` (ITU-R BT.601 luma threshold)."""
+    luma = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
+    return (0, 0, 0) if luma > 140 else (255, 255, 255)
+
+
+def class_color(label: int) -> tuple[int, int, int]:
+    """The VOC palette colour of class ``label`` (1..C; wraps past the palette's 256 entries)."""
+    from visiontasks.data import voc_colormap
+
+    cmap = voc_colormap()
+    return tuple(int(v) for v in cmap[1 + (int(label) - 1) % (len(cmap) - 1)])
 
 
 def save_png(image: np.ndarray, path: str | os.PathLike[str]) -> Path:
@@ -51,14 +114,33 @@ class DetectionResult:
     def __len__(self) -> int:
         return len(self.boxes)
 
-    def draw(self, image: torch.Tensor | None = None, width: int = 2) -> np.ndarray:
-        """Returns the image (HWC uint8 RGB) with boxes, names and scores drawn."""
+    def draw(self, image: torch.Tensor | None = None, width: int | None = None) -> np.ndarray:
+        """Returns the image (HWC uint8 RGB) with boxes, names and scores drawn.
+
+        Each class has its VOC palette colour; the label sits on a filled box of that colour in
+        black or white text, sized to the image (:func:`label_style`).
+
+        Args:
+            image: (3, H, W) float in [0, 1] or uint8; defaults to the image predicted on.
+            width: box line width in px; defaults to :func:`label_style`'s.
+
+        Returns:
+            An (H, W, 3) uint8 array; the image unchanged when there are no detections.
+        """
         image = self.image if image is None else image
         if image is None:
             raise ValueError("no image to draw on: pass one to draw()")
+        pixels = _to_uint8(image.cpu())
+        if len(self.boxes) == 0:  # torchvision warns on an empty box list
+            return pixels.permute(1, 2, 0).numpy()
+        style = label_style(pixels.shape[-2], pixels.shape[-1])
+        colors = [class_color(label) for label in self.labels.tolist()]
         names = [f"{n} {s:.2f}" for n, s in zip(self.label_names, self.scores.tolist())]
-        drawn = draw_bounding_boxes(_to_uint8(image.cpu()), self.boxes.cpu(), labels=names, width=width,
-                                    colors="red")
+        filled = {"fill_labels": True, "label_colors": [contrasting(c) for c in colors],
+                  "label_background_colors": colors} if _FILL_LABELS else {}
+        drawn = draw_bounding_boxes(pixels, self.boxes.cpu().float(), labels=names, colors=colors,
+                                    width=width or style["width"], font=style["font"],
+                                    font_size=style["font_size"], **filled)
         return drawn.permute(1, 2, 0).numpy()
 
     def save(self, path: str | os.PathLike[str]) -> Path:
