@@ -103,3 +103,19 @@ def test_predict_cli_on_an_image_without_detections_prints_no_warning(tmp_path: 
     assert "0 detections" in proc.stdout
     assert proc.stderr == "", proc.stderr
     assert Image.open(tmp_path / "out" / "blank_pred.png").size == (64, 48)
+
+
+@pytest.mark.parametrize("h, w", [(40, 50), (1200, 1600)])
+def test_segmentation_legend_names_each_class_on_its_colour_scaled_to_the_image(h: int, w: int):
+    mask = torch.zeros(h, w, dtype=torch.int64)
+    mask[h // 2:, w // 2:] = 2
+    drawn = SegmentationResult(mask, ["background", "circle", "square"], torch.zeros(3, h, w)).draw()
+    color = np.array(class_color(2), dtype=np.uint8)
+    # the legend box, solid in the class colour, at the top left; the overlay (alpha 0.5) is never that colour
+    column = (drawn[: h // 2, 0] == color).all(axis=-1)
+    style = label_style(h, w)
+    if style["font"] is None:
+        pytest.skip("no TrueType font found")
+    assert 0.8 * style["font_size"] <= column.sum() <= 2 * style["font_size"], (column.sum(), style)
+    text = np.array(contrasting(class_color(2)), dtype=np.uint8)
+    assert (drawn[: int(column.sum())] == text).all(axis=-1).sum() >= 5

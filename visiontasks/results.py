@@ -22,7 +22,7 @@ from PIL import Image
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 from visiontasks.io import atomic_write
 
-__all__ = ["DetectionResult", "SegmentationResult", "label_style", "save_png"]
+__all__ = ["DetectionResult", "SegmentationResult", "draw_legend", "label_style", "save_png"]
 
 _FILL_LABELS = "fill_labels" in inspect.signature(draw_bounding_boxes).parameters  # torchvision >= 0.21
 MIN_FONT_SIZE = 10  # px: the floor for tiny images
@@ -76,6 +76,32 @@ def contrasting(color: tuple[int, int, int]) -> tuple[int, int, int]:
     """Black or white, whichever reads better on ``color`` (ITU-R BT.601 luma threshold)."""
     luma = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
     return (0, 0, 0) if luma > 140 else (255, 255, 255)
+
+
+def draw_legend(picture: np.ndarray, names: Sequence[str], colors: Sequence[tuple[int, int, int]]) -> np.ndarray:
+    """Writes each name on a filled box of its colour (black or white text), stacked at the top left.
+
+    Args:
+        picture: (H, W, 3) uint8 RGB.
+        names: the class names to list.
+        colors: their colours.
+
+    Returns:
+        A new (H, W, 3) uint8 array; text sized by :func:`label_style`.
+    """
+    from PIL import ImageDraw, ImageFont
+
+    style = label_style(*picture.shape[:2])
+    font = ImageFont.truetype(style["font"], style["font_size"]) if style["font"] else ImageFont.load_default()
+    canvas = Image.fromarray(picture)
+    draw = ImageDraw.Draw(canvas)
+    pad, y = max(1, style["font_size"] // 5), 0
+    for name, color in zip(names, colors):
+        left, top, right, bottom = draw.textbbox((pad, y + pad), name, font=font)
+        draw.rectangle((0, y, right + pad, bottom + pad), fill=tuple(color))
+        draw.text((pad, y + pad), name, fill=contrasting(color), font=font)
+        y = bottom + pad + 1
+    return np.asarray(canvas).copy()
 
 
 def class_color(label: int) -> tuple[int, int, int]:
@@ -179,7 +205,8 @@ class SegmentationResult:
         masks = torch.stack([self.mask.cpu() == c for c in present])
         colors = [tuple(int(v) for v in cmap[c]) for c in present]
         drawn = draw_segmentation_masks(_to_uint8(image.cpu()), masks, alpha=alpha, colors=colors)
-        return drawn.permute(1, 2, 0).numpy()
+        names = [self.class_names[c] if c < len(self.class_names) else str(c) for c in present]
+        return draw_legend(drawn.permute(1, 2, 0).numpy(), names, colors)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Writes :meth:`draw`'s overlay as a PNG file."""
