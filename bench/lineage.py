@@ -99,7 +99,7 @@ def _row(name: str, root: str, ids: list[str], proposals: str, threads: int, que
             extra = {"proposals": [read_proposals(proposals, image_id)]} if needs else {}
             with torch.inference_mode():
                 start = time.perf_counter()
-                out = model([image], **extra)
+                model([image], **extra)
                 times.append(time.perf_counter() - start)
             counts.append(len(extra["proposals"][0]) if needs else 0)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux → MiB
@@ -147,10 +147,11 @@ def main() -> None:
     ss_mean = statistics.mean(ss)
     print(f"\n{len(ids)} coco128-voc test photos, {args.threads} threads, torch {torch.__version__}; "
           f"selective search (fast, 500 px): {ss_mean:.2f} s/img (median {statistics.median(ss):.2f})\n")
-    ref = next((statistics.mean(r["seconds"]) for r in results if r.get("name") == "rcnn_vgg16" and "seconds" in r),
-               None)
-    frcnn = next((statistics.mean(r["seconds"]) for r in results
-                  if r.get("name") == "faster_rcnn_vgg16" and "seconds" in r), None)
+    def mean_of(name: str) -> float | None:  # a reference row's seconds per image, None when absent or failed
+        return next((statistics.mean(r["seconds"]) for r in results if r.get("name") == name and "seconds" in r),
+                    None)
+
+    ref, frcnn = mean_of("rcnn_vgg16"), mean_of("faster_rcnn_vgg16")
     print("| model | images | s/img (model) | s/img (+ proposals) | speed-up vs R-CNN VGG16 | "
           "vs Faster R-CNN VGG16 | peak RSS MiB | parameters | paper (GPU) |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -180,7 +180,7 @@ class Trainer:
     def _micro_batches(self, images: Any, targets: Any) -> list[tuple[Any, Any, float]]:
         """``(images, targets, share of the batch)`` per micro-batch (one when ``accumulate`` is 1)."""
         n = len(images)
-        if self.accumulate == 1 or n == 1:
+        if self.accumulate == 1:
             return [(images, targets, 1.0)]
         size = math.ceil(n / self.accumulate)
         return [(images[i:i + size], targets[i:i + size], len(images[i:i + size]) / n) for i in range(0, n, size)]
