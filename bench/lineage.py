@@ -1,7 +1,8 @@
 """The detection lineage side by side: test seconds per image, proposal time, speed-up over R-CNN, peak RSS.
 
-Every row runs in its own spawned process (so peak RSS is that model's: build + inference) with
-the same thread count, on the same coco128-voc test photographs, random weights (latency does
+Every row runs in its own spawned process (so peak RSS is that model's: build + inference) in
+fp32 as ``load_model()`` runs it (channels-last, small-map conv kernels chosen by measurement, see
+``visiontasks/conv_select.py``; ``--plain`` for NCHW and oneDNN everywhere), with the same thread count, on the same coco128-voc test photographs, random weights (latency does
 not depend on them), eval mode, score threshold 0.05. Proposals (selective search, fast mode,
 R-CNN's 500 px resize) are computed once per image beforehand and timed separately: the model
 rows exclude them, and the "selective search" row is their own cost — add it to every
@@ -81,7 +82,7 @@ def _proposals(root: Path, ids: list[str], out: Path) -> list[float]:
     return seconds
 
 
-def _row(name: str, root: str, ids: list[str], proposals: str, threads: int, queue: mp.Queue) -> None:
+def _row(name: str, root: str, ids: list[str], proposals: str, threads: int, plain: bool, queue: mp.Queue) -> None:
     try:
         torch.set_num_threads(threads)
         from visiontasks import get_model
@@ -91,6 +92,12 @@ def _row(name: str, root: str, ids: list[str], proposals: str, threads: int, que
         registry_name, kwargs, _, _ = ROWS[name]
         torch.manual_seed(0)
         model = get_model(registry_name, num_classes=21, **kwargs).eval()
+        if not plain:  # the fp32 path load_model() runs: channels-last, conv kernels chosen by measurement
+            from visiontasks.conv_select import select_conv_kernels
+            from visiontasks.precision import prefers_channels_last
+            if prefers_channels_last(model):
+                model.to(memory_format=torch.channels_last)
+            select_conv_kernels(model)
         model.score_thresh = 0.05
         needs = bool(getattr(model, "needs_proposals", False))
         times, counts = [], []
@@ -116,6 +123,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--slow-images", type=int, default=2, help="images for the R-CNN rows")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--plain", action="store_true",
+                        help="NCHW, oneDNN for every conv (before the fast paths); default: load_model()'s fp32 path")
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated row names")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
@@ -138,14 +147,15 @@ def main() -> None:
             slow = ROWS[name][2]
             queue = ctx.Queue()
             proc = ctx.Process(target=_row, args=(name, str(root), ids[: args.slow_images] if slow else ids, tmp,
-                                                  args.threads, queue))
+                                                  args.threads, args.plain, queue))
             proc.start()
             res = queue.get()
             proc.join()
             results.append(res)
             print(json.dumps({k: v for k, v in res.items() if k != "seconds"}), file=sys.stderr)
     ss_mean = statistics.mean(ss)
-    print(f"\n{len(ids)} coco128-voc test photos, {args.threads} threads, torch {torch.__version__}; "
+    path = "plain NCHW" if args.plain else "fp32 channels-last + conv_select (load_model's path)"
+    print(f"\n{len(ids)} coco128-voc test photos, {args.threads} threads, {path}, torch {torch.__version__}; "
           f"selective search (fast, 500 px): {ss_mean:.2f} s/img (median {statistics.median(ss):.2f})\n")
     def mean_of(name: str) -> float | None:  # a reference row's seconds per image, None when absent or failed
         return next((statistics.mean(r["seconds"]) for r in results if r.get("name") == name and "seconds" in r),

@@ -25,6 +25,7 @@ import torch.nn as nn
 from PIL import Image
 
 from visiontasks.config import DEFAULTS, apply_overrides, load_config, merge, validate
+from visiontasks.conv_select import select_conv_kernels
 from visiontasks.device import check_device
 from visiontasks.errors import InputError
 from visiontasks.precision import (autocast, autocast_forward, cast_dense_weights, fp32_boundaries,
@@ -116,6 +117,8 @@ class Predictor:
             autocast_forward(self.model, self.device, self._dtype)  # every caller of self.model gets bf16
         if prefers_channels_last(self.model):
             self.model.to(memory_format=torch.channels_last)
+        if self.device.type == "cpu":
+            select_conv_kernels(self.model)  # small maps: oneDNN or one GEMM, timed on first use
 
     def use_preset(self, preset: str) -> None:
         """Selects the score threshold: "visualize" (0.7) or "evaluate" (0.05)."""
