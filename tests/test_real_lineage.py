@@ -50,6 +50,13 @@ def lineage_tree(coco128_root, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def second_tree(coco128_root, tmp_path_factory) -> Path:
+    """Other trainval photographs in a second folder: the "VOC2012" of the YOLO configs' 07+12."""
+    train = list(VOCDetection(coco128_root, "trainval").ids[3:5])
+    return _subset(coco128_root, tmp_path_factory.mktemp("second"), {("Main", "trainval"): train})
+
+
+@pytest.fixture(scope="module")
 def shared_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("home")
     with pytest.MonkeyPatch.context() as mp:
@@ -58,10 +65,11 @@ def shared_home(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))
-def test_lineage_config_trains_evaluates_and_predicts_on_real_photos(lineage_tree, shared_home, tmp_path,
-                                                                    config, capsys):
+def test_lineage_config_trains_evaluates_and_predicts_on_real_photos(lineage_tree, second_tree, shared_home,
+                                                                    tmp_path, config, capsys):
     proposal_fed = not config.startswith(("yolov1", "fast_yolo"))
-    extra = ["data.proposals=auto"] if proposal_fed else []
+    # the YOLO configs train on 07+12: data.extra_train_roots points at the second folder
+    extra = ["data.proposals=auto"] if proposal_fed else [f"data.extra_train_roots=[{second_tree}]"]
     run = tmp_path / "run"
     rc = run_cli(train_det.main, [
         "--config", str(REPO / "configs" / "detection" / config), "--out", str(run), "--device", "cpu",

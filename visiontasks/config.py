@@ -29,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "data": {
         "dataset": "embedded",
         "root": None,
+        "extra_train_roots": [],
         "train_split": "trainval",
         "test_split": "test",
         "classes": None,

@@ -10,6 +10,8 @@ they default to the former). ``proposals`` / ``test_proposals`` name proposal di
 into a cache folder (``$VISIONTASKS_HOME/proposals/<dataset>-<parameters>``, resumable; VOC layout
 and the embedded set only). Other keys (``num_workers``, split names) are the caller's.
 For ``embedded``, ``root`` is the cache folder in which the dataset is generated (null: the default).
+``extra_train_roots`` (voc only) lists more VOC-layout folders whose ``train_split`` is appended to
+``root``'s — the papers' "07+12" (:mod:`visiontasks.data.concat`); other splits come from ``root``.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from typing import Any, Mapping
 from torch.utils.data import Dataset
 
 from visiontasks.data.coco import COCODetection, coco_classes
+from visiontasks.data.concat import ConcatSplits
 from visiontasks.data.embedded import EMBEDDED_CLASSES, build_embedded_dataset, default_cache_dir
 from visiontasks.data.transforms import build_detection_transforms, build_segmentation_transforms
 from visiontasks.data.voc import VOC_CLASSES, VOCDetection, VOCSegmentation
@@ -80,13 +83,14 @@ def auto_proposal_dir(root: str | os.PathLike[str], params: Mapping[str, Any]) -
 
 
 def _auto_proposals(cfg_data: Mapping[str, Any], kind: str, split: str,
-                    proposal_params: Mapping[str, Any] | None) -> Path:
+                    proposal_params: Mapping[str, Any] | None, root: str | os.PathLike[str] | None = None) -> Path:
     if proposal_params is None:
         raise ValueError("data.proposals: auto needs a model that names its proposal method (proposal_params)")
     if kind == "coco":
         raise ValueError("data.proposals: auto supports VOC-layout datasets (voc, embedded); for coco run "
                          "tools/propose.py and set data.proposals to its folder")
-    root = build_embedded_dataset(cfg_data.get("root")) if kind == "embedded" else cfg_data.get("root")
+    if root is None:
+        root = build_embedded_dataset(cfg_data.get("root")) if kind == "embedded" else cfg_data.get("root")
     if not root:
         raise ValueError("dataset 'voc' needs data.root (the folder holding Annotations/, JPEGImages/ …)")
     from visiontasks.detection.proposals.precompute import precompute_proposals
@@ -95,6 +99,23 @@ def _auto_proposals(cfg_data: Mapping[str, Any], kind: str, split: str,
     precompute_proposals(root, split, proposal_params, out, workers=max(1, int(cfg_data.get("num_workers") or 1)),
                          hint="delete that folder to recompute it")
     return out
+
+
+def _roots(cfg_data: Mapping[str, Any], kind: str, split: str) -> list[Any]:
+    """``data.root`` (the embedded cache folder for ``embedded``), then, for the training split,
+    ``data.extra_train_roots``."""
+    extra = list(cfg_data.get("extra_train_roots") or [])
+    if extra and kind != "voc":
+        raise ValueError(f"data.extra_train_roots applies to dataset 'voc' only, got dataset {kind!r}")
+    if kind == "embedded":
+        return [build_embedded_dataset(cfg_data.get("root"))]
+    root = cfg_data.get("root")
+    if not root:
+        raise ValueError("dataset 'voc' needs data.root (the folder holding Annotations/, JPEGImages/ …)")
+    for k, other in enumerate(extra):
+        if not isinstance(other, (str, os.PathLike)) or not str(other):
+            raise ValueError(f"data.extra_train_roots[{k}] must be a folder path, got {other!r}")
+    return [root, *extra] if split == cfg_data.get("train_split", "trainval") else [root]
 
 
 def _check_proposal_files(store: Any, ids: list[str]) -> None:
@@ -123,7 +144,8 @@ def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: st
             made with other parameters is refused (``InputError`` naming its manifest).
 
     Returns:
-        A ``VOCDetection``, ``VOCSegmentation`` or ``COCODetection``.
+        A ``VOCDetection``, ``VOCSegmentation`` or ``COCODetection``; a ``ConcatSplits`` of them
+        for the training split when ``data.extra_train_roots`` is set.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -139,32 +161,36 @@ def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: st
     else:
         transforms = build_segmentation_transforms(train, hflip_prob=hflip, crop_size=cfg_data.get("crop_size"),
                                                    photometric=photometric)
-    store = None
-    directory = proposal_dir(cfg_data, split)
-    if directory is not None and task == "detection":
+    directory = proposal_dir(cfg_data, split) if task == "detection" else None
+
+    def store_for(root: Any) -> Any:  # the proposals of one folder (auto: its own cache)
+        if directory is None:
+            return None
         from visiontasks.detection.proposals.store import ProposalStore
 
-        if directory == "auto":
-            directory = str(_auto_proposals(cfg_data, kind, split, proposal_params))
-        store = ProposalStore(directory, dict(proposal_params) if proposal_params is not None else None)
+        folder = str(_auto_proposals(cfg_data, kind, split, proposal_params, root)) if directory == "auto" else directory
+        return ProposalStore(folder, dict(proposal_params) if proposal_params is not None else None)
+
     if kind == "coco":
         if task != "detection":
             raise ValueError("dataset 'coco' supports task 'detection' only")
+        if cfg_data.get("extra_train_roots"):
+            raise ValueError("data.extra_train_roots applies to dataset 'voc' only, got dataset 'coco'")
         images, annotations = _coco_paths(cfg_data, split)
+        store = store_for(None)
         dataset = COCODetection(images, annotations, transforms=transforms, proposals=store)
         _check_proposal_files(store, dataset.ids)
         wanted = cfg_data.get("classes")
         if wanted and tuple(wanted) != dataset.classes:
             raise ValueError(f"data.classes {list(wanted)!r} differ from the categories of {annotations}")
         return dataset
-    if kind == "embedded":
-        root = build_embedded_dataset(cfg_data.get("root"))
-    else:
-        root = cfg_data.get("root")
-        if not root:
-            raise ValueError("dataset 'voc' needs data.root (the folder holding Annotations/, JPEGImages/ …)")
-    if task == "detection":
-        dataset = VOCDetection(root, split, classes=dataset_classes(cfg_data), transforms=transforms, proposals=store)
-        _check_proposal_files(store, dataset.ids)
-        return dataset
-    return VOCSegmentation(root, split, classes=dataset_classes(cfg_data), transforms=transforms)
+    parts = []
+    for root in _roots(cfg_data, kind, split):
+        if task == "detection":
+            store = store_for(root)
+            part = VOCDetection(root, split, classes=dataset_classes(cfg_data), transforms=transforms, proposals=store)
+            _check_proposal_files(store, part.ids)
+        else:
+            part = VOCSegmentation(root, split, classes=dataset_classes(cfg_data), transforms=transforms)
+        parts.append(part)
+    return parts[0] if len(parts) == 1 else ConcatSplits(parts)
