@@ -15,7 +15,7 @@ def _one_step(tmp_path, accumulate: int) -> dict[str, torch.Tensor]:
     model.drop.p = 0.0  # dropout would draw other masks per micro-batch
     trainer = Trainer(model, NoisyRegression(), collate, tmp_path / f"acc{accumulate}", max_iters=1, batch_size=4,
                       lr=0.1, momentum=0.9, weight_decay=1e-4, accumulate=accumulate, num_workers=0,
-                      device="cpu", log_every=1)
+                      device="cpu", log_every=1, amp="none")  # the accumulation's arithmetic, in fp32
     trainer.train()
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 

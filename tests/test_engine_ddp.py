@@ -15,7 +15,8 @@ from visiontasks.engine.sampler import ResumableBatchSampler, SeededDataset
 
 WORLD, ITERS, BATCH = 2, 4, 3
 TRAIN = dict(max_iters=ITERS, batch_size=BATCH, lr=0.05, momentum=0.9, weight_decay=1e-3, schedule="step",
-             steps=[2], gamma=0.5, seed=7, log_every=1, checkpoint_every=2, num_workers=0, device="cpu")
+             steps=[2], gamma=0.5, seed=7, log_every=1, checkpoint_every=2, num_workers=0, device="cpu",
+             amp="none")  # DDP's gradient averaging against one process: compared in fp32
 
 
 class Augmented(Dataset):

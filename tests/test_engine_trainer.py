@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from visiontasks.engine.checkpoint import load_checkpoint
 from visiontasks.engine.trainer import NonFiniteLossError, Trainer
+from visiontasks.precision import resolve_amp
 
 W_TRUE = torch.tensor([[1.0, -2.0, 0.5, 3.0]])
 
@@ -177,7 +178,9 @@ def test_train_config_section_is_accepted_and_unknown_keys_named(tmp_path: Path)
 
     cfg = dict(DEFAULTS["train"], max_iters=2, log_every=1)
     trainer = Trainer(TinyRegressor(), NoisyRegression(), collate, tmp_path, **cfg, num_workers=0, device="cpu")
-    assert trainer.use_amp is False  # amp: true only takes effect on CUDA
+    # amp: null = auto: bf16 on a CPU with native bf16 (as resolve_amp decides), else fp32
+    assert trainer.amp_dtype is resolve_amp(None, "cpu")
+    assert trainer.use_amp is (resolve_amp(None, "cpu") is not None)
     with pytest.raises(ValueError, match="lr_policy"):
         Trainer(TinyRegressor(), NoisyRegression(), collate, tmp_path, max_iters=2, lr_policy="step")
     with pytest.raises(ValueError, match="max_iters"):

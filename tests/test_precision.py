@@ -14,8 +14,18 @@ from visiontasks import precision as P
 needs_bf16 = pytest.mark.skipif(not P.cpu_bf16_supported(), reason="this CPU has no native bf16 (AVX-512 BF16/AMX)")
 
 
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("amp", [True, None, "auto"])
+def test_auto_is_bf16_on_a_native_bf16_cpu_else_fp32_silently(monkeypatch, caplog, amp, native: bool) -> None:
+    monkeypatch.setattr(P, "cpu_bf16_supported", lambda: native)
+    P._warn_once.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="visiontasks"):
+        assert P.resolve_amp(amp, "cpu") is (torch.bfloat16 if native else None)
+    assert not caplog.records
+
+
 @pytest.mark.parametrize("amp, device, want", [
-    (True, "cpu", None), (None, "cpu", None), ("auto", "cpu", None), (False, "cpu", None), ("none", "cpu", None),
+    (False, "cpu", None), ("none", "cpu", None),
     (True, "cuda", torch.float16), ("auto", "cuda", torch.float16), ("fp16", "cuda", torch.float16),
     ("bf16", "cuda", torch.bfloat16), (False, "cuda", None),
 ])

@@ -61,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
         "gamma": 0.1,
         "warmup_iters": 0,
         "warmup_factor": 0.001,
-        "amp": None,  # null/true = auto (fp16 on CUDA, fp32 on the CPU) | none (false) | fp16 | bf16
+        "amp": None,  # null/true = auto (fp16 on CUDA, bf16 on a native-bf16 CPU, else fp32) | none | fp16 | bf16
         "bias_lr_factor": None,
         "bias_weight_decay": None,
         "clip_grad_norm": None,

@@ -75,7 +75,7 @@ class Trainer:
         lr, momentum, weight_decay: SGD (Caffe bias convention, see :func:`build_optimizer`).
         schedule, steps, gamma, warmup_iters, warmup_factor: see :func:`build_scheduler`.
         amp: mixed precision, see :func:`visiontasks.precision.resolve_amp`: "auto" (also True/None:
-            float16 + GradScaler on CUDA, fp32 on the CPU), "none" (also False), "bf16" (bfloat16
+            float16 + GradScaler on CUDA; bfloat16 on a CPU with native bf16, else fp32), "none" (also False), "bf16" (bfloat16
             autocast, no scaler; on the CPU only with native bf16, else fp32 and one warning line)
             or "fp16" (CUDA only). The network's parts return float32 (``fp32_boundaries``), so
             losses and box coding run in fp32; models with 2-D convolutions train channels-last.
