@@ -2,8 +2,8 @@
 
 Every row runs in its own spawned process (so peak RSS is that model's: build + inference) in
 fp32 as ``load_model()`` runs it (channels-last, small-map conv kernels chosen by measurement, see
-``visiontasks/conv_select.py``; ``--plain`` for NCHW and oneDNN everywhere), with the same thread count, on the same coco128-voc test photographs, random weights (latency does
-not depend on them), eval mode, score threshold 0.05. Proposals (selective search, fast mode,
+``visiontasks/conv_select.py``; ``--plain`` for NCHW and oneDNN everywhere), with the same thread
+count, on the same coco128-voc test photographs, random weights (latency does not depend on them), eval mode, score threshold 0.05. Proposals (selective search, fast mode,
 R-CNN's 500 px resize) are computed once per image beforehand and timed separately: the model
 rows exclude them, and the "selective search" row is their own cost — add it to every
 proposal-fed model for its end-to-end time, as the papers' "s/img" columns do for R-CNN and
@@ -92,12 +92,9 @@ def _row(name: str, root: str, ids: list[str], proposals: str, threads: int, pla
         registry_name, kwargs, _, _ = ROWS[name]
         torch.manual_seed(0)
         model = get_model(registry_name, num_classes=21, **kwargs).eval()
-        if not plain:  # the fp32 path load_model() runs: channels-last, conv kernels chosen by measurement
-            from visiontasks.conv_select import select_conv_kernels
-            from visiontasks.precision import prefers_channels_last
-            if prefers_channels_last(model):
-                model.to(memory_format=torch.channels_last)
-            select_conv_kernels(model)
+        if not plain:  # the fp32 path load_model() runs
+            from visiontasks.conv_select import inference_layout
+            inference_layout(model)
         model.score_thresh = 0.05
         needs = bool(getattr(model, "needs_proposals", False))
         times, counts = [], []

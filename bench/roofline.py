@@ -1,17 +1,19 @@
 """Dense-compute ceilings and VGG16 conv throughput in fp32 and bf16, in one process.
 
 The ceiling of each precision is the best rate of ``n×n @ n×n`` matmuls, n in ``--sizes``
-(``torch.mm`` on fp32 tensors, and on bf16 tensors: oneDNN/AMX where the CPU has them). VGG16 conv1_1 … conv5_3
-(``torchvision.models.vgg16().features[:-1]``, random weights, eval mode) then runs on one image
-in five ways — fp32 NCHW, fp32 channels-last, bf16 autocast NCHW, bf16 autocast channels-last, and
-the last with the conv weights stored in bf16 once as ``load_model(precision="bf16")`` does (autocast
-otherwise casts them on every call) — and its rate (FLOPs from ``torch.utils.flop_counter``, 2 per multiply-add) is given as a share of
-the ceiling of its precision. All calls (matmuls and convs) are interleaved, so that the load of
-other processes on a shared machine hits them alike; the minimum time over ``--runs`` is used.
-Then each layer of the channels-last body is timed alone (its minimum), fp32 and bf16: the 13
-convolutions' own rate against the ceiling, and the time of the ReLU and max-pool passes (memory-bound
-in eager PyTorch: each reads and writes the whole map). Last, one 3×3 conv of VGG16's conv3 (256 ch) and conv4 (512 ch) shapes runs forward + backward in
-fp32 and bf16, the cost that decides bf16 training. Figures are printed, never asserted.
+(``torch.mm`` on fp32 tensors, and on bf16 tensors: oneDNN/AMX where the CPU has them). VGG16
+conv1_1 … conv5_3 (``torchvision.models.vgg16().features[:-1]``, random weights, eval mode) then runs
+on one image in five ways — fp32 NCHW, fp32 channels-last, bf16 autocast NCHW, bf16 autocast
+channels-last, and the last with the conv weights stored in bf16 once as
+``load_model(precision="bf16")`` does (autocast otherwise casts them on every call) — and its rate
+(FLOPs from ``torch.utils.flop_counter``, 2 per multiply-add) is given as a share of the ceiling of
+its precision. All calls (matmuls and convs) are interleaved, so that the load of other processes
+on a shared machine hits them alike; the minimum time over ``--runs`` is used. Then each layer of
+the channels-last body is timed alone (its minimum), fp32 and bf16: the 13 convolutions' own rate
+against the ceiling, and the time of the ReLU and max-pool passes (memory-bound in eager PyTorch:
+each reads and writes the whole map). Last, one 3×3 conv of VGG16's conv3 (256 ch) and conv4
+(512 ch) shapes runs forward + backward in fp32 and bf16, the cost that decides bf16 training.
+Figures are printed, never asserted.
 
     python bench/roofline.py --threads 2 --runs 5 [--sizes 2048 4096] [--height 600 --width 800]
 """
@@ -53,9 +55,7 @@ def conv_steps(height: int, width: int) -> tuple[dict[str, Callable[[], object]]
     body = torchvision.models.vgg16(weights=None).features[:-1].eval()
     body_cl = torchvision.models.vgg16(weights=None).features[:-1].eval().to(memory_format=torch.channels_last)
     body_cl.load_state_dict(body.state_dict())
-    body_bf = torchvision.models.vgg16(weights=None).features[:-1].eval().to(memory_format=torch.channels_last)
-    body_bf.load_state_dict(body.state_dict())
-    cast_dense_weights(body_bf, torch.bfloat16)  # load_model(precision="bf16") stores them so, once
+    body_bf = cast_dense_weights(copy.deepcopy(body_cl), torch.bfloat16)  # as load_model(precision="bf16")
     x = torch.rand(1, 3, height, width)
     x_cl = x.contiguous(memory_format=torch.channels_last)
 
@@ -146,8 +146,8 @@ def main() -> None:
         rows = layer_times(body, x_cl, args.runs, precision == "bf16")
         conv_t = sum(t for kind, t, _ in rows if kind == "Conv2d")
         other_t = sum(t for kind, t, _ in rows if kind != "Conv2d")
-        flops = sum(f for _, _, f in rows)
-        rate, rest = flops / conv_t / 1e9, (flops - rows[0][2]) / (conv_t - rows[0][1]) / 1e9
+        conv_flops = sum(f for _, _, f in rows)
+        rate, rest = conv_flops / conv_t / 1e9, (conv_flops - rows[0][2]) / (conv_t - rows[0][1]) / 1e9
         print(f"  {precision} channels-last, layer by layer (each layer's minimum): 13 convs {1000 * conv_t:.1f} ms, "
               f"{rate:.1f} GFLOP/s = {100 * rate / ceiling[precision]:.1f} % of the ceiling (conv1_2..conv5_3 "
               f"{100 * rest / ceiling[precision]:.1f} %; conv1_1, 3 input channels, {1000 * rows[0][1]:.1f} ms); "

@@ -79,3 +79,13 @@ def test_training_grad_and_large_maps_keep_pytorch_path():
     assert list(model[0].choices) == [((1, 3, 6, 6), torch.float32, None, False)]
     model(torch.randn(1, 3, 5, 5))  # grad enabled: not eligible
     assert len(model[0].choices) == 1
+
+
+def test_inference_layout_is_load_models_fp32_layout():
+    from visiontasks.conv_select import inference_layout
+
+    cpu, cuda = _model().eval(), _model().eval()
+    assert inference_layout(cpu, "cpu") is cpu
+    assert type(cpu[0]) is SelectedConv2d and cpu[0].weight.is_contiguous(memory_format=torch.channels_last)
+    inference_layout(cuda, "cuda")  # the layout only: no CUDA device is needed to decide it
+    assert type(cuda[0]) is nn.Conv2d and cuda[0].weight.is_contiguous(memory_format=torch.channels_last)

@@ -25,11 +25,11 @@ import torch.nn as nn
 from PIL import Image
 
 from visiontasks.config import DEFAULTS, apply_overrides, load_config, merge, validate
-from visiontasks.conv_select import select_conv_kernels
+from visiontasks.conv_select import inference_layout
 from visiontasks.device import check_device
 from visiontasks.errors import InputError
 from visiontasks.precision import (autocast, autocast_forward, cast_dense_weights, fp32_boundaries,
-                                   prefers_channels_last, resolve_precision)
+                                   resolve_precision)
 from visiontasks.registry import get_model
 from visiontasks.results import DetectionResult, SegmentationResult
 
@@ -115,10 +115,7 @@ class Predictor:
             fp32_boundaries(self.model)  # decoding, NMS and the outputs stay float32
             cast_dense_weights(self.model, self._dtype)  # not cast again on every call
             autocast_forward(self.model, self.device, self._dtype)  # every caller of self.model gets bf16
-        if prefers_channels_last(self.model):
-            self.model.to(memory_format=torch.channels_last)
-        if self.device.type == "cpu":
-            select_conv_kernels(self.model)  # small maps: oneDNN or one GEMM, timed on first use
+        inference_layout(self.model, self.device)  # channels-last; small CPU maps: oneDNN or one GEMM
 
     def use_preset(self, preset: str) -> None:
         """Selects the score threshold: "visualize" (0.7) or "evaluate" (0.05)."""

@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["SelectedConv2d", "select_conv_kernels", "gemm_conv2d"]
+__all__ = ["SelectedConv2d", "select_conv_kernels", "gemm_conv2d", "inference_layout"]
 
 ONEDNN, GEMM = "onednn", "gemm"
 
@@ -141,3 +141,19 @@ def select_conv_kernels(model: nn.Module, max_positions: int = 512) -> int:
         elif isinstance(module, SelectedConv2d):
             module.max_positions = max_positions
     return count
+
+
+def inference_layout(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
+    """The memory layout ``load_model()`` runs a model in (in place): channels-last for models with
+    2-D convolutions and, on the CPU, small-map conv kernels chosen by measurement.
+
+    Returns:
+        ``model``.
+    """
+    from visiontasks.precision import prefers_channels_last
+
+    if prefers_channels_last(model):
+        model.to(memory_format=torch.channels_last)
+    if torch.device(device).type == "cpu":
+        select_conv_kernels(model)
+    return model

@@ -83,16 +83,13 @@ def auto_proposal_dir(root: str | os.PathLike[str], params: Mapping[str, Any]) -
 
 
 def _auto_proposals(cfg_data: Mapping[str, Any], kind: str, split: str,
-                    proposal_params: Mapping[str, Any] | None, root: str | os.PathLike[str] | None = None) -> Path:
+                    proposal_params: Mapping[str, Any] | None, root: str | os.PathLike[str] | None) -> Path:
+    """``data.proposals: auto`` for the VOC-layout folder ``root`` (None only for coco, refused)."""
     if proposal_params is None:
         raise ValueError("data.proposals: auto needs a model that names its proposal method (proposal_params)")
-    if kind == "coco":
+    if kind == "coco" or root is None:
         raise ValueError("data.proposals: auto supports VOC-layout datasets (voc, embedded); for coco run "
                          "tools/propose.py and set data.proposals to its folder")
-    if root is None:
-        root = build_embedded_dataset(cfg_data.get("root")) if kind == "embedded" else cfg_data.get("root")
-    if not root:
-        raise ValueError("dataset 'voc' needs data.root (the folder holding Annotations/, JPEGImages/ …)")
     from visiontasks.detection.proposals.precompute import precompute_proposals
 
     out = auto_proposal_dir(root, proposal_params)
