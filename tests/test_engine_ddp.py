@@ -1,8 +1,10 @@
-"""DistributedDataParallel with 2 CPU processes (gloo): same result as averaging the ranks' losses."""
+"""DistributedDataParallel with 2 CPU processes (gloo): same result as averaging the ranks' losses.
+
+The ranks meet through a ``file://`` rendezvous (a FileStore in the test's tmp dir), not a port picked,
+released and re-bound, which another process could take in between (issue 26: a flaky suite)."""
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import torch
@@ -37,8 +39,9 @@ def loss_of(model: nn.Module, images, targets) -> dict[str, torch.Tensor]:
     return {"loss_mse": nn.functional.mse_loss(pred, torch.stack([t["y"] for t in targets]))}
 
 
-def _worker(rank: int, out: str, port: int) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
+def _worker(rank: int, out: str, rendezvous: str) -> None:
+    os.environ.pop("MASTER_PORT", None)  # no port anywhere: init_distributed must use the file store
+    os.environ.update(VISIONTASKS_DIST_INIT_METHOD=rendezvous, RANK=str(rank), WORLD_SIZE=str(WORLD),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     from visiontasks.engine.distributed import cleanup
@@ -62,12 +65,6 @@ def _worker(rank: int, out: str, port: int) -> None:
     cleanup()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _reference() -> list[torch.Tensor]:
     """One process: each step minimises the mean of the two ranks' batch losses (what DDP computes)."""
     torch.manual_seed(0)
@@ -86,7 +83,8 @@ def _reference() -> list[torch.Tensor]:
 
 
 def test_two_process_ddp_matches_the_averaged_single_process_run(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(str(tmp_path), _free_port()), nprocs=WORLD, join=True)
+    rendezvous = (tmp_path / "rendezvous").as_uri()  # file:///...: a FileStore, created by the first rank
+    mp.spawn(_worker, args=(str(tmp_path), rendezvous), nprocs=WORLD, join=True)
     results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
     for p, q, ref in zip(results[0]["params"], results[1]["params"], _reference()):
         assert torch.equal(p, q)  # the replicas stay in sync

@@ -141,8 +141,8 @@ def test_predict_tool_writes_annotated_pngs(embedded_root, tmp_path, capsys):
 def test_train_det_under_torchrun_two_processes(tmp_path, embedded_root):
     import subprocess
 
-    out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    out = tmp_path / "ddp"  # --standalone: the agent binds port 0 and keeps it open; no port can race
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(REPO / "tools" / "train_det.py"), "--out", str(out), "--device", "cpu", *FAST_DET,
            f"data.root={embedded_root.parent}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

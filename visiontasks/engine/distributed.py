@@ -5,6 +5,12 @@
 process group (NCCL on CUDA, gloo on the CPU) and the trainer wraps the model in
 :class:`torch.nn.parallel.DistributedDataParallel`. Without those variables everything runs in
 one process and these helpers are no-ops.
+
+Rendezvous: by default the ranks meet at ``MASTER_ADDR:MASTER_PORT`` (``env://``; under
+``torchrun --standalone`` the agent holds that port open, so nothing can take it in between).
+Setting ``VISIONTASKS_DIST_INIT_METHOD`` (e.g. ``file:///shared/run/rendezvous``) uses that init
+method instead: a ``file://`` one is a :class:`torch.distributed.FileStore`, which needs no port at
+all (the tests use it; also handy on a cluster with a shared file system and no free port known).
 """
 from __future__ import annotations
 
@@ -60,7 +66,9 @@ def init_distributed() -> tuple[int, int, int]:
         backend = "nccl"
     else:
         backend = "gloo"
-    dist.init_process_group(backend=backend, rank=rank, world_size=world, timeout=DIST_TIMEOUT)
+    init_method = os.environ.get("VISIONTASKS_DIST_INIT_METHOD") or None  # None: env:// (MASTER_ADDR/PORT)
+    dist.init_process_group(backend=backend, init_method=init_method, rank=rank, world_size=world,
+                            timeout=DIST_TIMEOUT)
     return rank, world, local_rank
 
 
