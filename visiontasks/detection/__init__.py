@@ -17,10 +17,9 @@ from visiontasks.detection.rcnn import RCNN, rcnn
 from visiontasks.detection.roi_head import RoIHead, build_roi_head
 from visiontasks.detection.rpn import RegionProposalNetwork, RPNHead
 from visiontasks.detection.sampling import IGNORE, BalancedSampler, Matcher, inside_image
-from visiontasks.detection.scale_pyramid import MultiScaleSPP, PyramidFeatures, ScalePyramid, choose_scales
 from visiontasks.detection.spp import SpatialPyramidPool, SpatialPyramidPooling2d, project_windows
-from visiontasks.detection.spp_classifier import SPPClassifier, spp_alexnet
-from visiontasks.detection.spp_net import spp_net
+from visiontasks.detection.spp_net import (MultiScaleSPP, PyramidFeatures, ScalePyramid, SPPClassifier, choose_scales,
+                                          spp_alexnet, spp_net)
 from visiontasks.detection.transform import (IMAGENET_MEAN, IMAGENET_STD, DetectionTransform, WarpTransform,
                                              build_transform)
 from visiontasks.detection.two_stage import TwoStageDetector

@@ -26,6 +26,8 @@ import torch
 import torch.nn as nn
 from torchvision.ops import roi_align, roi_pool
 
+from visiontasks.detection.spp import SpatialPyramidPool
+
 __all__ = ["RoIPooler", "RoIPool", "RoIAlign", "build_pooler", "POOLERS"]
 
 
@@ -82,8 +84,8 @@ class RoIAlign(RoIPooler):
         return roi_align(features, boxes, self.output_size, self.spatial_scale, sampling_ratio=2, aligned=True)
 
 
-#: Poolers selectable by name (``faster_rcnn(pooler=...)``); ``spp`` is added by ``detection/spp.py``.
-POOLERS: dict[str, type[nn.Module]] = {"roi_pool": RoIPool, "roi_align": RoIAlign}
+#: Poolers selectable by name (``faster_rcnn(pooler=...)``, ``fast_rcnn(pooler=...)``).
+POOLERS: dict[str, type[nn.Module]] = {"roi_pool": RoIPool, "roi_align": RoIAlign, "spp": SpatialPyramidPool}
 
 
 def build_pooler(name: str, output_size: int | Sequence[int], spatial_scale: float) -> nn.Module:
@@ -95,8 +97,6 @@ def build_pooler(name: str, output_size: int | Sequence[int], spatial_scale: flo
             SPP-net default levels (6, 3, 2, 1) when n = 6).
         spatial_scale: feature cells per input pixel.
     """
-    import visiontasks.detection.spp  # noqa: F401  (registers "spp")
-
     if name not in POOLERS:
         raise ValueError(f"pooler must be one of {sorted(POOLERS)}, got {name!r}")
     return POOLERS[name](output_size, spatial_scale)

@@ -29,8 +29,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.ops import roi_pool
 
-from visiontasks.detection.poolers import POOLERS
-
 __all__ = ["SpatialPyramidPool", "SpatialPyramidPooling2d", "project_windows", "SPP_LEVELS"]
 
 #: The pyramid of the SPP-net detection experiments: 6×6, 3×3, 2×2, 1×1 = 50 bins.
@@ -129,6 +127,3 @@ class SpatialPyramidPooling2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([F.adaptive_max_pool2d(x, n).flatten(1) for n in self.levels], dim=1)
-
-
-POOLERS["spp"] = SpatialPyramidPool

@@ -3,11 +3,11 @@
 ``get_model("spp_net")`` is a ``TwoStageDetector`` whose parts are:
 
 - transform: normalise and pad only (``build_transform("none")``): windows stay in original pixels;
-- backbone: a :class:`~visiontasks.detection.scale_pyramid.ScalePyramid` around a shared backbone
+- backbone: a :class:`~visiontasks.detection.spp_net.scale_pyramid.ScalePyramid` around a shared backbone
   — conv5 at one scale (``scales: [688]``, the paper's single-scale setting) or five
   (``[480, 576, 688, 864, 1200]``), each window pooled at the scale where its area is closest to 224²;
 - proposer: ``PrecomputedProposals`` (selective search, fast mode, ~2,000 windows per image);
-- RoI head: :class:`~visiontasks.detection.scale_pyramid.MultiScaleSPP` (levels {6, 3, 2, 1},
+- RoI head: :class:`~visiontasks.detection.spp_net.scale_pyramid.MultiScaleSPP` (levels {6, 3, 2, 1},
   50 bins) → fc6/fc7 sized for the pyramid's width → a softmax predictor.
 
 Training (§4.1): the conv layers are not fine-tuned (``finetune_conv: false``: the backbone is
@@ -31,7 +31,7 @@ from visiontasks.detection.fast_rcnn import DEFAULT_PROPOSER
 from visiontasks.detection.predictor import FastRCNNPredictor
 from visiontasks.detection.proposals import PrecomputedProposals, proposal_params
 from visiontasks.detection.roi_head import RoIHead
-from visiontasks.detection.scale_pyramid import MultiScaleSPP, ScalePyramid
+from visiontasks.detection.spp_net.scale_pyramid import MultiScaleSPP, ScalePyramid
 from visiontasks.detection.spp import SPP_LEVELS
 from visiontasks.detection.svd import compress_fc
 from visiontasks.detection.transform import build_transform
