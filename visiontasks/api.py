@@ -53,12 +53,36 @@ def _default_weights() -> Path:
 DEFAULT_WEIGHTS = _default_weights()
 
 
-def to_tensor_image(image: ImageLike) -> torch.Tensor:
-    """Converts a path, PIL image, HWC uint8 RGB array or CHW tensor to a float (3, H, W) tensor in [0, 1]."""
+def to_tensor_image(image: ImageLike, name: str = "image") -> torch.Tensor:
+    """Converts a path, PIL image, HWC uint8 RGB array or CHW tensor to a float (3, H, W) tensor in [0, 1].
+
+    Args:
+        image: the input, as :meth:`Predictor.predict` accepts it.
+        name: what to call a non-file input in an error (e.g. ``"images[2]"``); a file is named by its path.
+
+    Returns:
+        The (3, H, W) float32 tensor, H and W at least 1.
+
+    Raises:
+        InputError: an image with no pixels (zero height or width), e.g. ``np.zeros((0, 0, 3), np.uint8)``.
+        ValueError / TypeError: an ambiguous or unsupported array (one line, see docs/RELIABILITY.md).
+    """
     if isinstance(image, (str, os.PathLike)):
         from visiontasks.data import read_image  # decoding and its InputErrors live in one place
 
-        return read_image(image).float() / 255.0
+        return _nonempty(read_image(image), str(image)).float() / 255.0
+    return _nonempty(_array_to_tensor(image, name), name)
+
+
+def _nonempty(image: torch.Tensor, name: str) -> torch.Tensor:
+    """``image`` (C, H, W) unchanged, or one InputError line when it has no pixels."""
+    h, w = image.shape[-2:]
+    if h == 0 or w == 0:
+        raise InputError(name, f"empty image ({h}x{w} pixels, height x width): nothing to predict on")
+    return image
+
+
+def _array_to_tensor(image: Image.Image | np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
     if isinstance(image, Image.Image):
         image = np.asarray(image.convert("RGB"))
     if isinstance(image, np.ndarray):
@@ -76,6 +100,7 @@ def to_tensor_image(image: ImageLike) -> torch.Tensor:
             return image.float() / 255.0
         if not image.is_floating_point():
             raise ValueError(f"a tensor image must be uint8 (0..255) or float (0..1), got {image.dtype}")
+        _nonempty(image, name)  # aminmax has no identity on an empty tensor
         lo, hi = (float(v) for v in torch.aminmax(image.detach().float()))
         if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
             raise ValueError(f"a float tensor image must hold values in [0, 1], got min {lo:g} max {hi:g}; "
@@ -146,7 +171,8 @@ class Predictor:
                 method the model names (``model.proposal_params``, e.g. selective search).
         """
         single = not isinstance(images, list)
-        tensors = [to_tensor_image(im) for im in ([images] if single else images)]
+        named = [("image", images)] if single else [(f"images[{i}]", im) for i, im in enumerate(images)]
+        tensors = [to_tensor_image(im, name) for name, im in named]
         batch = [t.to(self.device) for t in tensors]
         if self.task == "detection":
             kwargs = {}
