@@ -73,8 +73,8 @@ def resolve_amp(amp: str | bool | None, device: str | torch.device) -> torch.dty
     """The autocast dtype of ``train.amp`` on ``device`` (None: fp32 training).
 
     ``auto`` (also ``true`` and ``null``): float16 on CUDA; on the CPU bfloat16 where it is native
-    (AVX-512 BF16 / AMX), else fp32 without a warning — chosen by measurement (README, "Training
-    in bf16": the default detection and segmentation runs reach the fp32 metric within 1 point in
+    (AVX-512 BF16 / AMX), else fp32 without a warning — chosen by measurement (docs/BENCHMARKS.md,
+    "Training in bf16": the default detection and segmentation runs reach the fp32 metric within 1 point in
     0.67× the wall time). ``none`` (``false``): fp32. ``bf16``: bfloat16 (CPU: only with native
     bf16, else fp32 and one warning). ``fp16``: float16, CUDA only.
 
