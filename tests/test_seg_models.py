@@ -75,10 +75,12 @@ def test_fcn_parameter_counts():
     assert 134e6 < n8 < 135e6  # the Caffe reference FCN-8s: ~134M
 
 
-def test_fcn_trainable_layers_follow_the_paper():
-    model = meta_model("fcn8s")
-    assert not model.upscore8.weight.requires_grad  # final upsampling fixed to bilinear
-    assert model.upscore2.weight.requires_grad and model.upscore_pool4.weight.requires_grad
+def test_fcn_trainable_layers_follow_the_released_code_or_the_paper():
+    released = meta_model("fcn8s")  # default: voc-fcn8s/net.py, lr_mult 0 on all three deconvolutions
+    assert not any(m.weight.requires_grad for m in (released.upscore2, released.upscore_pool4, released.upscore8))
+    paper = meta_model("fcn8s", learn_upsampling=True)
+    assert not paper.upscore8.weight.requires_grad  # final upsampling fixed to bilinear in both
+    assert paper.upscore2.weight.requires_grad and paper.upscore_pool4.weight.requires_grad
 
 
 def test_deconvnet_parameter_count():

@@ -7,9 +7,21 @@ Architecture, as in the paper and its reference Caffe models (``voc-fcn{32,16,8}
   followed by ReLU and dropout 0.5; 1×1 class scoring layers ``score_fr`` (on fc7), ``score_pool4``,
   ``score_pool3``, all **zero-initialised** (§4.3: "random initialization yielded neither better
   performance nor faster convergence").
-* Upsampling by transposed convolutions initialised to bilinear interpolation (``upsample.py``):
-  the intermediate ×2 layers ``upscore2`` / ``upscore_pool4`` are learned, the final ×32 / ×16 / ×8
-  layer is fixed (§4.3). 32s: ×32; 16s: ×2 + fuse pool4 + ×16; 8s: ×2 + pool4 + ×2 + pool3 + ×8.
+* Upsampling by transposed convolutions initialised to bilinear interpolation (``upsample.py``;
+  the reference's ``surgery.interp`` on every layer named ``up*``, ``voc-fcn8s/solve.py`` l. 24-25).
+  32s: ×32; 16s: ×2 + fuse pool4 + ×16; 8s: ×2 + pool4 + ×2 + pool3 + ×8. The final ×32 / ×16 / ×8
+  layer is always fixed. The paper and the released code differ on the intermediate ×2 layers
+  ``upscore2`` / ``upscore_pool4``, and this module follows one or the other, never both at once:
+
+  - the paper's text initialises them to bilinear and then learns them (§3.3: the deconvolution
+    filter need not be fixed but can be learned; §4.2 and §4.3 say so of the 2× layers):
+    ``learn_upsampling=True``;
+  - the released models fix them like the final layer, ``param=[dict(lr_mult=0)]`` on every
+    Deconvolution (shelhamer/fcn.berkeleyvision.org @1305c73, ``voc-fcn8s/net.py`` l. 58-61
+    ``upscore2``, l. 68-71 ``upscore_pool4``, l. 78-81 ``upscore8``; ``voc-fcn16s/net.py`` l. 58-61,
+    68-71; ``voc-fcn8s-atonce/net.py`` l. 59-62, 72-75, 85-88): ``learn_upsampling=False``, the
+    default and what every FCN config of ``configs/segmentation`` uses, since those models are
+    the ones that produced the published numbers.
 * Skip fusion by summation after cropping (Caffe's ``Crop`` layer). The 100-pixel padding makes every
   map large enough for any H, W ≥ 1, and the crop offsets follow from the layers' coordinate maps
   ``x_in = stride · x_out + (kernel - 1) / 2 - pad`` (transposed convs invert theirs): in input
@@ -17,7 +29,9 @@ Architecture, as in the paper and its reference Caffe models (``voc-fcn{32,16,8}
   so score_pool4 is cropped by 5, score_pool3 by 9 and the final maps by 19 (32s), 27 (16s), 31 (8s),
   the reference's offsets. The output is therefore exactly H × W, pixel-aligned, for any input size.
 * Training is staged in the paper (32s → 16s → 8s, each initialised from the previous stage:
-  ``init_from``). The reference's "at-once" FCN-8s instead trains all skips together and scales
+  ``init_from``; the reference re-initialises every ``up*`` layer to bilinear after copying,
+  ``voc-fcn8s/solve.py`` l. 21-25, while ``init_from`` copies them: the same weights when they are
+  fixed). The reference's "at-once" FCN-8s instead trains all skips together and scales
   pool4 by 0.01 and pool3 by 0.0001 (fixed) before scoring: ``at_once=True``.
 
 Input differs from Caffe in one respect: images are RGB in [0, 1] normalised with torchvision's
@@ -70,18 +84,25 @@ class FCN(nn.Module):
         pretrained_backbone: load torchvision's ImageNet VGG16 (conv layers and fc6/fc7).
         at_once: the reference's at-once variant (fixed pool4 ×0.01 / pool3 ×0.0001 scaling);
             False (default) is the paper's staged scheme. Only for 16s / 8s.
+        learn_upsampling: learn the bilinear-initialised ×2 layers ``upscore2`` / ``upscore_pool4``
+            (the paper's text); False (default) keeps them fixed at bilinear (``requires_grad=False``,
+            the released code's ``lr_mult: 0``). Only for 16s / 8s; the final layer is fixed in both.
     """
 
     def __init__(self, num_classes: int = 21, variant: str = "8s", pretrained_backbone: bool = False,
-                 at_once: bool = False) -> None:
+                 at_once: bool = False, learn_upsampling: bool = False) -> None:
         super().__init__()
         check_num_classes(num_classes)
         if variant not in _VARIANTS:
             raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")
         if at_once and variant == "32s":
             raise ValueError("at_once scales the pool4/pool3 skips; FCN-32s has none (use variant '16s' or '8s')")
+        if learn_upsampling and variant == "32s":
+            raise ValueError("learn_upsampling learns the ×2 layers; FCN-32s has only its fixed ×32 layer "
+                             "(use variant '16s' or '8s')")
         self.variant = variant
         self.at_once = at_once
+        self.learn_upsampling = bool(learn_upsampling)
         self.normalize = ImageNetNormalize()
         vgg = vgg16_torchvision(pretrained_backbone)
         layers = list(vgg.features.children())
@@ -98,12 +119,12 @@ class FCN(nn.Module):
             self.upscore32 = bilinear_upsampler(num_classes, 32, learnable=False)
             return
         self.score_pool4 = _zero_conv1x1(512, num_classes)
-        self.upscore2 = bilinear_upsampler(num_classes, 2, learnable=True)
+        self.upscore2 = bilinear_upsampler(num_classes, 2, learnable=self.learn_upsampling)
         if variant == "16s":
             self.upscore16 = bilinear_upsampler(num_classes, 16, learnable=False)
             return
         self.score_pool3 = _zero_conv1x1(256, num_classes)
-        self.upscore_pool4 = bilinear_upsampler(num_classes, 2, learnable=True)
+        self.upscore_pool4 = bilinear_upsampler(num_classes, 2, learnable=self.learn_upsampling)
         self.upscore8 = bilinear_upsampler(num_classes, 8, learnable=False)
 
     def _skip(self, name: str, feature: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -135,8 +156,8 @@ class FCN(nn.Module):
 
 
 def _build(variant: str, num_classes: int, pretrained_backbone: bool, init_from: str | os.PathLike[str] | None,
-           at_once: bool = False) -> FCN:
-    return init_from_checkpoint(FCN(num_classes, variant, pretrained_backbone, at_once), init_from)
+           at_once: bool = False, learn_upsampling: bool = False) -> FCN:
+    return init_from_checkpoint(FCN(num_classes, variant, pretrained_backbone, at_once, learn_upsampling), init_from)
 
 
 @register_model("fcn32s", task="segmentation")
@@ -148,13 +169,15 @@ def fcn32s(num_classes: int = 21, pretrained_backbone: bool = False,
 
 @register_model("fcn16s", task="segmentation")
 def fcn16s(num_classes: int = 21, pretrained_backbone: bool = False,
-           init_from: str | os.PathLike[str] | None = None, at_once: bool = False) -> FCN:
-    """FCN-16s; the paper initialises it from a trained FCN-32s (``init_from``)."""
-    return _build("16s", num_classes, pretrained_backbone, init_from, at_once)
+           init_from: str | os.PathLike[str] | None = None, at_once: bool = False,
+           learn_upsampling: bool = False) -> FCN:
+    """FCN-16s; the paper initialises it from a trained FCN-32s (``init_from``). ``learn_upsampling``: see :class:`FCN`."""
+    return _build("16s", num_classes, pretrained_backbone, init_from, at_once, learn_upsampling)
 
 
 @register_model("fcn8s", task="segmentation")
 def fcn8s(num_classes: int = 21, pretrained_backbone: bool = False,
-          init_from: str | os.PathLike[str] | None = None, at_once: bool = False) -> FCN:
-    """FCN-8s; the paper initialises it from a trained FCN-16s (``init_from``)."""
-    return _build("8s", num_classes, pretrained_backbone, init_from, at_once)
+          init_from: str | os.PathLike[str] | None = None, at_once: bool = False,
+          learn_upsampling: bool = False) -> FCN:
+    """FCN-8s; the paper initialises it from a trained FCN-16s (``init_from``). ``learn_upsampling``: see :class:`FCN`."""
+    return _build("8s", num_classes, pretrained_backbone, init_from, at_once, learn_upsampling)

@@ -5,7 +5,8 @@ whose filter is the bilinear kernel (Caffe's ``bilinear`` filler, the reference
 ``surgery.upsample_filt``): class ``c`` maps only to class ``c``. The output of such a layer,
 cropped by ``f / 2`` at the top/left, equals ``F.interpolate(scale_factor=f, mode="bilinear",
 align_corners=False)`` away from the borders (the hat function of width ``f`` centred on each
-input pixel). FCN fixes the final upsampling to bilinear and learns the intermediate ×2 layers.
+input pixel). FCN fixes the final upsampling to bilinear; its ×2 layers are learned in the paper's
+text and fixed in the released code (``fcn.py``, ``learn_upsampling``).
 
 Shape shorthand: ``(B, C, h, w) -> (B, C, (h - 1)·f + 2f, (w - 1)·f + 2f)``.
 """
