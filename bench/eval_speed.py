@@ -112,9 +112,9 @@ def _timed(cmd: list[str]) -> float:
 
 def _tree_parser_aps(root: Path, classes: list[str]) -> np.ndarray:
     """APs of the devkit mode as before: every annotation through the tree parser, eval_detection_voc."""
-    from visiontasks.evaluation.voc_annotations import read_annotation
-    from visiontasks.evaluation.voc_gt import split_ids
-    from visiontasks.evaluation.voc_results import read_voc_results
+    from visiontasks.evaluation.voc.annotations import read_annotation
+    from visiontasks.evaluation.voc.ground_truth import split_ids
+    from visiontasks.evaluation.voc.results import read_voc_results
 
     ids = split_ids(root, "test")
     recs = [read_annotation(root / "Annotations" / f"{i}.xml") for i in ids]

@@ -13,10 +13,10 @@ import pytest
 
 from test_eval_cli_options import GT10, REPO, write_dets, write_voc
 from visiontasks.errors import InputError
-from visiontasks.evaluation.annotation_cache import cache_path, read_annotations
-from visiontasks.evaluation.voc_annotations import parse_annotation
-from visiontasks.evaluation.voc_results import _parse_fast, _parse_file, _KnownIds, read_voc_results
-from visiontasks.evaluation.voc_xml_batch import parse_plain_files
+from visiontasks.evaluation.voc.annotations import parse_annotation
+from visiontasks.evaluation.voc.cache import cache_path, read_annotations
+from visiontasks.evaluation.voc.results import _parse_fast, _parse_file, _KnownIds, read_voc_results
+from visiontasks.evaluation.voc.xml_batch import parse_plain_files
 
 
 def test_det_on_results_files_imports_no_torch(tmp_path):
@@ -184,7 +184,7 @@ def test_results_errors_name_file_and_line_as_before(tmp_path):
 
 def test_ground_truth_clipped_as_the_dataset_clips_it(tmp_path, capsys):
     from visiontasks.data import VOCDetection
-    from visiontasks.evaluation.voc_gt import load_detection_ground_truth
+    from visiontasks.evaluation.voc.ground_truth import load_detection_ground_truth
 
     root = write_voc(tmp_path / "voc", {"a": [("cat", (90, 95, 130, 100), 0), ("cat", GT10, 0)],
                                         "b": [("dog", (0, -3, 20, 20), 0)], "c": [("dog", GT10, 0)]})

@@ -138,9 +138,9 @@ def eval_det(args: argparse.Namespace) -> dict:
         raise ValueError(f"--iou must lie in (0, 1], got {args.iou!r}")
     if args.checkpoint:
         return _eval_det_checkpoint(args)
-    from visiontasks.evaluation.annotation_cache import default_cache_dir
-    from visiontasks.evaluation.voc_gt import load_detection_ground_truth
-    from visiontasks.evaluation.voc_results import read_voc_results
+    from visiontasks.evaluation.voc.cache import default_cache_dir
+    from visiontasks.evaluation.voc.ground_truth import load_detection_ground_truth
+    from visiontasks.evaluation.voc.results import read_voc_results
 
     _need(args, "root", "detections")
     cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
@@ -151,7 +151,7 @@ def eval_det(args: argparse.Namespace) -> dict:
 
 def _score_voc(args: argparse.Namespace, classes: Sequence[str], preds: Sequence[list], gts: Sequence[list]) -> dict:
     """VOC AP with the command line's metric, IoU threshold and reference; warns about classes without ground truth."""
-    from visiontasks.evaluation.voc_detection import eval_detection_voc
+    from visiontasks.evaluation.voc.ap import eval_detection_voc
 
     iou = 0.5 if args.iou is None else args.iou
     reference = args.reference or "devkit"
@@ -289,7 +289,7 @@ def _renamed(per_class: dict, background: str) -> dict:
 
 def _eval_seg_files(args: argparse.Namespace, background: str, classes: list[str] | None) -> dict:
     from visiontasks.evaluation.seg_files import score_label_pngs
-    from visiontasks.evaluation.voc_gt import DEFAULT_CLASSES
+    from visiontasks.evaluation.voc.ground_truth import DEFAULT_CLASSES
 
     return score_label_pngs(args.root, args.split, args.predictions, [background, *(classes or DEFAULT_CLASSES)])
 
@@ -325,7 +325,7 @@ def eval_proposals(args: argparse.Namespace) -> int:
 
     from visiontasks.detection.proposals import read_manifest, read_proposals, read_timing
     from visiontasks.evaluation import plot_recall_vs_proposals, proposal_recall, recall_vs_proposals
-    from visiontasks.evaluation.voc_gt import load_detection_ground_truth
+    from visiontasks.evaluation.voc.ground_truth import load_detection_ground_truth
 
     params = read_manifest(args.proposals)["params"]
     dataset = load_detection_ground_truth(args.root, args.split, _det_classes(args.classes))

@@ -1,7 +1,9 @@
-"""Parsing of PASCAL VOC annotation XML files (hostile XML refused by defusedxml).
+"""VOC annotations for the datasets: labelled objects of one file, and boxes clipped to their image.
 
-A VOC file stores 1-based inclusive pixel coordinates; :func:`parse_voc_xml` returns 0-based
-``xyxy`` boxes (``x0 = xmin - 1`` …, the py-faster-rcnn / torchvision convention).
+The XML itself is read by the package's one VOC annotation parser,
+:mod:`visiontasks.evaluation.voc.annotations` (torch-free, defusedxml: hostile XML refused), which
+the evaluators use too. A VOC file stores 1-based inclusive pixel coordinates; :func:`parse_voc_xml`
+returns 0-based ``xyxy`` boxes (``x0 = xmin - 1`` …, the py-faster-rcnn / torchvision convention).
 
 Shape shorthand: N = objects in the image.
 """
@@ -10,17 +12,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from typing import Sequence
-from xml.etree.ElementTree import Element, ParseError
 
 import numpy as np
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import parse as safe_parse
 
 from visiontasks.errors import InputError
+from visiontasks.evaluation.voc.annotations import read_annotation
 
 __all__ = ["VOCAnnotation", "parse_voc_xml", "clip_boxes"]
-
-_COORDS = ("xmin", "ymin", "xmax", "ymax")
 
 
 @dataclass(frozen=True)
@@ -40,36 +38,8 @@ class VOCAnnotation:
     size: tuple[int, int] | None
 
 
-def _text(node: Element, tag: str, path: str, where: str) -> str:
-    child = node.find(tag)
-    if child is None or child.text is None or not child.text.strip():
-        raise InputError(path, f"missing <{tag}> in {where}")
-    return child.text.strip()
-
-
-def _number(node: Element, tag: str, path: str, where: str) -> float:
-    raw = _text(node, tag, path, where)
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InputError(path, f"<{tag}> in {where} is not a number: {raw!r}") from None
-    if not np.isfinite(value):
-        raise InputError(path, f"<{tag}> in {where} is not finite: {raw!r}")
-    return value
-
-
-def _size(root: Element, path: str) -> tuple[int, int] | None:
-    node = root.find("size")
-    if node is None:
-        return None
-    w, h = _number(node, "width", path, "<size>"), _number(node, "height", path, "<size>")
-    if w <= 0 or h <= 0 or w != int(w) or h != int(h):
-        raise InputError(path, f"<size> must hold positive integers, got width={w} height={h}")
-    return int(h), int(w)
-
-
 def parse_voc_xml(path: str | os.PathLike[str], classes: Sequence[str]) -> VOCAnnotation:
-    """Reads one VOC annotation file.
+    """Reads one VOC annotation file and labels its objects.
 
     Args:
         path: the ``Annotations/<id>.xml`` file.
@@ -82,44 +52,14 @@ def parse_voc_xml(path: str | os.PathLike[str], classes: Sequence[str]) -> VOCAn
         InputError: the file is missing, hostile (entities, DTDs), malformed, lacks a field,
             holds a non-numeric or inverted coordinate, or names a class not in ``classes``.
     """
-    path = str(path)
-    try:
-        root = safe_parse(path, forbid_dtd=True).getroot()
-    except FileNotFoundError:
-        raise InputError(path, "annotation file not found") from None
-    except DefusedXmlException as exc:
-        raise InputError(path, f"refused hostile XML ({type(exc).__name__})") from None
-    except ParseError as exc:
-        raise InputError(path, f"malformed XML ({exc})") from None
-    if root.tag != "annotation":
-        raise InputError(path, f"root element is <{root.tag}>, expected <annotation>")
+    record = read_annotation(path)
     index = {name: i + 1 for i, name in enumerate(classes)}
-    boxes, labels, difficult = [], [], []
-    for k, obj in enumerate(root.iter("object")):
-        where = f"object #{k}"
-        name = _text(obj, "name", path, where)
-        if name not in index:
-            raise InputError(path, f"{where} has class {name!r}, not one of {list(classes)}")
-        bnd = obj.find("bndbox")
-        if bnd is None:
-            raise InputError(path, f"missing <bndbox> in {where}")
-        x0, y0, x1, y1 = (_number(bnd, tag, path, f"{where} <bndbox>") - 1.0 for tag in _COORDS)
-        if x1 < x0 or y1 < y0:
-            raise InputError(path, f"{where} has an inverted box {[x0 + 1, y0 + 1, x1 + 1, y1 + 1]}")
-        flag = obj.find("difficult")  # absent in some VOC2012 files: 0, as in the devkit
-        try:
-            diff = bool(int(flag.text)) if flag is not None and flag.text and flag.text.strip() else False
-        except ValueError:
-            raise InputError(path, f"<difficult> in {where} is not 0/1: {flag.text!r}") from None
-        boxes.append((x0, y0, x1, y1))
-        labels.append(index[name])
-        difficult.append(diff)
-    return VOCAnnotation(
-        boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
-        labels=np.asarray(labels, dtype=np.int64),
-        difficult=np.asarray(difficult, dtype=bool),
-        size=_size(root, path),
-    )
+    unknown = [k for k, name in enumerate(record.names) if name not in index]
+    if unknown:
+        k = unknown[0]
+        raise InputError(path, f"object #{k} has class {record.names[k]!r}, not one of {list(classes)}")
+    return VOCAnnotation(boxes=record.boxes, labels=np.array([index[n] for n in record.names], dtype=np.int64),
+                         difficult=record.difficult, size=record.size)
 
 
 def clip_boxes(boxes: np.ndarray, size: tuple[int, int], path: str | os.PathLike[str],

@@ -18,9 +18,9 @@ _EXPORTS = {
                   "recall_vs_proposals"),
     "seg_files": ("score_label_pngs",),
     "segmentation": ("SegmentationEvaluator", "confusion_matrix", "segmentation_scores"),
-    "voc_detection": ("average_precision", "eleven_point_thresholds", "eval_detection_voc"),
-    "voc_gt": ("load_detection_ground_truth",),
-    "voc_results": ("read_voc_results", "results_filename", "write_voc_results"),
+    "voc.ap": ("average_precision", "eleven_point_thresholds", "eval_detection_voc"),
+    "voc.ground_truth": ("load_detection_ground_truth",),
+    "voc.results": ("read_voc_results", "results_filename", "write_voc_results"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from visiontasks.evaluation.arrays import to_numpy
-from visiontasks.evaluation.voc_detection import eval_detection_voc
+from visiontasks.evaluation.voc.ap import eval_detection_voc
 
 __all__ = ["VOCDetectionEvaluator"]
 

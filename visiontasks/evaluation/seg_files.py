@@ -14,7 +14,7 @@ from tqdm import tqdm
 from visiontasks.errors import InputError
 from visiontasks.evaluation.report import segmentation_result
 from visiontasks.evaluation.segmentation import SegmentationEvaluator
-from visiontasks.evaluation.voc_gt import split_ids
+from visiontasks.evaluation.voc.ground_truth import split_ids
 
 __all__ = ["score_label_pngs"]
 

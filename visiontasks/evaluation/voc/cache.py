@@ -1,9 +1,9 @@
 """Reading a split's VOC annotation files fast, with an on-disk cache that is never stale (torch-free).
 
-Cold, the files are read and parsed together (:func:`~visiontasks.evaluation.voc_xml_batch.parse_plain_files`,
-the tree parser for the rest). With ``cache_dir``, what was parsed is kept in one ``.npz`` per
-``Annotations/`` folder (numpy arrays only: file names, sizes, mtimes, object names, boxes,
-flags and image sizes — loaded with ``allow_pickle=False``, so a planted cache cannot run code), written atomically.
+Cold, the files are read and parsed together (:func:`~visiontasks.evaluation.voc.annotations.parse_annotations`).
+With ``cache_dir``, what was parsed is kept in one ``.npz`` per ``Annotations/`` folder (numpy
+arrays only: file names, sizes, mtimes, object names, boxes, flags and image sizes — loaded with
+``allow_pickle=False``, so a planted cache cannot run code), written atomically.
 
 An entry is used only when the file's (path, size, mtime_ns) equals the one recorded; any change to
 a file — rewritten, touched, replaced — makes it parsed again. A file modified within the
@@ -25,8 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from visiontasks.errors import InputError
-from visiontasks.evaluation.voc_annotations import ObjectRecords, parse_annotation
-from visiontasks.evaluation.voc_xml_batch import parse_plain_files
+from visiontasks.evaluation.voc.annotations import ObjectRecords, parse_annotations
 from visiontasks.io import atomic_write
 
 __all__ = ["read_annotations", "cache_path", "default_cache_dir", "RACY_SECONDS"]
@@ -128,8 +127,8 @@ def read_annotations(folder: str | os.PathLike[str], names: Sequence[str],
     for k in missing:
         with open(paths[k], "rb") as f:
             datas.append(f.read())
-    for k, data, rec in zip(missing, datas, parse_plain_files(datas)):
-        out[k] = rec if rec is not None else parse_annotation(paths[k], data)
+    for k, rec in zip(missing, parse_annotations([paths[k] for k in missing], datas)):
+        out[k] = rec
     if cache is not None:
         settled = now - int(RACY_SECONDS * 1e9)
         fresh = {names[k]: (*keys[k], out[k]) for k in missing if keys[k][1] <= settled}

@@ -1,4 +1,4 @@
-"""Many VOC annotation files parsed at once, for scoring large splits fast (torch-free).
+"""The batch fast path of the VOC annotation parser (:mod:`.annotations`): many plain files at once (torch-free).
 
 Building an element tree per file costs far more than the few fields scoring needs. Here all
 *plain* files (see :func:`_content`) are joined into one document, each inside its own numbered
@@ -15,8 +15,8 @@ wrapper element, and
    (inside the object, outside ``<part>``; corners inside its one ``<bndbox>``).
 
 A file that is not plain, or whose objects do not have exactly this shape, or where one of these
-tags carries attributes or is empty, comes back as None: the caller
-parses it with the tree parser (:func:`~visiontasks.evaluation.voc_annotations.parse_annotation`),
+tags carries attributes or is empty, comes back as None:
+:func:`~visiontasks.evaluation.voc.annotations.parse_annotations` parses it with the tree parser,
 which also words the errors. The fast path therefore never accepts what the tree parser refuses,
 and gives the same names, boxes and flags where both accept. (One liberty: a ``<name>`` or
 ``<difficult>`` nested in some other child of the object, which the tree parser's ``find`` does not
@@ -31,7 +31,7 @@ from xml.parsers import expat
 import numpy as np
 
 from visiontasks.errors import InputError
-from visiontasks.evaluation.voc_annotations import COORDS, ObjectRecords, image_size
+from visiontasks.evaluation.voc.annotations import COORDS, ObjectRecords, image_size
 
 __all__ = ["parse_plain_files"]
 

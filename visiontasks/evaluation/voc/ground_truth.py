@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from visiontasks.errors import InputError
-from visiontasks.evaluation.annotation_cache import read_annotations
+from visiontasks.evaluation.voc.cache import read_annotations
 from visiontasks.evaluation.report import warn
 from visiontasks.tasks import VOC_CLASSES
 
@@ -135,7 +135,7 @@ def load_detection_ground_truth(root: str | os.PathLike[str], split: str,
         classes: class names, ``"auto"`` (the sorted union of the names in the split's
             annotations) or None (VOC's 20).
         cache_dir: folder of the annotation cache (None: no cache; see
-            :mod:`visiontasks.evaluation.annotation_cache`).
+            :mod:`visiontasks.evaluation.voc.cache`).
 
     Raises:
         InputError: a missing split file or annotation, a malformed annotation, or an object of a

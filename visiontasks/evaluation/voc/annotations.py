@@ -1,10 +1,14 @@
-"""VOC annotation XML read for scoring: class names, boxes and difficult flags (torch-free).
+"""The VOC annotation XML parser of the package: class names, boxes, difficult flags, image size (torch-free).
 
-The evaluators need only ``Annotations/`` and the split file — no images — so this reader does
-not go through the datasets (which check ``JPEGImages/``). It keeps the datasets' semantics:
-1-based inclusive coordinates become 0-based (``x - 1``, stored as float32 like the datasets),
-an absent ``<difficult>`` is 0, hostile XML (DTDs, entities) is refused, and every problem is an
-:class:`~visiontasks.errors.InputError` naming the file.
+The one reader of ``Annotations/<id>.xml``: the datasets (:func:`visiontasks.data.parse_voc_xml`,
+which turns names into labels) and the evaluators (which need no images, so never go through the
+datasets) both call it. 1-based inclusive coordinates become 0-based (``x - 1``, float32), an
+absent ``<difficult>`` is 0 (as in the devkit), hostile XML (DTDs, entities) is refused by
+defusedxml, and every problem is an :class:`~visiontasks.errors.InputError` naming the file.
+
+Many files at once (:func:`parse_annotations`) first go through the batch fast path of
+:mod:`.xml_batch`, which accepts only plain files and gives what this parser gives; every other
+file — and every error message — comes from the tree parser here.
 
 Shape shorthand: N = objects in one file.
 """
@@ -12,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 from xml.etree.ElementTree import ParseError
 
 import numpy as np
@@ -21,7 +25,7 @@ from defusedxml.ElementTree import fromstring as safe_fromstring
 
 from visiontasks.errors import InputError
 
-__all__ = ["ObjectRecords", "parse_annotation", "read_annotation", "records", "image_size"]
+__all__ = ["ObjectRecords", "parse_annotation", "parse_annotations", "read_annotation", "records", "image_size"]
 
 COORDS = ("xmin", "ymin", "xmax", "ymax")
 
@@ -141,3 +145,22 @@ def read_annotation(path: str | os.PathLike[str]) -> ObjectRecords:
     except IsADirectoryError:
         raise InputError(path, "is a folder, expected an annotation file") from None
     return parse_annotation(path, data)
+
+
+def parse_annotations(paths: Sequence[str | os.PathLike[str]], datas: Sequence[bytes]) -> list[ObjectRecords]:
+    """Parses F files at once: the plain ones on the batch fast path, the rest with :func:`parse_annotation`.
+
+    Args:
+        paths: the F files, for error messages.
+        datas: their contents.
+
+    Returns:
+        F records, equal to :func:`parse_annotation`'s for each file.
+
+    Raises:
+        InputError: the first file (in order) that the tree parser refuses.
+    """
+    from visiontasks.evaluation.voc.xml_batch import parse_plain_files  # it builds on this module's records
+
+    return [rec if rec is not None else parse_annotation(path, data)
+            for path, data, rec in zip(paths, datas, parse_plain_files(datas))]
