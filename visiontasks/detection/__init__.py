@@ -8,7 +8,7 @@ every detector shares (input checks, ``difficult`` handling, loss weights, propo
 from visiontasks.detection.anchors import AnchorGenerator, base_anchors
 from visiontasks.detection.base import Detector, check_inputs, drop_difficult
 from visiontasks.detection.box_coder import BBOX_CLIP, BoxCoder
-from visiontasks.detection.faster_rcnn import build_backbone, faster_rcnn
+from visiontasks.detection.faster_rcnn import faster_rcnn
 from visiontasks.detection.fast_rcnn import fast_rcnn
 from visiontasks.detection.poolers import POOLERS, RoIAlign, RoIPool, RoIPooler, build_pooler
 from visiontasks.detection.predictor import FastRCNNPredictor
@@ -26,7 +26,7 @@ from visiontasks.detection.two_stage import TwoStageDetector
 from visiontasks.detection.yolo import YOLOv1, fast_yolo, yolov1
 
 __all__ = [
-    "AnchorGenerator", "base_anchors", "BoxCoder", "BBOX_CLIP", "faster_rcnn", "fast_rcnn", "build_backbone",
+    "AnchorGenerator", "base_anchors", "BoxCoder", "BBOX_CLIP", "faster_rcnn", "fast_rcnn",
     "Detector", "check_inputs", "drop_difficult", "FastRCNNPredictor", "build_roi_head",
     "RoIPooler", "RoIPool", "RoIAlign", "build_pooler", "POOLERS", "PrecomputedProposals", "RoIHead",
     "SpatialPyramidPool", "SpatialPyramidPooling2d", "project_windows", "spp_net", "spp_alexnet", "SPPClassifier", "ScalePyramid",

@@ -17,18 +17,15 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from visiontasks.detection.faster_rcnn import build_backbone
-from visiontasks.detection.proposals import PrecomputedProposals, proposal_params
+from visiontasks.backbones import build_backbone
+from visiontasks.detection.proposals import DEFAULT_PROPOSER, PrecomputedProposals, proposal_params
 from visiontasks.detection.roi_head import build_roi_head
 from visiontasks.detection.svd import compress_fc
 from visiontasks.detection.transform import build_transform
 from visiontasks.detection.two_stage import TwoStageDetector
 from visiontasks.registry import register_model
 
-__all__ = ["fast_rcnn", "DEFAULT_PROPOSER"]
-
-#: Selective search in its fast mode, as Fast R-CNN's VOC experiments.
-DEFAULT_PROPOSER: dict[str, Any] = {"method": "selective_search", "mode": "fast"}
+__all__ = ["fast_rcnn"]
 
 
 @register_model("fast_rcnn", task="detection")

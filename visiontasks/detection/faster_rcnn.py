@@ -12,23 +12,16 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from visiontasks.backbones import build_backbone
 from visiontasks.detection.anchors import AnchorGenerator
 from visiontasks.detection.roi_head import build_roi_head
 from visiontasks.detection.rpn import RegionProposalNetwork
 from visiontasks.detection.svd import compress_fc
 from visiontasks.detection.transform import build_transform
 from visiontasks.detection.two_stage import TwoStageDetector
-from visiontasks.backbones.base import Backbone
-from visiontasks.registry import get_model, model_task, register_model
+from visiontasks.registry import register_model
 
-__all__ = ["faster_rcnn", "build_backbone"]
-
-
-def build_backbone(name: str, pretrained: bool = False, backbone_kwargs: dict[str, Any] | None = None) -> Backbone:
-    """A registered backbone by name (``pretrained`` loads ImageNet weights from the local cache)."""
-    if model_task(name) != "backbone":
-        raise ValueError(f"{name!r} is not a backbone")
-    return get_model(name, pretrained=pretrained, **(backbone_kwargs or {}))
+__all__ = ["faster_rcnn"]
 
 
 @register_model("faster_rcnn", task="detection")

@@ -39,9 +39,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from visiontasks.detection.faster_rcnn import build_backbone
+from visiontasks.backbones import build_backbone
 from visiontasks.detection.predictor import FastRCNNPredictor
-from visiontasks.detection.proposals import PrecomputedProposals, proposal_params
+from visiontasks.detection.proposals import DEFAULT_PROPOSER, PrecomputedProposals, proposal_params
 from visiontasks.detection.rcnn.bbox_reg import BBOX_DEFAULTS
 from visiontasks.detection.rcnn.head import RCNNHead
 from visiontasks.detection.rcnn.svm import SVM_DEFAULTS
@@ -50,12 +50,10 @@ from visiontasks.detection.transform import build_transform
 from visiontasks.detection.two_stage import TwoStageDetector
 from visiontasks.registry import register_model
 
-__all__ = ["RCNN", "rcnn", "build_fit_params", "FIT_DEFAULTS", "CROP_SIZES", "DEFAULT_PROPOSER"]
+__all__ = ["RCNN", "rcnn", "build_fit_params", "FIT_DEFAULTS", "CROP_SIZES"]
 
 #: The CNN input sizes: AlexNet 227 (the paper), VGG16 224; 112 for the small CPU backbone.
 CROP_SIZES = {"alexnet": 227, "vgg16": 224, "small": 112}
-#: Selective search, fast mode, R-CNN's settings (500 px wide, 20 px minimum side, all boxes).
-DEFAULT_PROPOSER: dict[str, Any] = {"method": "selective_search", "mode": "fast"}
 
 
 class RCNN(TwoStageDetector):

@@ -16,8 +16,8 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from visiontasks.backbones import build_backbone
 from visiontasks.backbones.base import IMAGENET_MEAN, IMAGENET_STD
-from visiontasks.detection.faster_rcnn import build_backbone
 from visiontasks.detection.spp import SPP_LEVELS, SpatialPyramidPooling2d
 from visiontasks.registry import register_model
 

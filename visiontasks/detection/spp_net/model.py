@@ -25,14 +25,12 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from visiontasks.backbones.base import freeze
-from visiontasks.detection.faster_rcnn import build_backbone
-from visiontasks.detection.fast_rcnn import DEFAULT_PROPOSER
+from visiontasks.backbones import build_backbone, freeze
 from visiontasks.detection.predictor import FastRCNNPredictor
-from visiontasks.detection.proposals import PrecomputedProposals, proposal_params
+from visiontasks.detection.proposals import DEFAULT_PROPOSER, PrecomputedProposals, proposal_params
 from visiontasks.detection.roi_head import RoIHead
-from visiontasks.detection.spp_net.scale_pyramid import MultiScaleSPP, ScalePyramid
 from visiontasks.detection.spp import SPP_LEVELS
+from visiontasks.detection.spp_net.scale_pyramid import MultiScaleSPP, ScalePyramid
 from visiontasks.detection.svd import compress_fc
 from visiontasks.detection.transform import build_transform
 from visiontasks.detection.two_stage import TwoStageDetector

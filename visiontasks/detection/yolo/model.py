@@ -28,8 +28,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from visiontasks.backbones import build_backbone
 from visiontasks.detection.base import Detector
-from visiontasks.detection.faster_rcnn import build_backbone
 from visiontasks.detection.transform import IMAGENET_MEAN, IMAGENET_STD, WarpTransform
 from visiontasks.detection.yolo.decode import YOLODecoder
 from visiontasks.detection.yolo.head import YOLOHead
