@@ -8,7 +8,8 @@ Example::
     result.boxes, result.scores, result.label_names
     result.save("street_pred.png")
 
-``load_model`` accepts ``"default"`` (the shipped ``weights/default_det.pt``), a run directory
+``load_model`` accepts ``"default"`` (the shipped ``weights/default_det.pt``), ``"default-seg"`` (the
+shipped segmenter ``weights/default_seg.pt``: ``predict`` gives masks), a run directory
 written by ``tools/train_det.py``/``train_seg.py`` (``config.yaml`` + ``checkpoint_last.pt``), a
 checkpoint file (it carries its config), or a YAML config (random weights unless ``weights``).
 Checkpoints are read with ``torch.load(weights_only=True)``: a hostile file cannot run code.
@@ -16,6 +17,7 @@ Checkpoints are read with ``torch.load(weights_only=True)``: a hostile file cann
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any, Sequence, Union
 
@@ -33,24 +35,33 @@ from visiontasks.precision import (autocast, autocast_forward, cast_dense_weight
 from visiontasks.registry import get_model
 from visiontasks.results import DetectionResult, SegmentationResult
 
-__all__ = ["load_model", "Predictor", "PRESETS", "DEFAULT_WEIGHTS", "to_tensor_image"]
+__all__ = ["load_model", "Predictor", "PRESETS", "DEFAULT_WEIGHTS", "DEFAULT_SEG_WEIGHTS", "SHIPPED_MODELS",
+           "to_tensor_image"]
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 
 #: Score thresholds of the presets, as chainercv's ``use_preset``.
 PRESETS = {"visualize": 0.7, "evaluate": 0.05}
 
+# Proposals computed inside predict() take turns: OpenCV's selective search presets reseed and draw
+# from the C library's process-global rand(), so two threads at once would rank each other's boxes.
+_PROPOSE_LOCK = threading.Lock()
 
-def _default_weights() -> Path:
-    """The shipped default detector: an installed wheel's copy (``visiontasks/_weights``, see
-    setup.py) or, in a checkout, the top-level ``weights/`` folder (the source of truth)."""
+
+def _default_weights(name: str = "default_det.pt") -> Path:
+    """A shipped checkpoint (default: the detector): an installed wheel's copy (``visiontasks/_weights``,
+    see setup.py) or, in a checkout, the top-level ``weights/`` folder (the source of truth)."""
     here = Path(__file__).resolve().parent
-    installed = here / "_weights" / "default_det.pt"
-    return installed if installed.is_file() else here.parent / "weights" / "default_det.pt"
+    installed = here / "_weights" / name
+    return installed if installed.is_file() else here.parent / "weights" / name
 
 
 #: The checkpoint ``load_model("default")`` reads (trained by tools/train_det.py, see weights/README.md).
 DEFAULT_WEIGHTS = _default_weights()
+#: The checkpoint ``load_model("default-seg")`` reads (trained by tools/train_seg.py, see weights/README.md).
+DEFAULT_SEG_WEIGHTS = _default_weights("default_seg.pt")
+#: The names ``load_model`` resolves to shipped checkpoints.
+SHIPPED_MODELS = {"default": DEFAULT_WEIGHTS, "default-seg": DEFAULT_SEG_WEIGHTS}
 
 
 def to_tensor_image(image: ImageLike, name: str = "image") -> torch.Tensor:
@@ -123,6 +134,11 @@ class Predictor:
         precision: "fp32" or "bf16" (see :func:`load_model`; in bf16 the conv/linear weights are
             stored in bf16 and ``self.model`` runs itself under autocast). Models with 2-D
             convolutions run channels-last, and ``predict`` runs under ``torch.inference_mode``.
+
+    Threads: ``predict`` may be called from several threads on one Predictor at once (a web
+    server's pool); each call gets what a sequential call gets (tests/test_api_threads.py,
+    docs/RELIABILITY.md). Change the preset or ``score_thresh`` only while no call is running:
+    it is the model's one threshold (use one Predictor per preset instead).
     """
 
     def __init__(self, model: nn.Module, task: str, classes: Sequence[str], device: str | torch.device = "cpu",
@@ -180,7 +196,8 @@ class Predictor:
                 props = [proposals] if single and torch.is_tensor(proposals) else list(proposals)
                 kwargs["proposals"] = [torch.as_tensor(p, dtype=torch.float32).to(self.device) for p in props]
             elif getattr(self.model, "needs_proposals", False):
-                kwargs["proposals"] = [self.model.propose(t).to(self.device) for t in tensors]
+                with _PROPOSE_LOCK:
+                    kwargs["proposals"] = [self.model.propose(t).to(self.device) for t in tensors]
             with autocast(self.device, self._dtype):
                 outputs = self.model(batch, **kwargs)
             results = [DetectionResult(boxes=out["boxes"].cpu(), scores=out["scores"].cpu(),
@@ -214,7 +231,8 @@ def load_model(source: str | os.PathLike = "default", weights: str | os.PathLike
     """Builds a model from a config, a run directory or a checkpoint, ready to ``predict``.
 
     Args:
-        source: "default", a run directory, a checkpoint ``.pt`` file, or a YAML config.
+        source: "default" (the shipped detector), "default-seg" (the shipped segmenter), a run
+            directory, a checkpoint ``.pt`` file, or a YAML config.
         weights: a checkpoint whose model weights replace the source's.
         device: "cpu", "cuda", ...
         preset: score preset for detection ("visualize" or "evaluate").
@@ -225,7 +243,7 @@ def load_model(source: str | os.PathLike = "default", weights: str | os.PathLike
     Returns:
         A :class:`Predictor`.
     """
-    path = DEFAULT_WEIGHTS if str(source) == "default" else Path(source)
+    path = SHIPPED_MODELS.get(str(source)) or Path(source)
     cfg: dict | None = None
     state: dict | None = None
     if path.is_dir():

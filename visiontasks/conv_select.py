@@ -24,10 +24,17 @@ shape, dtype and autocast state, and keep the faster — the CPU analogue of
 rounding, ``tests/test_conv_select.py``); training, autograd, CUDA, tracing and ONNX export always
 take PyTorch's own path.
 
+Threads: several threads may run one model at once (a web server's pool). The choices are a dict
+written once per key; one layer times at a time (a process-wide lock, tried without waiting: a
+thread that finds it taken runs oneDNN and leaves the choice to a later call), so no two threads
+time the same choice. Timings taken while other threads compute may pick the slower kernel;
+the outputs are the same either way, and once a choice is made every call with that key uses it.
+
 Shape shorthand: N batch, C in channels, O out channels, K = C·kh·kw, L = H_out·W_out.
 """
 from __future__ import annotations
 
+import threading
 import time
 
 import torch
@@ -37,6 +44,7 @@ import torch.nn.functional as F
 __all__ = ["SelectedConv2d", "select_conv_kernels", "gemm_conv2d", "inference_layout"]
 
 ONEDNN, GEMM = "onednn", "gemm"
+_TIMING = threading.Lock()  # held by the one layer timing its two kernels
 
 
 def _output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
@@ -110,10 +118,16 @@ class SelectedConv2d(nn.Conv2d):
         choice = choices.get(key)
         if choice is None:  # time both once after a warm-up call each; the first result is the answer
             out = super()._conv_forward(input, weight, bias)
-            onednn = _seconds(lambda: super(SelectedConv2d, self)._conv_forward(input, weight, bias))
-            gemm_conv2d(input, self, weight, bias)
-            gemm = _seconds(lambda: gemm_conv2d(input, self, weight, bias))
-            choices[key] = GEMM if gemm < onednn else ONEDNN
+            if not _TIMING.acquire(blocking=False):  # another thread is timing: choose on a later call
+                return out
+            try:
+                if key not in choices:
+                    onednn = _seconds(lambda: super(SelectedConv2d, self)._conv_forward(input, weight, bias))
+                    gemm_conv2d(input, self, weight, bias)
+                    gemm = _seconds(lambda: gemm_conv2d(input, self, weight, bias))
+                    choices[key] = GEMM if gemm < onednn else ONEDNN
+            finally:
+                _TIMING.release()
             return out
         if choice == GEMM:
             return gemm_conv2d(input, self, weight, bias)

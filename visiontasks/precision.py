@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import threading
 from typing import Any, Iterator
 
 import torch
@@ -150,17 +151,21 @@ def cast_dense_weights(model: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 def autocast_forward(model: nn.Module, device: str | torch.device, dtype: torch.dtype) -> nn.Module:
     """Makes every call of ``model`` run under ``torch.autocast`` in ``dtype`` (forward hooks), so
-    callers that do not know its precision (the evaluation tools, user code) call it as before."""
+    callers that do not know its precision (the evaluation tools, user code) call it as before.
+
+    Thread-safe: autocast's state is per thread, and so is the stack of entered contexts (each
+    thread's ``leave`` exits the context its own ``enter`` opened, also with several threads calling
+    one model at once — tests/test_api_threads.py)."""
     device_type = torch.device(device).type
-    active: list[torch.autocast] = []
+    local = threading.local()
 
     def enter(_module: nn.Module, _inputs: Any) -> None:
         ctx = torch.autocast(device_type=device_type, dtype=dtype)
         ctx.__enter__()
-        active.append(ctx)
+        local.__dict__.setdefault("active", []).append(ctx)
 
     def leave(_module: nn.Module, _inputs: Any, _output: Any) -> None:
-        active.pop().__exit__(None, None, None)
+        local.active.pop().__exit__(None, None, None)
 
     model.register_forward_pre_hook(enter)
     model.register_forward_hook(leave, always_call=True)  # also when forward raises

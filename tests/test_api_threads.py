@@ -1,0 +1,100 @@
+"""``predict()`` from several threads on one Predictor (a web server's thread pool) — issue 26.
+
+Each test runs the same inputs sequentially and then from 4 threads at once (every input several
+times, interleaved) and asserts that every threaded result equals the sequential one exactly.
+The inputs are first run once each, so the small-map convolution kernel choices
+(:mod:`visiontasks.conv_select`, made by timing on the first call of each shape) are fixed; the
+cold-start case (choices timed while other threads run) is checked within float rounding.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+import visiontasks
+from visiontasks.api import Predictor
+from visiontasks.precision import cpu_bf16_supported
+from visiontasks.registry import get_model
+
+THREADS, REPEATS = 4, 3
+
+
+def _images(embedded_root, n: int = 6) -> list:
+    from visiontasks.data import read_image
+
+    paths = sorted((embedded_root / "JPEGImages").iterdir())[:n]
+    images = [read_image(p) for p in paths]  # uint8 CHW tensors, as a server would decode them
+    images[1] = images[1][:, :, : images[1].shape[2] // 2]  # other sizes: other kernel choices and anchors
+    images[2] = images[2].permute(1, 2, 0).numpy()  # HWC numpy
+    return images
+
+
+def _fields(result) -> tuple[torch.Tensor, ...]:
+    if hasattr(result, "mask"):
+        return (result.mask,)
+    return result.boxes, result.scores, result.labels
+
+
+def _threaded(model: Predictor, images: list) -> list:
+    jobs = [i for _ in range(REPEATS) for i in range(len(images))]
+    with ThreadPoolExecutor(THREADS) as pool:
+        results = list(pool.map(lambda i: model.predict(images[i]), jobs))
+    return list(zip(jobs, results))
+
+
+def _assert_threads_match_sequential(model: Predictor, images: list) -> None:
+    for image in images:  # warm-up: the conv kernel choices are made here
+        model.predict(image)
+    sequential = [_fields(model.predict(image)) for image in images]
+    threaded = _threaded(model, images)
+    assert len(threaded) == REPEATS * len(images)
+    for i, result in threaded:
+        for got, want in zip(_fields(result), sequential[i]):
+            assert torch.equal(got, want), f"image {i}"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_default_detector_threads_equal_sequential(embedded_root, precision):
+    if precision == "bf16" and not cpu_bf16_supported():
+        pytest.skip("no native bf16 on this CPU (bf16 would fall back to fp32)")
+    model = visiontasks.load_model("default", preset="evaluate", precision=precision)
+    images = _images(embedded_root)
+    _assert_threads_match_sequential(model, images)
+    assert sum(len(model.predict(im).boxes) for im in images) > 0  # the comparison saw detections
+
+
+def test_segmenter_threads_equal_sequential(embedded_root):
+    torch.manual_seed(0)
+    model = Predictor(get_model("fcn_small", num_classes=4), "segmentation", ["circle", "square", "triangle"])
+    _assert_threads_match_sequential(model, _images(embedded_root, 4))
+
+
+def test_proposal_detector_threads_equal_sequential(embedded_root):
+    """Fast R-CNN computing selective-search proposals (OpenCV's preset reseeds the process-global
+    ``rand()``): threads take turns for the proposals and get the sequential boxes."""
+    torch.manual_seed(0)
+    net = get_model("fast_rcnn", num_classes=4, backbone="small", min_size=128, max_size=128,
+                    proposer={"method": "selective_search", "mode": "fast", "resize_width": 128},
+                    max_proposals=200, box_score_thresh=0.0)
+    model = Predictor(net, "detection", ["circle", "square", "triangle"], preset="evaluate")
+    model.score_thresh = 0.0  # random weights: keep every box so the comparison sees many
+    images = _images(embedded_root, 4)
+    _assert_threads_match_sequential(model, images)
+    assert len(model.predict(images[0]).boxes) > 0
+
+
+def test_cold_start_threads_agree_within_rounding(embedded_root):
+    """No warm-up: kernels are chosen by timing while other threads run; the first call of a shape
+    returns oneDNN's output, later ones the chosen kernel's, equal within float rounding."""
+    model = visiontasks.load_model("default", preset="evaluate")
+    images = _images(embedded_root, 4)
+    threaded = _threaded(model, images)
+    reference = visiontasks.load_model("default", preset="evaluate")
+    for i, result in threaded:
+        want = reference.predict(images[i])
+        torch.testing.assert_close(result.boxes, want.boxes, rtol=0, atol=1e-3)
+        torch.testing.assert_close(result.scores, want.scores, rtol=0, atol=1e-4)
+        assert torch.equal(result.labels, want.labels)
