@@ -29,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "data": {
         "dataset": "embedded",
         "root": None,
+        "voc_root": None,  # dataset sbd: the VOC folder of its seg11valid / train_aug splits
         "extra_train_roots": [],
         "train_split": "trainval",
         "test_split": "test",
@@ -150,6 +151,7 @@ def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
 #: Types of the keys whose default is None (the others take the type of their default).
 NONE_DEFAULT_TYPES: dict[str, tuple[type, ...]] = {
     "data.root": (str,), "data.classes": (list,), "data.min_size": (int,), "data.max_size": (int,),
+    "data.voc_root": (str,),
     "data.crop_size": (int, list), "data.images": (str,), "data.annotations": (str,),
     "data.test_images": (str,), "data.test_annotations": (str,), "data.proposals": (str,),
     "data.test_proposals": (str,), "train.bias_lr_factor": (float,), "train.bias_weight_decay": (float,),

@@ -20,8 +20,11 @@ Architecture, as in the paper and its reference Caffe models (``voc-fcn{32,16,8}
     Deconvolution (shelhamer/fcn.berkeleyvision.org @1305c73, ``voc-fcn8s/net.py`` l. 58-61
     ``upscore2``, l. 68-71 ``upscore_pool4``, l. 78-81 ``upscore8``; ``voc-fcn16s/net.py`` l. 58-61,
     68-71; ``voc-fcn8s-atonce/net.py`` l. 59-62, 72-75, 85-88): ``learn_upsampling=False``, the
-    default and what every FCN config of ``configs/segmentation`` uses, since those models are
-    the ones that produced the published numbers.
+    default and what every FCN config of ``configs/segmentation`` uses, as the configs follow the
+    released solvers. Its README (l. 67-69) explains the change: "In our original experiments the
+    interpolation layers were initialized to bilinear kernels and then learned. In follow-up
+    experiments, and this reference implementation, the bilinear kernels are fixed. There is no
+    significant difference in accuracy".
 * Skip fusion by summation after cropping (Caffe's ``Crop`` layer). The 100-pixel padding makes every
   map large enough for any H, W ≥ 1, and the crop offsets follow from the layers' coordinate maps
   ``x_in = stride · x_out + (kernel - 1) / 2 - pad`` (transposed convs invert theirs): in input
