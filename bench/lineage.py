@@ -69,7 +69,8 @@ def _read_ids(root: Path, n: int) -> list[str]:
 def _proposals(root: Path, ids: list[str], out: Path) -> list[float]:
     """Selective search per image into ``out``; returns seconds per image (the call alone)."""
     from visiontasks.data import read_image
-    from visiontasks.detection.proposals import proposal_params, propose, write_proposals
+    from visiontasks.data.proposals import write_proposals
+    from visiontasks.detection.proposals import proposal_params, propose
 
     params = proposal_params(mode="fast")
     seconds = []
@@ -87,7 +88,7 @@ def _row(name: str, root: str, ids: list[str], proposals: str, threads: int, pla
         torch.set_num_threads(threads)
         from visiontasks import get_model
         from visiontasks.data import read_image
-        from visiontasks.detection.proposals import read_proposals
+        from visiontasks.data.proposals import read_proposals
 
         registry_name, kwargs, _, _ = ROWS[name]
         torch.manual_seed(0)

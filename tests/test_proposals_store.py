@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from visiontasks.detection.proposals import (MANIFEST_FORMAT, ProposalStore, check_params, proposal_params,
-                                             proposals_path, read_manifest, read_proposals, read_timing,
-                                             write_manifest, write_proposals, write_timing)
+from visiontasks.data.proposals import (MANIFEST_FORMAT, ProposalStore, check_params, proposals_path, read_manifest,
+                                        read_proposals, read_timing, write_manifest, write_proposals, write_timing)
+from visiontasks.detection.proposals import proposal_params
 from visiontasks.errors import InputError
 
 BOXES = np.array([[0, 0, 9, 9], [5.5, 2, 30, 40], [1, 1, 1, 1]], np.float32)

@@ -20,7 +20,8 @@ import train_det  # noqa: E402
 from _common import run_cli  # noqa: E402
 
 import visiontasks  # noqa: E402
-from visiontasks.detection.proposals import proposal_params, write_manifest, write_proposals  # noqa: E402
+from visiontasks.data.proposals import write_manifest, write_proposals  # noqa: E402
+from visiontasks.detection.proposals import proposal_params  # noqa: E402
 from visiontasks.detection.rcnn import RCNN, SVMBoxPredictor  # noqa: E402
 
 CLASSES = ("red", "blue")

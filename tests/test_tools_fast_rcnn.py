@@ -92,7 +92,7 @@ def test_eval_checkpoint_with_a_proposal_folder_and_on_the_fly(fast_run, tiny_ro
 def test_stale_missing_and_empty_proposals_are_one_line_errors(fast_run, tiny_root, tmp_path):
     out, home = fast_run
     folder = _proposal_folder(home)
-    from visiontasks.detection.proposals import write_manifest
+    from visiontasks.data.proposals import write_manifest
 
     stale = tmp_path / "stale"
     write_manifest(stale, {**json.loads((folder / "manifest.json").read_text())["params"], "mode": "quality"})
@@ -105,7 +105,7 @@ def test_stale_missing_and_empty_proposals_are_one_line_errors(fast_run, tiny_ro
     r = _run(_train_args(tmp_path / "r2", tiny_root, f"data.proposals={missing}"), home)
     assert ".npy" in _one_error_line(r) and "train:" not in r.stderr
     # an image whose file holds no boxes
-    from visiontasks.detection.proposals import write_proposals
+    from visiontasks.data.proposals import write_proposals
 
     for f in folder.glob("*.npy"):
         write_proposals(missing, f.stem, np.load(f))

@@ -17,7 +17,8 @@ import eval as eval_tool  # noqa: E402
 import propose as propose_tool  # noqa: E402
 from _common import run_cli  # noqa: E402
 
-from visiontasks.detection.proposals import proposal_params, read_manifest, read_proposals  # noqa: E402
+from visiontasks.data.proposals import read_manifest, read_proposals  # noqa: E402
+from visiontasks.detection.proposals import proposal_params  # noqa: E402
 
 # per image: (x1, y1, x2, y2) inclusive 0-based, one flat-coloured "box" object each
 OBJECTS = {"img0": (10, 20, 69, 79), "img1": (80, 10, 149, 59), "img2": (30, 40, 99, 109)}

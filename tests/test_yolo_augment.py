@@ -8,7 +8,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from visiontasks.detection.yolo.augment import RandomHSV, RandomJitterCrop, yolo_train_transforms
+from visiontasks.data.jitter import RandomHSV, RandomJitterCrop, yolo_train_transforms
 
 
 def scene():

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from _common import run_cli
 
-from visiontasks.detection.proposals import proposal_params, proposals_path
+from visiontasks.data.proposals import proposals_path
+from visiontasks.detection.proposals import proposal_params
 from visiontasks.detection.proposals.precompute import precompute_proposals, read_split_ids
 
 

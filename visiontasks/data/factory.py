@@ -7,7 +7,7 @@ Keys used: ``dataset`` (voc | embedded | coco), ``root``, ``classes``, ``hflip_p
 they default to the former). ``proposals`` / ``test_proposals`` name proposal directories
 (``tools/propose.py``) for detectors fed precomputed proposals; ``test_proposals`` defaults to
 ``proposals``. The value ``auto`` computes them on first use with the model's proposal method
-into a cache folder (``$VISIONTASKS_HOME/proposals/<dataset>-<parameters>``, resumable; VOC layout
+(the ``make_proposals`` callable the caller passes: data knows no model) into a cache folder (``$VISIONTASKS_HOME/proposals/<dataset>-<parameters>``, resumable; VOC layout
 and the embedded set only). Other keys (``num_workers``, split names) are the caller's.
 For ``embedded``, ``root`` is the cache folder in which the dataset is generated (null: the default).
 ``extra_train_roots`` (voc only) lists more VOC-layout folders whose ``train_split`` is appended to
@@ -19,19 +19,24 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from torch.utils.data import Dataset
 
 from visiontasks.data.coco import COCODetection, coco_classes
 from visiontasks.data.concat import ConcatSplits
 from visiontasks.data.embedded import EMBEDDED_CLASSES, build_embedded_dataset, default_cache_dir
+from visiontasks.data.proposals import ProposalStore
 from visiontasks.data.transforms import build_detection_transforms, build_segmentation_transforms
 from visiontasks.data.voc import VOC_CLASSES, VOCDetection, VOCSegmentation
 from visiontasks.errors import InputError
 from visiontasks.tasks import TASKS
 
-__all__ = ["build_dataset", "dataset_classes", "proposal_dir", "auto_proposal_dir", "DATASETS"]
+__all__ = ["build_dataset", "dataset_classes", "proposal_dir", "auto_proposal_dir", "DATASETS", "MakeProposals"]
+
+#: ``make_proposals(root, split, out, workers)``: proposes every image of a VOC-layout split without a file
+#: in the folder ``out`` (resumable), e.g. ``Detector.make_proposals`` with the model's own proposal method.
+MakeProposals = Callable[[Any, str, Path, int], Any]
 
 DATASETS = ("voc", "embedded", "coco")
 
@@ -82,19 +87,19 @@ def auto_proposal_dir(root: str | os.PathLike[str], params: Mapping[str, Any]) -
     return default_cache_dir() / "proposals" / f"{Path(root).name}-{key}" / f"{params.get('method', 'proposals')}-{tag}"
 
 
-def _auto_proposals(cfg_data: Mapping[str, Any], kind: str, split: str,
-                    proposal_params: Mapping[str, Any] | None, root: str | os.PathLike[str] | None) -> Path:
+def _auto_proposals(cfg_data: Mapping[str, Any], kind: str, split: str, proposal_params: Mapping[str, Any] | None,
+                    make_proposals: MakeProposals | None, root: str | os.PathLike[str] | None) -> Path:
     """``data.proposals: auto`` for the VOC-layout folder ``root`` (None only for coco, refused)."""
     if proposal_params is None:
         raise ValueError("data.proposals: auto needs a model that names its proposal method (proposal_params)")
     if kind == "coco" or root is None:
         raise ValueError("data.proposals: auto supports VOC-layout datasets (voc, embedded); for coco run "
                          "tools/propose.py and set data.proposals to its folder")
-    from visiontasks.detection.proposals.precompute import precompute_proposals
-
+    if make_proposals is None:
+        raise ValueError("data.proposals: auto needs the model's make_proposals to compute them; run "
+                         "tools/propose.py and set data.proposals to its folder")
     out = auto_proposal_dir(root, proposal_params)
-    precompute_proposals(root, split, proposal_params, out, workers=max(1, int(cfg_data.get("num_workers") or 1)),
-                         hint="delete that folder to recompute it")
+    make_proposals(root, split, out, max(1, int(cfg_data.get("num_workers") or 1)))
     return out
 
 
@@ -127,7 +132,8 @@ def _check_proposal_files(store: Any, ids: list[str]) -> None:
 
 
 def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: str = "detection",
-                  proposal_params: Mapping[str, Any] | None = None) -> Dataset:
+                  proposal_params: Mapping[str, Any] | None = None,
+                  make_proposals: MakeProposals | None = None) -> Dataset:
     """Builds the dataset of one split with its transforms.
 
     Args:
@@ -139,6 +145,8 @@ def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: st
         proposal_params: the proposal method the model asks for; with a proposal directory in
             ``cfg_data`` each item carries ``target["proposals"]`` read from it, and a directory
             made with other parameters is refused (``InputError`` naming its manifest).
+        make_proposals: computes the proposals of ``data.proposals: auto`` (:data:`MakeProposals`;
+            the model's ``make_proposals``); needed only for ``auto``.
 
     Returns:
         A ``VOCDetection``, ``VOCSegmentation`` or ``COCODetection``; a ``ConcatSplits`` of them
@@ -163,9 +171,8 @@ def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: st
     def store_for(root: Any) -> Any:  # the proposals of one folder (auto: its own cache)
         if directory is None:
             return None
-        from visiontasks.detection.proposals.store import ProposalStore
-
-        folder = str(_auto_proposals(cfg_data, kind, split, proposal_params, root)) if directory == "auto" else directory
+        folder = (str(_auto_proposals(cfg_data, kind, split, proposal_params, make_proposals, root))
+                  if directory == "auto" else directory)
         return ProposalStore(folder, dict(proposal_params) if proposal_params is not None else None)
 
     if kind == "coco":

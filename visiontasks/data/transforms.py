@@ -24,6 +24,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from visiontasks.data.jitter import RandomHSV, RandomJitterCrop
+
 __all__ = [
     "RandomHorizontalFlip",
     "SanitizeBoundingBoxes",
@@ -106,8 +108,6 @@ def build_detection_transforms(
             raise ValueError(f"{name} must be a positive int or None, got {value!r}")
     steps: list[v2.Transform] = []
     if train and (jitter or saturation != 1.0 or exposure != 1.0):
-        from visiontasks.detection.yolo.augment import RandomHSV, RandomJitterCrop  # YOLO's own recipe
-
         if jitter:
             steps.append(RandomJitterCrop(jitter))
         if saturation != 1.0 or exposure != 1.0:

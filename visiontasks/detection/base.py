@@ -19,6 +19,7 @@ Shape shorthand: B = images, G = ground-truth boxes of an image, R = proposals o
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping
 
 import torch
@@ -149,6 +150,29 @@ class Detector(nn.Module):
         if unknown:
             raise ValueError(f"loss_weights names {unknown[0]!r}, but this model's losses are {sorted(losses)}")
         return {k: v * self.loss_weights[k] if k in self.loss_weights else v for k, v in losses.items()}
+
+    def make_proposals(self, root: str | os.PathLike[str], split: str, out: str | os.PathLike[str],
+                       workers: int = 1) -> Any:
+        """Proposes every image of a VOC-layout split into the folder ``out`` with :attr:`proposal_params`.
+
+        What ``data.proposals: auto`` runs (``visiontasks.data.build_dataset(make_proposals=...)``):
+        images with a file are skipped, a folder made with other parameters is refused.
+
+        Args:
+            root: VOC-layout folder.
+            split: ``ImageSets/Main/<split>.txt``.
+            out: the proposals folder.
+            workers: worker processes.
+
+        Returns:
+            The run's ``PrecomputeSummary``.
+        """
+        if self.proposal_params is None:
+            raise ValueError(f"{type(self).__name__} makes its own proposals; it has no proposal_params")
+        from visiontasks.detection.proposals.precompute import precompute_proposals
+
+        return precompute_proposals(root, split, self.proposal_params, out, workers=workers,
+                                    hint="delete that folder to recompute it")
 
     @torch.no_grad()
     def propose(self, image: torch.Tensor) -> torch.Tensor:

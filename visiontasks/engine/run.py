@@ -136,8 +136,11 @@ def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = Fals
     model = build_model(cfg, len(classes) + 1)
     check_proposals(cfg, model)
     params = getattr(model, "proposal_params", None)
-    train_ds = build_dataset(data_cfg, data_cfg["train_split"], train=True, task=task, proposal_params=params)
-    test_ds = build_dataset(data_cfg, data_cfg["test_split"], train=False, task=task, proposal_params=params)
+    make = getattr(model, "make_proposals", None) if params is not None else None  # data.proposals: auto
+    train_ds = build_dataset(data_cfg, data_cfg["train_split"], train=True, task=task, proposal_params=params,
+                             make_proposals=make)
+    test_ds = build_dataset(data_cfg, data_cfg["test_split"], train=False, task=task, proposal_params=params,
+                            make_proposals=make)
     for ds, split in ((train_ds, data_cfg["train_split"]), (test_ds, data_cfg["test_split"])):
         if len(ds) == 0:
             raise InputError(split_source(ds), f"split {split!r} has no images")

@@ -1,7 +1,7 @@
 """Precomputing proposals for a VOC-layout split: what ``tools/propose.py`` and ``data.proposals:
 auto`` run.
 
-One file per image in the proposal folder (``store.py``), written atomically by worker processes
+One file per image in the proposal folder (:mod:`visiontasks.data.proposals`), written atomically by worker processes
 with a tqdm bar; images whose file exists are skipped (resumable); the manifest is written first
 and a folder made with other parameters is refused (or, with ``overwrite``, cleared);
 ``timing.json`` records seconds of proposing per image.
@@ -20,10 +20,10 @@ from typing import Any, Mapping
 
 from tqdm import tqdm
 
+from visiontasks.data.proposals import (MANIFEST, TIMING, check_params, proposals_path, read_manifest, read_timing,
+                                        write_manifest, write_proposals, write_timing)
 from visiontasks.data.voc import read_image, read_split_ids
 from visiontasks.detection.proposals.selective_search import propose
-from visiontasks.detection.proposals.store import (MANIFEST, TIMING, check_params, proposals_path, read_manifest,
-                                                   read_timing, write_manifest, write_proposals, write_timing)
 from visiontasks.errors import InputError
 
 __all__ = ["precompute_proposals", "read_split_ids", "prepare_folder", "PrecomputeSummary"]

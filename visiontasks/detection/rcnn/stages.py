@@ -103,7 +103,7 @@ def _cache_dataset(ctx) -> Any:
 
     data_cfg = ctx.cfg["data"]
     return build_dataset(data_cfg, data_cfg["train_split"], train=False, task="detection",
-                         proposal_params=ctx.model.proposal_params)
+                         proposal_params=ctx.model.proposal_params, make_proposals=ctx.model.make_proposals)
 
 
 def _dataset_ids(dataset: Any) -> list[str]:
