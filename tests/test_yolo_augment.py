@@ -8,7 +8,8 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from visiontasks.data.jitter import RandomHSV, RandomJitterCrop, yolo_train_transforms
+from visiontasks.data.jitter import RandomHSV, RandomJitterCrop
+from visiontasks.detection.yolo.augment import yolo_train_transforms
 
 
 def scene():

@@ -1,13 +1,13 @@
-"""YOLOv1's training augmentation as ``torchvision.transforms.v2`` transforms on ``tv_tensors``.
+"""Colour and crop jitter as ``torchvision.transforms.v2`` transforms on ``tv_tensors`` (darknet's).
 
-§2.2: "random scaling and translations of up to 20% of the original image size ... randomly
-adjust the exposure and saturation of the image by up to a factor of 1.5 in the HSV color space."
-As darknet implements it (``load_data_region`` and the crop layer of the paper's cfg):
+YOLOv1 §2.2 trains with them: "random scaling and translations of up to 20% of the original image
+size ... randomly adjust the exposure and saturation of the image by up to a factor of 1.5 in the
+HSV color space." As darknet implements it (``load_data_region`` and the crop layer of the paper's cfg):
 
 - :class:`RandomJitterCrop` — each side of the crop window moves independently by a uniform
   offset in ±``jitter`` × the image side (0.2): left, right, top, bottom. The window (which may
-  reach outside the image; outside is black, darknet's ``crop_image``) becomes the image; the
-  model's 448 × 448 warp then rescales it, so the object scale changes by 0.6–1.4 per axis and the
+  reach outside the image; outside is black, darknet's ``crop_image``) becomes the image; a later
+  resize (YOLO's 448 × 448 warp) rescales it, so the object scale changes by 0.6–1.4 per axis and the
   content shifts by up to 20 %. Boxes move with the crop and are clipped to it; boxes that end
   up empty are left for ``SanitizeBoundingBoxes`` (the data pipeline's, which also drops their
   labels and ``difficult`` flags).
@@ -17,9 +17,12 @@ As darknet implements it (``load_data_region`` and the crop layer of the paper's
   V = max(r, g, b): ``c' = exposure · (V − saturation · (V − c))`` — computed so, without a
   colour-space round trip.
 
-:func:`yolo_train_transforms` chains the two (the data pipeline adds the horizontal flip, which
-darknet also applies, and the box sanitising). Images are ``tv_tensors.Image`` (3, H, W), uint8 or
-float in [0, 1] (float in [0, 1] after :class:`RandomHSV`); boxes ``tv_tensors.BoundingBoxes`` XYXY.
+``data.jitter`` / ``data.saturation`` / ``data.exposure`` switch them on
+(:func:`visiontasks.data.transforms.build_detection_transforms`). Images are ``tv_tensors.Image``
+(3, H, W), uint8 or float in [0, 1] (float in [0, 1] after :class:`RandomHSV`); boxes
+``tv_tensors.BoundingBoxes`` XYXY.
+
+Shape shorthand: H, W = image height and width.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-__all__ = ["RandomJitterCrop", "RandomHSV", "yolo_train_transforms"]
+__all__ = ["RandomJitterCrop", "RandomHSV"]
 
 
 def _canvas(flat_inputs: list[Any]) -> tuple[int, int]:
@@ -107,8 +110,3 @@ class RandomHSV(v2.Transform):
             return inpt  # boxes, masks: colour does not move them
         out = self.apply(inpt.as_subclass(torch.Tensor), **params)
         return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.Image) else out
-
-
-def yolo_train_transforms(jitter: float = 0.2, saturation: float = 1.5, exposure: float = 1.5) -> v2.Compose:
-    """The paper's augmentation: :class:`RandomJitterCrop` then :class:`RandomHSV`."""
-    return v2.Compose([RandomJitterCrop(jitter), RandomHSV(saturation, exposure)])
