@@ -1,6 +1,7 @@
 """Datasets from the ``data:`` section of a config (see docs/CONTRACTS.md, "Configs").
 
-Keys used: ``dataset`` (voc | embedded | coco), ``root``, ``classes``, ``hflip_prob``,
+Keys used: ``dataset`` (voc | embedded | coco | sbd, :mod:`visiontasks.data.sbd` with ``voc_root``),
+``root``, ``classes``, ``hflip_prob``,
 ``photometric``, ``jitter`` / ``saturation`` / ``exposure`` (YOLO's augmentation), ``min_size``,
 ``max_size``, ``crop_size`` and, for coco, ``images`` /
 ``annotations`` (train split) and ``test_images`` / ``test_annotations`` (the ``test_split``;
@@ -38,7 +39,7 @@ __all__ = ["build_dataset", "dataset_classes", "proposal_dir", "auto_proposal_di
 #: in the folder ``out`` (resumable), e.g. ``Detector.make_proposals`` with the model's own proposal method.
 MakeProposals = Callable[[Any, str, Path, int], Any]
 
-DATASETS = ("voc", "embedded", "coco")
+DATASETS = ("voc", "embedded", "coco", "sbd")
 
 
 def _kind(cfg_data: Mapping[str, Any]) -> str:
@@ -63,7 +64,7 @@ def dataset_classes(cfg_data: Mapping[str, Any]) -> tuple[str, ...]:
     kind = _kind(cfg_data)
     if cfg_data.get("classes"):
         return tuple(cfg_data["classes"])
-    if kind == "voc":
+    if kind in ("voc", "sbd"):
         return VOC_CLASSES
     if kind == "embedded":
         return EMBEDDED_CLASSES
@@ -175,6 +176,10 @@ def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: st
                   if directory == "auto" else directory)
         return ProposalStore(folder, dict(proposal_params) if proposal_params is not None else None)
 
+    if kind == "sbd":
+        from visiontasks.data.sbd import build_sbd_dataset
+
+        return build_sbd_dataset(cfg_data, split, task, transforms, dataset_classes(cfg_data))
     if kind == "coco":
         if task != "detection":
             raise ValueError("dataset 'coco' supports task 'detection' only")
