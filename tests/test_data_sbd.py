@@ -14,7 +14,8 @@ from PIL import Image
 
 from visiontasks.config import load_config
 from visiontasks.data import build_dataset, dataset_classes, save_label_png
-from visiontasks.data.sbd import SBDSegmentation, load_sbd_mat, read_id_list, seg11valid_ids, train_aug_ids
+from visiontasks.data.sbd import SBDSegmentation, load_sbd_mat
+from visiontasks.data.sbd_splits import read_id_list, seg11valid_ids, train_aug_ids
 from visiontasks.errors import InputError
 from visiontasks.tasks import VOC_CLASSES
 
@@ -80,6 +81,20 @@ def test_split_construction_on_hand_built_lists():
     assert train_aug_ids(["s1", "s2", "v1"], ["s3", "s1"], ["t1", "s2", "t2"], ["v1", "t2", "z"]) == \
         ["s1", "s2", "s3", "t1"]
     assert train_aug_ids([], [], ["t"], []) == ["t"] and seg11valid_ids([], ["x"]) == []
+
+
+def test_a_count_off_the_reference_warns_only_for_the_full_lists():
+    from visiontasks.data.sbd_splits import SEG11VALID_SIZE, warn_size
+
+    voc_val = [f"v{k}" for k in range(1111)]
+    sbd_train = voc_val[:1111 - SEG11VALID_SIZE] + [f"s{k}" for k in range(8498 - 375)]  # shares 375 images
+    ids = seg11valid_ids(voc_val, sbd_train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_size("seg11valid", len(ids), SEG11VALID_SIZE, {"voc11_val": 1111, "sbd_train": 8498})  # 736: silent
+        warn_size("seg11valid", 3, SEG11VALID_SIZE, {"voc11_val": 4, "sbd_train": 2})  # not the full lists
+    with pytest.warns(UserWarning, match="737 images from the full lists, the reference has 736"):
+        warn_size("seg11valid", len(ids) + 1, SEG11VALID_SIZE, {"voc11_val": 1111, "sbd_train": 8498})
 
 
 def test_sbd_train_reads_cls_mats(folders):

@@ -14,30 +14,10 @@ read as the reference readers do, through
 l. 42-43 for ``cls`` and ``inst``; torchvision's ``SBDataset``, chainercv's
 ``SBDInstanceSegmentationDataset._load_label_inst``).
 
-Splits (``split`` argument; ``voc_root`` is a VOC-layout folder):
-
-* ``train`` / ``val`` / any ``<name>``: the ids of ``root/<name>.txt``, read from SBD.
-* ``voc:<name>``: the ids of ``voc_root/ImageSets/Segmentation/<name>.txt``, read from VOC (e.g.
-  ``voc:val``, the VOC2012 val that ``train_aug`` is evaluated on).
-* ``seg11valid``, FCN's validation set: VOC2011 segmentation val minus SBD train, 736 images
-  (fcn.berkeleyvision.org ``data/pascal/README.md`` l. 9-14: "VOC 2011 segval intersects with SBD
-  train … We train on the 8,498 images of SBD train. We validate on the non-intersecting set defined
-  in the included seg11valid.txt", a 736-line list; ``README.md`` l. 38, "the split defined by the
-  paper in footnote 7"; ``voc_layers.py`` l. 140; vlfeat/matconvnet-fcn
-  @b5f3835 ``vocSetupAdditionalSegmentations.m`` l. 23-25, its default "V = PV \\ BT"). Read from
-  ``voc_root/ImageSets/Segmentation/seg11valid.txt`` when that file exists, else computed by
-  :func:`seg11valid_ids` from ``voc_root``'s ``val.txt`` (VOC2011) and ``root/train.txt``. Images
-  and masks come from VOC (``voc-fcn8s/net.py`` l. 18-23, 94: it evaluates seg11valid on VOC2011's
-  JPEGs and PNGs).
-* ``train_aug``: (SBD train ∪ SBD val ∪ VOC train) − VOC val (:func:`train_aug_ids`), with
-  ``voc_root`` = VOC2012: the "augmented" set of 10,582 images on which the VOC2012 papers after FCN
-  train (DeconvNet and the dilated networks train on VOC2012 augmented with SBD; their repositories
-  ship no list: HyeonwooNoh/DeconvNet ``data/imagesets/README.md`` is a placeholder, fyu/dilation
-  ``docs/training.md`` takes the user's lists). The rule is matconvnet-fcn's merge mode 1
-  (``vocSetupAdditionalSegmentations.m`` l. 15-34: S = PT + PV + BT + BV, V = PV, T = S \\ V).
-  Images of VOC train keep VOC's PNG (with its 255 borders), the others are read from SBD, as that
-  merge's code does (l. 121-128: copy the PASCAL PNG when the image has one, else write the
-  Berkeley ``Segmentation``; its comment at l. 102-103 says the reverse, the code decides).
+Splits: ``train``, ``val`` or any ``root/<name>.txt`` (read from SBD), ``voc:<name>`` (the ids of
+``voc_root/ImageSets/Segmentation/<name>.txt``, read from VOC), FCN's ``seg11valid`` and the
+``train_aug`` union; the last two are computed from the lists on disk as the reference
+repositories define them (:mod:`visiontasks.data.sbd_splits`, with the citations).
 
 Files are checked to exist at construction; a ``.mat`` is parsed when its item is read (an SBD
 split has ~10k of them), and a malformed one is an ``InputError`` naming it.
@@ -47,46 +27,24 @@ Shape shorthand: H, W = image height and width.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from visiontasks.data.palette import read_label_png
+from visiontasks.data.sbd_splits import (SEG11VALID_SIZE, TRAIN_AUG_SIZE, read_id_list, seg11valid_ids,
+                                         train_aug_ids, warn_size)
 from visiontasks.data.transforms import apply_transforms
 from visiontasks.data.voc import image_size, read_image
 from visiontasks.errors import InputError
 from visiontasks.tasks import VOC_CLASSES
 
-__all__ = ["SBDSegmentation", "build_sbd_dataset", "load_sbd_mat", "read_id_list", "seg11valid_ids", "train_aug_ids",
-           "SEG11VALID_SIZE", "TRAIN_AUG_SIZE"]
+__all__ = ["SBDSegmentation", "build_sbd_dataset", "load_sbd_mat"]
 
-#: Images in the reference ``seg11valid.txt`` and in the VOC2012 train_aug list (with the full lists).
-SEG11VALID_SIZE = 736
-TRAIN_AUG_SIZE = 10582
-_FULL = {"voc11_val": 1111, "voc12_train": 1464, "voc12_val": 1449, "sbd_train": 8498, "sbd_val": 2857}
 _STRUCTS = {"cls": "GTcls", "inst": "GTinst"}
-
-
-def read_id_list(path: str | os.PathLike[str], what: str = "split") -> list[str]:
-    """The ids of a list file (first word of each non-blank line).
-
-    Raises:
-        InputError: the file is missing, a folder, or not UTF-8 text.
-    """
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InputError(path, f"{what} list not found") from None
-    except IsADirectoryError:
-        raise InputError(path, f"is a folder, not a {what} list") from None
-    except UnicodeDecodeError:
-        raise InputError(path, f"{what} list is not UTF-8 text") from None
-    return [line.split()[0] for line in lines if line.strip()]
 
 
 def load_sbd_mat(path: str | os.PathLike[str], kind: str = "cls") -> np.ndarray:
@@ -122,28 +80,6 @@ def load_sbd_mat(path: str | os.PathLike[str], kind: str = "cls") -> np.ndarray:
     if seg.dtype.kind not in "iub":
         raise InputError(path, f"{struct}.Segmentation holds {seg.dtype} values, not integer labels")
     return seg.astype(np.int64)
-
-
-def seg11valid_ids(voc11_val: Sequence[str], sbd_train: Iterable[str]) -> list[str]:
-    """FCN's seg11valid: VOC2011 segmentation val minus SBD train, in ``voc11_val``'s order."""
-    train = set(sbd_train)
-    return [i for i in dict.fromkeys(voc11_val) if i not in train]
-
-
-def train_aug_ids(sbd_train: Sequence[str], sbd_val: Sequence[str], voc_train: Sequence[str],
-                  exclude: Iterable[str]) -> list[str]:
-    """(SBD train ∪ SBD val ∪ VOC train) − ``exclude`` (the evaluation split, VOC val), duplicates once.
-
-    Order: SBD train, then the new ids of SBD val, then those of VOC train.
-    """
-    dropped = set(exclude)
-    return [i for i in dict.fromkeys([*sbd_train, *sbd_val, *voc_train]) if i not in dropped]
-
-
-def _warn_size(name: str, got: int, want: int, sizes: dict[str, int]) -> None:
-    """Warns when the full reference lists give another count than the reference's."""
-    if all(len_ == _FULL[key] for key, len_ in sizes.items()) and got != want:
-        warnings.warn(f"{name}: {got} images from the full lists, the reference has {want}", stacklevel=3)
 
 
 def build_sbd_dataset(cfg_data: Mapping[str, Any], split: str, task: str,
@@ -236,7 +172,7 @@ class SBDSegmentation(Dataset):
         self.split_file = sets / "val.txt"
         voc_val, sbd_train = read_id_list(self.split_file), read_id_list(sbd_train_file)
         ids = seg11valid_ids(voc_val, sbd_train)
-        _warn_size("seg11valid", len(ids), SEG11VALID_SIZE, {"voc11_val": len(voc_val), "sbd_train": len(sbd_train)})
+        warn_size("seg11valid", len(ids), SEG11VALID_SIZE, {"voc11_val": len(voc_val), "sbd_train": len(sbd_train)})
         return ids
 
     def _train_aug(self) -> tuple[list[str], set[str]]:
@@ -245,7 +181,7 @@ class SBDSegmentation(Dataset):
         sbd_train, sbd_val = read_id_list(self.split_file), read_id_list(self.root / "val.txt")
         voc_train, voc_val = read_id_list(sets / "train.txt"), read_id_list(sets / "val.txt")
         ids = train_aug_ids(sbd_train, sbd_val, voc_train, voc_val)
-        _warn_size("train_aug", len(ids), TRAIN_AUG_SIZE, {"sbd_train": len(sbd_train), "sbd_val": len(sbd_val),
+        warn_size("train_aug", len(ids), TRAIN_AUG_SIZE, {"sbd_train": len(sbd_train), "sbd_val": len(sbd_val),
                                                            "voc12_train": len(voc_train), "voc12_val": len(voc_val)})
         return ids, (set(sbd_train) | set(sbd_val)) - set(voc_train)  # VOC's own PNG first (module docstring)
 
