@@ -26,6 +26,13 @@ Splits of ``SBDSegmentation`` (``root`` = SBD's ``dataset`` folder, ``voc_root``
   merge's code does (l. 121-128: copy the PASCAL PNG when the image has one, else write the
   Berkeley ``Segmentation``; its comment at l. 102-103 says the reverse, the code decides).
 
+``tools/eval.py seg --root VOC2011 --split seg11valid`` reads ``ImageSets/Segmentation/seg11valid.txt``;
+without the reference's file, write the computed list there first::
+
+    python -c "import sys; from visiontasks.data.sbd import SBDSegmentation as S; \\
+        print(*S(sys.argv[1], 'seg11valid', voc_root=sys.argv[2]).ids, sep='\\n')" \\
+        benchmark_RELEASE/dataset VOC2011 > seg11valid.txt && mv seg11valid.txt VOC2011/ImageSets/Segmentation/
+
 Shape shorthand: none (image ids only).
 """
 from __future__ import annotations
