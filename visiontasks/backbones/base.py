@@ -8,15 +8,25 @@ for their pooler: ``box_head(in_features)`` returns a NEW module on every call m
 RoI features (R, out_channels, P, P) — or flat (R, in_features) from a pyramid pooler — to
 (R, head_dim) vectors. Where ``in_features`` equals the original network's fc6 input, fc6 and
 fc7 carry the network's (ImageNet) weights; otherwise fc6 is newly initialised (SPP-net).
+
+A detector asks a backbone for its features through :meth:`Backbone.feature_maps` (the batched
+``ImageList``): a backbone that needs each image's unpadded size (SPP-net's scale pyramid) declares
+``takes_image_list = True`` and gets the ``ImageList``; the others get the padded tensor.
+:class:`ImageAsFeatures` is the empty backbone of R-CNN, whose CNN runs per warped region.
+
+Shape shorthand: B = images, H, W = padded input size.
 """
 from __future__ import annotations
 
 import copy
 
+from typing import Any
+
 import torch
 import torch.nn as nn
+from torchvision.models.detection.image_list import ImageList
 
-__all__ = ["Backbone", "freeze", "fc_head", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["Backbone", "ImageAsFeatures", "freeze", "fc_head", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 #: ImageNet statistics (torchvision's), used by every model that normalises its input.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -34,17 +44,25 @@ class Backbone(nn.Module):
         out_channels: channels of the feature map.
         stride: total stride of the feature map w.r.t. the input.
         pool_size: RoI pooling grid the original network's head expects (7 for VGG16, 6 for AlexNet).
+        takes_image_list: :meth:`forward` takes the batched ``ImageList`` instead of its padded
+            tensor (False; SPP-net's scale pyramid: True).
     """
 
     out_channels: int
     stride: int
     pool_size: int
+    takes_image_list: bool = False
 
     def __init__(self) -> None:
         super().__init__()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+    def feature_maps(self, images: ImageList) -> Any:
+        """The features of a batched input: ``self(images)`` when :attr:`takes_image_list`, else
+        ``self(images.tensors)`` ((B, 3, H, W) → (B, out_channels, H/stride, W/stride))."""
+        return self(images if self.takes_image_list else images.tensors)
 
     @property
     def head_in_features(self) -> int:
@@ -58,6 +76,19 @@ class Backbone(nn.Module):
             in_features: flattened width of the pooler's output (default :attr:`head_in_features`).
         """
         raise NotImplementedError
+
+
+class ImageAsFeatures(Backbone):
+    """No backbone: the "features" are the normalised, padded image batch itself (R-CNN, whose CNN
+    runs on each warped region inside its pooler). No parameters; it has no box head of its own."""
+
+    out_channels = 3
+    stride = 1
+    pool_size = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Identity()
 
 
 def freeze(module: nn.Module) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from visiontasks.backbones.base import Backbone
 from visiontasks.detection.base import Detector
 from visiontasks.detection.roi_head import RoIHead
 from visiontasks.detection.transform import DetectionTransform
@@ -40,6 +41,8 @@ class TwoStageDetector(Detector):
                  transform: nn.Module | None = None, loss_weights: dict[str, float] | None = None,
                  proposal_params: dict | None = None) -> None:
         super().__init__(loss_weights=loss_weights, proposal_params=proposal_params)
+        if not isinstance(backbone, Backbone):
+            raise TypeError(f"backbone must be a visiontasks.backbones.Backbone, got {type(backbone).__name__}")
         self.backbone = backbone
         self.proposer = proposer
         self.roi_head = roi_head
@@ -71,8 +74,7 @@ class TwoStageDetector(Detector):
         scales = self.transform.scale_factors(original_sizes, sizes)
         if proposals is not None:
             proposals = self.transform.resize_proposals(proposals, original_sizes, sizes)
-        # A backbone that needs the unpadded sizes (SPP-net's scale pyramid) takes the ImageList.
-        features = self.backbone(batch if getattr(self.backbone, "takes_image_list", False) else batch.tensors)
+        features = self.backbone.feature_maps(batch)  # the ImageList where the backbone takes one
         boxes, proposer_losses = self.proposer(batch, features, targets, proposals, scales)
         detections, head_losses = self.roi_head(features, boxes, sizes, targets)
         if self.training:

@@ -20,7 +20,8 @@ from visiontasks.device import check_device
 from visiontasks.engine.distributed import init_distributed, is_dist, is_main_process
 from visiontasks.engine.evaluate import evaluate_detection, evaluate_segmentation
 from visiontasks.engine.rundir import RunLock, check_out_dir, check_resume, open_run_dir
-from visiontasks.engine.stages import SGDStage, StageContext, model_stages, run_stages
+from visiontasks.engine.stages import (StageContext, declared, model_stages, recorded_folders, run_stages,
+                                       stage_folders)
 from visiontasks.engine.trainer import Trainer
 from visiontasks.errors import InputError
 from visiontasks.evaluation.report import format_metrics, public_metrics, undefined_metrics, write_json
@@ -73,14 +74,15 @@ def check_proposals(cfg: dict, model: torch.nn.Module) -> None:
         raise ValueError(f"data.proposals is set but model {name!r} makes its own proposals; remove data.proposals")
 
 
-def _guard_run_dir(out: Path, resume: bool, overwrite: bool, cfg: dict, classes: list[str]) -> RunLock | None:
+def _guard_run_dir(out: Path, resume: bool, overwrite: bool, cfg: dict, classes: list[str],
+                   folders: list[str]) -> RunLock | None:
     """Rank 0 checks the resume and locks the run directory; under DDP the other ranks learn its verdict."""
     lock, error = None, None
     if is_main_process():
         try:
             if resume:
                 check_resume(out, cfg, classes)
-            lock = open_run_dir(out, resume=resume, overwrite=overwrite)
+            lock = open_run_dir(out, resume=resume, overwrite=overwrite, folders=folders)
         except (InputError, ValueError) as exc:
             error = exc
     if is_dist():
@@ -157,7 +159,8 @@ def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = Fals
 
     # Built now so that a bad train: value stops the command before the run directory changes;
     # the first stage asking for a trainer gets this one.
-    first = [build_trainer(None)] if any(isinstance(s, SGDStage) for s in model_stages(model)) else []
+    stages = model_stages(model)
+    first = [build_trainer(None)] if any(declared(s, "needs_trainer") for s in stages) else []
 
     def make_trainer(eval_fn: Callable | None) -> Trainer:
         if first:
@@ -166,14 +169,16 @@ def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = Fals
             return trainer
         return build_trainer(eval_fn)
 
-    lock = _guard_run_dir(out, resume, overwrite, cfg, classes)
+    # the folders this model's stages write, and those an earlier run in ``out`` recorded (--overwrite removes both)
+    folders = list(dict.fromkeys([*stage_folders(stages), *recorded_folders(out)]))
+    lock = _guard_run_dir(out, resume, overwrite, cfg, classes, folders)
     try:
         if is_main_process():
             dump_config(cfg, out / "config.yaml")
         ctx = StageContext(cfg=cfg, out_dir=out, model=model, train_dataset=train_ds, test_dataset=test_ds,
                            device=device, resume=resume, make_trainer=make_trainer, eval_fn=eval_fn,
                            extra={"sgd_threads": sgd_threads})
-        run_stages(model_stages(model), ctx)
+        run_stages(stages, ctx)
         metrics = ctx.metrics if ctx.metrics is not None else eval_fn(model.eval())
         result = public_metrics(metrics)
         if is_main_process():

@@ -8,8 +8,9 @@ run directory changes. It
 2. takes ``OUT/.lock`` (``{"pid", "host", "start"}``, created with ``O_EXCL``): a second writer fails
    at once naming the holder; a lock left by a process that no longer runs on this host (killed)
    is taken over with a warning line;
-3. refuses a folder that already holds a run (a checkpoint, a log, metrics, stage records) unless
-   ``resume`` (continue it) or ``overwrite`` (its run files are removed and listed on one line);
+3. refuses a folder that already holds a run (a checkpoint, a log, metrics, stage records, the
+   folders the training stages declare) unless ``resume`` (continue it) or ``overwrite`` (its run
+   files and folders are removed and listed on one line);
 4. removes the temporary files of atomic writes killed half-way (``.<name>.*.tmp``).
 
 Shape shorthand: none (files only).
@@ -23,7 +24,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from visiontasks.errors import InputError
 
@@ -33,8 +34,9 @@ LOCK_NAME = ".lock"
 #: Files a training run writes (an existing one marks the folder as holding a run, except config.yaml alone).
 RUN_FILES = ("checkpoint_last.pt", "log.csv", "eval_log.jsonl", "metrics.json", "stages.json", "loss.png",
              "pr_curves.png", "config.yaml")
-#: Folders a training run writes (TensorBoard events; R-CNN's fitting stages).
-RUN_FOLDERS = ("tb", "features", "svm", "bbox_reg")
+#: Folders every training run writes (the Trainer's TensorBoard events); a run's stages add the
+#: folders they declare (``Stage.folders``, passed as ``folders``).
+RUN_FOLDERS = ("tb",)
 
 
 def _warn(message: str) -> None:
@@ -133,9 +135,18 @@ class RunLock:
         self.release()
 
 
-def existing_run_files(folder: Path) -> list[str]:
-    """Names of the run files and folders present in ``folder`` (see :data:`RUN_FILES`)."""
-    return [n for n in (*RUN_FILES, *RUN_FOLDERS) if (folder / n).exists()]
+def existing_run_files(folder: Path, folders: Sequence[str] = ()) -> list[str]:
+    """Names of the run files and folders present in ``folder``.
+
+    Args:
+        folder: the run directory.
+        folders: the stages' folders (plain names) besides :data:`RUN_FOLDERS`.
+
+    Returns:
+        The present names of :data:`RUN_FILES`, :data:`RUN_FOLDERS` and ``folders``, in that order.
+    """
+    names = dict.fromkeys((*RUN_FILES, *RUN_FOLDERS, *folders))
+    return [n for n in names if (folder / n).exists()]
 
 
 def clean_temp_files(folder: Path) -> list[Path]:
@@ -160,7 +171,7 @@ def check_out_dir(out: Path) -> None:
 
 
 def open_run_dir(out: str | os.PathLike[str], resume: bool = False, overwrite: bool = False,
-                 log: Callable[[str], None] = _warn) -> RunLock:
+                 log: Callable[[str], None] = _warn, folders: Sequence[str] = ()) -> RunLock:
     """Checks and locks the run directory ``out``; creates it if needed.
 
     Args:
@@ -168,6 +179,8 @@ def open_run_dir(out: str | os.PathLike[str], resume: bool = False, overwrite: b
         resume: continue the run in it (its files are kept).
         overwrite: remove the run files of an earlier run (listed in a warning line).
         log: where warning lines go.
+        folders: the folders the run's training stages write (and an earlier run's stages wrote),
+            plain names; they count as run files.
 
     Returns:
         The held :class:`RunLock` (release it when the run ends; a killed process leaves a
@@ -187,7 +200,7 @@ def open_run_dir(out: str | os.PathLike[str], resume: bool = False, overwrite: b
         raise InputError(out, f"cannot create the run directory ({exc.strerror or exc})") from None
     lock = RunLock(out, warn=log)
     try:
-        present = existing_run_files(out)
+        present = existing_run_files(out, folders)
         if present and present != ["config.yaml"] and not resume:
             if not overwrite:
                 raise InputError(out, f"already holds a run ({', '.join(present)}); pass --resume to continue "

@@ -1,15 +1,25 @@
 """Training as an explicit list of stages, each resumable and logged.
 
-Faster R-CNN and the segmenters train in one stage (SGD). R-CNN and SPP-net add stages after
-fine-tuning — caching region features, fitting per-class SVMs, fitting ridge box regressors —
-so the engine runs a list instead of branching on the model. A model declares its list with
+Most models train in one stage (SGD). A model may add stages after fine-tuning (e.g. caching
+features, then fitting classifiers on them), so the engine runs a list instead of branching on
+the model. A model declares its list with
 ``model.training_stages()`` (default: ``[SGDStage()]``); :func:`run_stages` runs them in order.
 
-A stage is an object with a ``name`` and ``run(ctx) -> dict`` (a small JSON-able summary).
-The SGD stage resumes from its own checkpoint; any other stage that finished is recorded in
-``stages.json`` (written atomically) and skipped on ``--resume``; one that was interrupted runs
-again (a stage keeps its partial work in its own files if it wants finer resumption). Each
-stage logs its start and end on the console and in ``stages.json`` with its duration.
+A stage is an object with a ``name`` and ``run(ctx) -> dict`` (a small JSON-able summary), and
+it declares what the engine needs to know (:class:`Stage` holds the defaults), so the engine
+asks the stages instead of knowing any model or stage by name:
+
+- ``folders``: the run-directory folders it writes (they mark a folder as holding a run, and
+  ``--overwrite`` removes them; ``stages.json`` records them, so an earlier run's are removed too);
+- ``skip_when_done``: on ``--resume`` a stage that ``stages.json`` records as done is skipped
+  (True), or entered again because it resumes inside (False: SGD continues from its checkpoint);
+  a stage that was interrupted always runs again (it keeps partial work in its own files if it
+  wants finer resumption);
+- ``needs_trainer``: it asks ``ctx.make_trainer`` for the Trainer (built before the run
+  directory changes, so a bad ``train:`` value stops the command first).
+
+``stages.json`` is written atomically. Each stage logs its start and end on the console and in
+``stages.json`` with its duration.
 
 Shape shorthand: none (orchestration only).
 """
@@ -19,7 +29,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -29,7 +39,8 @@ from visiontasks.engine.distributed import is_main_process
 from visiontasks.errors import InputError
 from visiontasks.io import atomic_write
 
-__all__ = ["Stage", "StageContext", "SGDStage", "StageLog", "run_stages", "model_stages"]
+__all__ = ["Stage", "StageContext", "SGDStage", "StageLog", "run_stages", "model_stages", "declared",
+           "stage_folders", "recorded_folders"]
 
 STAGES_FILE = "stages.json"
 
@@ -51,26 +62,82 @@ class StageContext:
     metrics: dict[str, Any] | None = None
 
 
-class Stage(Protocol):
-    """One step of training: ``run(ctx)`` returns a JSON-able summary."""
+class Stage:
+    """One step of training: ``run(ctx)`` returns a JSON-able summary.
 
-    name: str
+    Subclasses set ``name`` and override :meth:`run`; the class attributes below are the
+    declarations the engine reads (any object with ``name`` and ``run`` works: missing
+    declarations take these defaults, see :func:`declared`).
+
+    Attributes:
+        name: the stage's name in logs and ``stages.json``.
+        folders: run-directory folders (plain names) the stage writes.
+        skip_when_done: skip the stage on ``--resume`` once ``stages.json`` records it done.
+        needs_trainer: the stage calls ``ctx.make_trainer``.
+    """
+
+    name: str = "stage"
+    folders: tuple[str, ...] = ()
+    skip_when_done: bool = True
+    needs_trainer: bool = False
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        ...
+        raise NotImplementedError
 
 
-class SGDStage:
+def declared(stage: Any, key: str) -> Any:
+    """A stage's declaration ``key`` (``folders``, ``skip_when_done``, ``needs_trainer``), else :class:`Stage`'s."""
+    return getattr(stage, key, getattr(Stage, key))
+
+
+def _plain_name(name: Any) -> bool:
+    return isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name and "\\" not in name
+
+
+def stage_folders(stages: Sequence[Any]) -> list[str]:
+    """The run-directory folders the stages declare, in order, without repeats.
+
+    Raises:
+        ValueError: a declared folder is not a plain name (no path separators, not ``.``/``..``).
+    """
+    out: list[str] = []
+    for stage in stages:
+        for name in declared(stage, "folders"):
+            if not _plain_name(name):
+                raise ValueError(f"stage {stage.name!r} declares folder {name!r}; folders must be plain names")
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def recorded_folders(out_dir: str | Path) -> list[str]:
+    """The folders an earlier run's stages declared (from ``out_dir/stages.json``; [] when unreadable).
+
+    Only plain names are returned, so a tampered file cannot point ``--overwrite`` outside the run.
+    """
+    try:
+        state = json.loads((Path(out_dir) / STAGES_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    names = [n for v in (state.values() if isinstance(state, dict) else ()) if isinstance(v, dict)
+             for n in (v.get("folders") or []) if _plain_name(n)]
+    return list(dict.fromkeys(names))
+
+
+class SGDStage(Stage):
     """Fine-tunes the model with the iteration-based :class:`~visiontasks.engine.Trainer`.
 
-    Always (re)entered on resume: the trainer continues from ``checkpoint_last.pt``, and when the
-    schedule is already complete it only evaluates.
+    Always (re)entered on resume (``skip_when_done = False``): the trainer continues from
+    ``checkpoint_last.pt``, and when the schedule is already complete it only evaluates.
 
     Args:
         name: stage name in logs and ``stages.json``.
         evaluate: evaluate at the end (the last stage of a model does; an SGD stage followed by
             fitting stages does not, its network is not the final detector).
     """
+
+    skip_when_done = False
+    needs_trainer = True
 
     def __init__(self, name: str = "sgd", evaluate: bool = True) -> None:
         self.name = name
@@ -128,7 +195,7 @@ class StageLog:
 
 
 def run_stages(stages: Sequence[Any], ctx: StageContext, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Runs ``stages`` in order; on resume, finished non-SGD stages are skipped.
+    """Runs ``stages`` in order; on resume, finished stages that declare ``skip_when_done`` are skipped.
 
     Returns:
         ``ctx.metrics`` after the last stage (``{}`` when no stage evaluated).
@@ -138,17 +205,18 @@ def run_stages(stages: Sequence[Any], ctx: StageContext, log: Callable[[str], No
         record.state = {}
     for i, stage in enumerate(stages, 1):
         prefix = f"stage {i}/{len(stages)} ({stage.name})"
-        if ctx.resume and record.done(stage.name) and not isinstance(stage, SGDStage):
+        if ctx.resume and record.done(stage.name) and declared(stage, "skip_when_done"):
             if is_main_process():
                 log(f"{prefix}: done in an earlier run, skipped")
             continue
         if is_main_process() and len(stages) > 1:
             log(f"{prefix}: started")
-        record.mark(stage.name, "running")
+        folders = stage_folders([stage])
+        record.mark(stage.name, "running", folders=folders)
         start = time.perf_counter()
         summary = stage.run(ctx) or {}
         seconds = time.perf_counter() - start
-        record.mark(stage.name, "done", seconds=round(seconds, 3), summary=summary)
+        record.mark(stage.name, "done", folders=folders, seconds=round(seconds, 3), summary=summary)
         if is_main_process() and len(stages) > 1:
             log(f"{prefix}: done in {seconds:.1f} s")
     return ctx.metrics or {}

@@ -243,6 +243,6 @@ def detector_for_export(model: nn.Module, name: str = "") -> nn.Module:
     for part, kinds in checks:
         if type(part) not in kinds:
             raise ExportError(f"{label}: cannot export to ONNX: {type(part).__name__} has no export path")
-    if getattr(model.backbone, "takes_image_list", False):
+    if model.backbone.takes_image_list:
         raise ExportError(f"{label}: cannot export to ONNX: {type(model.backbone).__name__} needs the Python image sizes")
     return TwoStageForExport(model)

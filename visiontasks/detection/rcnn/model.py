@@ -6,7 +6,7 @@ extraction to ``TwoStageDetector``):
 - transform: ``build_transform("none")`` — ImageNet normalisation and zero-padded batching at
   the original size, scale factor 1 (R-CNN warps regions, not images; the normalised mean colour is
   0, the warp's fill value);
-- backbone slot: ``nn.Identity`` (the "features" are the normalised image batch);
+- backbone slot: ``ImageAsFeatures`` (the "features" are the normalised image batch);
 - proposer: ``PrecomputedProposals`` (selective search, fast mode, R-CNN's 500 px width; from
   ``data.proposals`` in training/evaluation, computed by ``predict()`` for a new image);
 - RoI head: :class:`~visiontasks.detection.rcnn.head.RCNNHead` — a
@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from visiontasks.backbones import build_backbone
+from visiontasks.backbones import ImageAsFeatures, build_backbone
 from visiontasks.detection.predictor import FastRCNNPredictor
 from visiontasks.detection.proposals import DEFAULT_PROPOSER, PrecomputedProposals, proposal_params
 from visiontasks.detection.rcnn.bbox_reg import BBOX_DEFAULTS
@@ -96,7 +96,7 @@ class RCNN(TwoStageDetector):
         """
         size = (int(image.shape[-2]), int(image.shape[-1]))
         batch, _ = self.transform([image])
-        features = self.backbone(batch if getattr(self.backbone, "takes_image_list", False) else batch.tensors)
+        features = self.backbone.feature_maps(batch)
         props = self.transform.resize_proposals([proposals.to(features.device)], [size], [size])
         kept, _ = self.proposer(batch, features, None, props, self.transform.scale_factors([size], [size]))
         boxes = torch.cat((gt_boxes.to(features.device).float().reshape(-1, 4), kept[0]))
@@ -230,6 +230,6 @@ def rcnn(
                                   neg_iou_thresh=neg_iou_thresh, bbox_lambda=bbox_lambda,
                                   bbox_iou_thresh=bbox_iou_thresh)
     transform = build_transform("none", size_divisible=1)
-    return RCNN(nn.Identity(), PrecomputedProposals(proposal_min_size, max_proposals), head, transform,
+    return RCNN(ImageAsFeatures(), PrecomputedProposals(proposal_min_size, max_proposals), head, transform,
                 loss_weights={"loss_box_reg": 0.0, **(loss_weights or {})}, proposal_params=params,
                 fit_params=fit_params)

@@ -54,6 +54,7 @@ from visiontasks.detection.rcnn.features import (feature_mean_norm, features_pat
                                                  write_features_manifest, write_image_features)
 from visiontasks.detection.rcnn.svm import mine_hard_negatives, svm_objective, train_linear_svm
 from visiontasks.engine.distributed import is_main_process
+from visiontasks.engine.stages import Stage
 from visiontasks.errors import InputError
 
 __all__ = ["FeatureCacheStage", "SVMStage", "BoxRegressionStage", "install_fitted_predictor", "class_file",
@@ -119,8 +120,10 @@ def _device(ctx) -> torch.device:
     return resolve_device(ctx.device)
 
 
-class FeatureCacheStage:
+class FeatureCacheStage(Stage):
     """Caches fc7 and pool5 of every training proposal and ground-truth box (see the module docstring)."""
+
+    folders = ("features",)
 
     def __init__(self, name: str = "features") -> None:
         self.name = name
@@ -179,8 +182,10 @@ class FeatureCacheStage:
                 "bytes_per_image": round(size / max(len(ids), 1))}
 
 
-class SVMStage:
+class SVMStage(Stage):
     """One linear SVM per class on fc7 with hard-negative mining (see ``svm.py``)."""
+
+    folders = ("svm",)
 
     def __init__(self, name: str = "svm") -> None:
         self.name = name
@@ -251,8 +256,10 @@ class SVMStage:
         return d["fc7"][d["overlap"][:, label - 1] < thresh].astype(np.float32) * np.float32(scale)
 
 
-class BoxRegressionStage:
+class BoxRegressionStage(Stage):
     """Class-specific ridge regressors on pool5 (see ``bbox_reg.py``)."""
+
+    folders = ("bbox_reg",)
 
     def __init__(self, name: str = "bbox_reg") -> None:
         self.name = name

@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models.detection.image_list import ImageList
 
+from visiontasks.backbones.base import Backbone
 from visiontasks.detection.spp import SPP_LEVELS, SpatialPyramidPool
 
 __all__ = ["ScalePyramid", "PyramidFeatures", "MultiScaleSPP", "SPP_SCALES", "choose_scales"]
@@ -54,11 +55,12 @@ def _resize_factor(h: int, w: int, scale: int, max_size: int) -> float:
     return min(f, max_size / max(h, w))
 
 
-class ScalePyramid(nn.Module):
+class ScalePyramid(Backbone):
     """Runs ``backbone`` on each image at each scale (shorter side = s, longer ≤ ``max_size``).
 
     Args:
-        backbone: a ``Backbone`` (its ``stride``, ``out_channels``, ``pool_size``, ``box_head`` are exposed).
+        backbone: a ``Backbone`` (its ``stride``, ``out_channels``, ``pool_size``, ``box_head`` are exposed);
+            the pyramid is a ``Backbone`` that declares ``takes_image_list`` (it needs the unpadded sizes).
         scales: shorter sides.
         max_size: cap on the longer side at any scale.
     """
