@@ -79,3 +79,54 @@ def test_no_ground_truth_is_nan_and_bad_input_is_named():
         proposal_recall([PROPS[0][:, :3]], GT[:1], LABELS[:1])
     with pytest.raises(ValueError, match="counts"):
         recall_vs_proposals(PROPS, GT, LABELS, counts=[0])
+
+
+# --- the selective-search table (visiontasks/evaluation/proposal_table.py) ---------------------------------------
+
+
+def test_cap_like_cuts_each_image_to_the_reference_count():
+    from visiontasks.evaluation.proposal_table import cap_like
+
+    cut = cap_like(PROPS, [np.zeros((1, 4)), np.zeros((5, 4))])  # image A to 1 box; B has 2 < 5: both kept
+    assert [len(c) for c in cut] == [1, 2]
+    res = proposal_recall(cut, GT, LABELS, DIFFICULT)  # gt1 0.5 (p1), gt2 0, gt3 0.6: as the N=1 row
+    for key in ("recall_50", "recall_70", "average_recall", "mabo"):
+        assert res[key] == pytest.approx(TABLE[1][key], abs=1e-12), key
+    with pytest.raises(ValueError, match="same images"):
+        cap_like(PROPS, PROPS[:1])
+
+
+def test_measure_proposals_scores_and_times_the_named_proposer(monkeypatch):
+    import importlib
+
+    from visiontasks.evaluation.proposal_table import measure_proposals
+
+    ss_mod = importlib.import_module("visiontasks.detection.proposals.selective_search")  # the module, not the function
+
+    calls = []
+
+    def fake(image, which: int = 0):
+        calls.append(int(image[0, 0, 0]))
+        return PROPS[int(image[0, 0, 0])]
+
+    monkeypatch.setitem(ss_mod.PROPOSAL_METHODS, "fake", fake)
+    images = [lambda: np.zeros((4, 4, 3), np.uint8), lambda: np.ones((4, 4, 3), np.uint8)]
+    res = measure_proposals(images, GT, LABELS, DIFFICULT, {"method": "fake"})
+    assert calls == [0, 1]
+    for key, want in TABLE[None].items():
+        assert res[key] == pytest.approx(want, abs=1e-12), key
+    assert res["seconds_per_image"] >= 0 and res["params"] == {"method": "fake"}
+    assert [len(p) for p in res["proposals"]] == [3, 2]
+
+
+def test_table_prints_measured_rows_then_the_papers():
+    from visiontasks.evaluation.proposal_table import format_proposal_table
+
+    row = dict(label="paper", boxes_per_image=2500.4, recall_50=0.8261, recall_70=0.5, average_recall=0.45,
+               mabo=0.81, seconds_per_image=3.214)
+    lines = format_proposal_table([row], title="coco128-voc test: 2 images").splitlines()
+    assert lines[0] == "coco128-voc test: 2 images"
+    assert lines[1].split() == ["boxes/img", "R@0.5", "R@0.7", "AR", "MABO", "s/img"]
+    assert lines[3].split() == ["paper", "2500", "0.826", "0.500", "0.450", "0.810", "3.21"]
+    assert lines[4].split() == ["Uijlings", "2013", "VOC07", "fast", "2134", "0.980", "-", "-", "0.804", "-"]
+    assert lines[5].split() == ["Uijlings", "2013", "VOC07", "quality", "10097", "0.991", "-", "-", "0.879", "-"]
