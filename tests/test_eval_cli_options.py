@@ -131,6 +131,27 @@ def test_classes_auto_is_the_sorted_union_of_annotation_names(tmp_path):
     assert result["per_class"]["Ant"] is None  # its only object is difficult
 
 
+def test_classes_auto_scores_results_classes_without_ground_truth_null(three_images, tmp_path):
+    # issue 23: a detector that knows more classes than the split holds (Cartucho/mAP's sample) is not refused
+    root, dets = three_images  # cat: AP 1.0 at IoU 0.5 (hand-computed in the test above)
+    write_voc(root, {"a": [("cat", GT10, 0), ("dog", (40, 40, 60, 60), 0)], "b": [("cat", GT10, 0)],
+                     "c": [("cat", GT10, 0)]})
+    write_dets(dets, "dog", [("a", 0.6, (1, 1, 10, 10))])  # misses the dog entirely: AP 0
+    write_dets(dets, "keyboard", [("b", 0.95, (5, 5, 20, 20))])
+    write_dets(dets, "mouse", [])
+    rc, out, err = run(["det", "--root", str(root), "--detections", str(dets), "--classes", "auto",
+                        "--out", str(tmp_path / "r.json")])
+    assert rc == 0, err
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["per_class"] == {"cat": pytest.approx(1.0), "dog": 0.0, "keyboard": None, "mouse": None}
+    assert result["mAP"] == pytest.approx(0.5)  # (1 + 0) / 2: the classes without ground truth are left out
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "'keyboard', 'mouse'" in warnings[0] and "null" in warnings[0]
+    # listed classes stay strict: a results file of a class not listed is still an error naming the file
+    rc, _, err = run(["det", "--root", str(root), "--detections", str(dets), "--classes", "cat", "dog"])
+    assert rc == 2 and "comp4_det_test_keyboard.txt" in err and "keyboard" in err
+
+
 def test_default_classes_refuse_an_unknown_annotation_name(tmp_path):
     root = write_voc(tmp_path / "voc", {"a": [("zebra", GT10, 0)]})
     write_dets(tmp_path / "dets", "cat", [])

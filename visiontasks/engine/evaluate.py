@@ -1,12 +1,14 @@
 """Run a model over a dataset and score it with the evaluators (used by the tools and the trainer).
 
-Detection results: ``{"metric", "mAP", "per_class": {name: AP}}`` (plus raw precision/recall under
-``"curves"`` for plotting). Segmentation results: ``{"mIoU", "pixel_accuracy",
-"mean_class_accuracy", "per_class": {name: IoU}}``. Values are fractions in [0, 1]; a class
-with nothing to score is NaN in ``per_class`` and left out of the mean.
+Detection results: ``{"metric", "iou", "reference", "mAP", "per_class": {name: AP}}`` (plus raw
+precision/recall under ``"curves"`` for plotting; COCO: its 12 stats). Segmentation results:
+``{"mIoU", "pixel_accuracy", "mean_class_accuracy", "per_class": {name: IoU}}``. Values are
+fractions in [0, 1]; a class with nothing to score is NaN in ``per_class`` and left out of the mean.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -17,11 +19,12 @@ from tqdm import tqdm
 
 from visiontasks.data import collate_fn
 from visiontasks.evaluation import SegmentationEvaluator, VOCDetectionEvaluator, coco_evaluate
-from visiontasks.evaluation import detections_to_coco
+from visiontasks.evaluation import coco_result, detections_to_coco
 from visiontasks.evaluation.report import nan_to_none, segmentation_result
+from visiontasks.evaluation.voc.score import VOC_METRICS, check_voc_options, voc_result
 
-__all__ = ["predict_dataset", "detect", "evaluate_detection", "evaluate_segmentation", "nan_to_none",
-           "segmentation_result"]
+__all__ = ["predict_dataset", "detect", "evaluate_detection", "attach_proposals", "evaluate_proposals",
+           "evaluate_segmentation", "nan_to_none", "segmentation_result"]
 
 
 def _loader(dataset: Dataset, batch_size: int, num_workers: int) -> DataLoader:
@@ -81,29 +84,38 @@ def evaluate_detection(
     batch_size: int = 1,
     num_workers: int = 0,
     on_prediction: Callable[[dict, dict], None] | None = None,
+    iou_thresh: float = 0.5,
+    reference: str = "devkit",
 ) -> dict[str, Any]:
     """Scores a detector on ``dataset`` with VOC (``voc07``/``voc12``) or COCO (``coco``) mAP.
+
+    The one scoring path of a model: the trainer and ``tools/eval.py det --checkpoint`` call it,
+    and results files end in the same result (:mod:`visiontasks.evaluation.voc.score`).
 
     Args:
         on_prediction: called with each image's prediction and target (e.g. to write results
             files from the same single inference pass).
+        iou_thresh: VOC metrics: the overlap a true positive needs.
+        reference: VOC metrics: ``"devkit"`` (``VOCevaldet.m``) or ``"voc_eval"`` (py-faster-rcnn).
 
     Returns:
-        ``{"metric", "mAP", "per_class": {name: AP or NaN}, "curves": raw evaluator output}``.
-        For ``coco`` the dict also carries pycocotools' other 11 stats (AP50 … ARl), ``per_class``
-        holds each category's AP@[.5:.95] and ``mAP`` is COCO's AP@[.5:.95].
+        VOC: ``{"metric", "iou", "reference", "mAP", "per_class": {name: AP or NaN}, "curves": raw
+        evaluator output}``. COCO: :func:`~visiontasks.evaluation.coco.coco_result` — pycocotools'
+        12 stats by name (AP50 … ARl), ``per_class`` each category's AP@[.5:.95], ``mAP`` COCO's
+        AP@[.5:.95] and its printed ``summary``.
     """
     classes: Sequence[str] = dataset.classes
-    if metric in ("voc07", "voc12"):
-        evaluator = VOCDetectionEvaluator(len(classes), metric=metric)
+    if metric in VOC_METRICS:
+        check_voc_options(metric, iou_thresh, reference)
+        evaluator = VOCDetectionEvaluator(len(classes), metric=metric, iou_thresh=iou_thresh, reference=reference)
         for pred, tgt in predict_dataset(model, dataset, device, batch_size, num_workers):
             evaluator.update([pred], [tgt])
             if on_prediction is not None:
                 on_prediction(pred, tgt)
-        res = evaluator.compute()
-        per_class = {name: float(ap) for name, ap in zip(classes, res["ap"])}
-        return {"metric": metric, "mAP": float(res["map"]), "per_class": per_class, "curves": res}
+        return voc_result(evaluator.compute(), classes, metric, iou_thresh, reference)
     if metric == "coco":
+        if (iou_thresh, reference) != (0.5, "devkit"):
+            raise ValueError("iou_thresh and reference apply to voc07/voc12; COCO reports AP50, AP75 and AP@[.5:.95]")
         coco = getattr(dataset, "coco", None)
         if coco is None:
             raise ValueError("metric 'coco' needs a COCODetection dataset (with a .coco ground truth)")
@@ -113,9 +125,82 @@ def evaluate_detection(
                 on_prediction(pred, tgt)
             results += detections_to_coco(int(tgt["coco_id"]), pred["boxes"].numpy(), pred["scores"].numpy(),
                                           pred["labels"].numpy(), dataset.label_to_cat_id)
-        res = coco_evaluate(coco, results)
-        return {"metric": "coco", "mAP": float(res["stats"]["AP"]), "per_class": res["per_class"], **res["stats"]}
+        return coco_result(coco_evaluate(coco, results))
     raise ValueError(f"metric must be 'voc07', 'voc12' or 'coco', got {metric!r}")
+
+
+def attach_proposals(model: nn.Module, dataset: Dataset, folder: str | None = None) -> None:
+    """Gives ``dataset`` the proposals of a detector fed precomputed ones (``model.needs_proposals``).
+
+    Args:
+        model: the detector; one that makes its own proposals takes none (``folder`` is then an error).
+        dataset: a VOC or COCO dataset; its ``proposals(image_id)`` is set.
+        folder: a proposal folder written by ``tools/propose.py``; None: each image's proposals are
+            computed with the model's own method (:meth:`propose`) when it is read.
+
+    Raises:
+        ValueError: a folder given for a model that makes its own proposals.
+    """
+    needs = bool(getattr(model, "needs_proposals", False))
+    if folder is not None:
+        if not needs:
+            raise ValueError(f"proposals {folder} given, but the model makes its own proposals")
+        from visiontasks.data.proposals import ProposalStore
+
+        dataset.proposals = ProposalStore(folder, model.proposal_params)
+    elif needs:
+        from visiontasks.data import read_image
+
+        index = {image_id: k for k, image_id in enumerate(dataset.ids)}
+
+        def proposals(image_id: str) -> torch.Tensor:
+            return model.propose(read_image(dataset.image_path(index[image_id])).float() / 255.0)
+
+        dataset.proposals = proposals
+
+
+def evaluate_proposals(root: str | os.PathLike[str], split: str, folder: str | os.PathLike[str],
+                       classes: Sequence[str] | str | None = None, top_n: int | None = None,
+                       plot: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Scores a proposal folder (``tools/propose.py``) against a VOC-layout split's ground truth.
+
+    Args:
+        root: VOC-layout folder (``Annotations/``, ``ImageSets/Main/``).
+        split: split name.
+        folder: the proposal folder.
+        classes: class names, ``"auto"`` or None (VOC's 20).
+        top_n: score only the first N proposals of each image.
+        plot: draw recall against the number of proposals into this PNG.
+
+    Returns:
+        ``{"recall_50", "recall_70", "average_recall", "mabo", "boxes_per_image", "seconds_per_image"}``
+        (None where undefined; seconds of the proposer from the folder's timing, None if unknown),
+        plus ``"curves"`` (recall against the number of proposals) and the printable ``"summary"``.
+    """
+    from visiontasks.data.proposals import read_manifest, read_proposals, read_timing
+    from visiontasks.evaluation import proposal_recall, recall_vs_proposals
+    from visiontasks.evaluation.report import format_proposals
+    from visiontasks.evaluation.voc.ground_truth import load_detection_ground_truth
+
+    params = read_manifest(folder)["params"]
+    dataset = load_detection_ground_truth(root, split, classes)
+    with tqdm(dataset.ids, desc="read", leave=False) as bar:  # closed (line cleared) before an error is printed
+        props = [read_proposals(folder, image_id).numpy() for image_id in bar]
+    gt = (dataset.boxes, dataset.labels, dataset.difficult)
+    res = proposal_recall(props, *gt, top_n=top_n)
+    timing = read_timing(folder)
+    seconds = [timing[i] for i in dataset.ids if i in timing]
+    result = {k: nan_to_none(res[k]) for k in ("recall_50", "recall_70", "average_recall", "mabo", "boxes_per_image")}
+    result["seconds_per_image"] = float(np.mean(seconds)) if seconds else None
+    counts = [n for n in (10, 20, 50, 100, 200, 500, 1000, 2000) if top_n is None or n < top_n] + [top_n]
+    curve = recall_vs_proposals(props, *gt, counts=counts)
+    summary = format_proposals(result, curve, params, str(folder), res["num_images"], res["num_gt"], len(seconds))
+    if plot is not None:
+        from visiontasks.evaluation import plot_recall_vs_proposals
+
+        plot_recall_vs_proposals(curve, plot, title=f"{params.get('method')} {params.get('mode', '')} on "
+                                                    f"{Path(root).name} {split}")
+    return {**result, "curves": curve, "summary": summary}
 
 
 def _segment(model: nn.Module, images: list[torch.Tensor], targets: list[dict] | None = None) -> list[torch.Tensor]:
@@ -131,6 +216,7 @@ def evaluate_segmentation(
     num_workers: int = 0,
     on_prediction: Callable[[np.ndarray, dict], None] | None = None,
     metric: str = "miou",
+    background: str = "background",
 ) -> dict[str, Any]:
     """Scores a segmenter (``model(x)["out"]`` logits) on ``dataset`` with a confusion matrix.
 
@@ -138,13 +224,14 @@ def evaluate_segmentation(
         num_classes: classes including background; default ``len(dataset.classes) + 1``.
         metric: "miou" (the only segmentation metric; the result holds pixel and class accuracy too).
         on_prediction: called with each (H, W) predicted label map and its target (e.g. to save PNGs).
+        background: the name of label 0 in the result.
 
     Returns:
         ``{"mIoU", "pixel_accuracy", "mean_class_accuracy", "per_class": {name: IoU}}``.
     """
     if metric != "miou":
         raise ValueError(f"segmentation metric must be 'miou', got {metric!r}")
-    names = ["background", *dataset.classes]
+    names = [background, *dataset.classes]
     evaluator = SegmentationEvaluator(num_classes or len(names))
     for pred, tgt in predict_dataset(model, dataset, device, 1, num_workers, forward=_segment):
         evaluator.update(pred.numpy(), tgt["mask"].numpy())

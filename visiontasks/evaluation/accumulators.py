@@ -31,9 +31,12 @@ class VOCDetectionEvaluator:
         num_classes: C, the number of object classes (background excluded).
         metric: ``"voc07"`` (11-point) or ``"voc12"`` (all-point).
         iou_thresh: overlap a true positive needs.
+        reference: ``"devkit"`` (``>=`` the threshold, MATLAB's 11 recall points) or ``"voc_eval"``
+            (py-faster-rcnn: ``>``, ``np.arange``'s points); see :mod:`visiontasks.evaluation.voc.ap`.
     """
 
-    def __init__(self, num_classes: int, metric: str = "voc07", iou_thresh: float = 0.5) -> None:
+    def __init__(self, num_classes: int, metric: str = "voc07", iou_thresh: float = 0.5,
+                 reference: str = "devkit") -> None:
         if num_classes < 1:
             raise ValueError(f"num_classes must be positive, got {num_classes!r}")
         if metric not in ("voc07", "voc12"):
@@ -41,6 +44,7 @@ class VOCDetectionEvaluator:
         self.num_classes = num_classes
         self.metric = metric
         self.iou_thresh = iou_thresh
+        self.reference = reference
         self.reset()
 
     def reset(self) -> None:
@@ -69,4 +73,5 @@ class VOCDetectionEvaluator:
         """:func:`eval_detection_voc` over every image added: ``{"ap", "map", "precision", "recall", "npos"}``."""
         f = self._fields
         return eval_detection_voc(f["pb"], f["pl"], f["ps"], f["gb"], f["gl"], f["gd"],
-                                  num_classes=self.num_classes, iou_thresh=self.iou_thresh, metric=self.metric)
+                                  num_classes=self.num_classes, iou_thresh=self.iou_thresh, metric=self.metric,
+                                  reference=self.reference)

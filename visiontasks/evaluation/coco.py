@@ -23,7 +23,7 @@ from pycocotools.cocoeval import COCOeval
 
 from visiontasks.evaluation.coco_io import check_results, load_coco_gt, load_coco_results
 
-__all__ = ["eval_coco", "coco_evaluate", "detections_to_coco", "COCO_STAT_NAMES"]
+__all__ = ["eval_coco", "coco_evaluate", "coco_result", "detections_to_coco", "COCO_STAT_NAMES"]
 
 #: Names of the 12 entries of ``COCOeval.stats`` (bbox / segm), in pycocotools' order.
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -117,6 +117,18 @@ def coco_evaluate(
     stats = np.asarray(evaluator.stats, dtype=np.float64)
     return {"stats": {name: (float("nan") if v < 0 else float(v)) for name, v in zip(COCO_STAT_NAMES, stats)},
             "per_class": _per_class_ap(evaluator, gt), "summary": summary.getvalue().rstrip("\n")}
+
+
+def coco_result(res: Mapping[str, Any], iou_type: str = "bbox") -> dict[str, Any]:
+    """The reported COCO result from :func:`coco_evaluate`'s output (tools and trainer alike).
+
+    Returns:
+        ``{"metric": "coco", "iou_type", "mAP" (AP@[.5:.95]), the 12 stats by name, "per_class",
+        "summary"}`` (NaN where pycocotools has nothing to score).
+    """
+    stats = res["stats"]
+    return {"metric": "coco", "iou_type": iou_type, "mAP": float(stats["AP"]), **stats,
+            "per_class": res["per_class"], "summary": res["summary"]}
 
 
 def eval_coco(

@@ -16,8 +16,8 @@ from typing import Any, Mapping, Sequence
 
 from visiontasks.io import atomic_write
 
-__all__ = ["warn", "nan_to_none", "public_metrics", "format_metrics", "write_json", "segmentation_result",
-           "undefined_metrics", "warn_undefined", "HEADLINE_KEYS"]
+__all__ = ["warn", "nan_to_none", "public_metrics", "format_metrics", "format_proposals", "write_json",
+           "segmentation_result", "undefined_metrics", "warn_undefined", "HEADLINE_KEYS"]
 
 #: The scalar figures a result may carry, in the order the console shows them.
 HEADLINE_KEYS = ("mAP", "mIoU", "pixel_accuracy", "mean_class_accuracy")
@@ -80,19 +80,72 @@ def format_metrics(metrics: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_proposals(result: Mapping[str, Any], curve: Mapping[str, Sequence], params: Mapping[str, Any],
+                     folder: str, num_images: int, num_gt: int, timed: int) -> str:
+    """The console report of proposal quality: the headline figures, then the recall-vs-count table.
+
+    Args:
+        result: ``{"recall_50", "recall_70", "average_recall", "mabo", "boxes_per_image",
+            "seconds_per_image"}`` (None where undefined or untimed).
+        curve: :func:`~visiontasks.evaluation.proposals.recall_vs_proposals`' dict.
+        params: the proposer's parameters (from the folder's manifest).
+        folder: the proposal folder.
+        num_images, num_gt: images and (non-difficult) ground-truth boxes scored.
+        timed: images with a recorded proposer time.
+    """
+    lines = [f"proposals {folder}: {', '.join(f'{k}={v!r}' for k, v in params.items())}",
+             f"{num_images} images, {num_gt} ground-truth boxes (difficult excluded)"]
+    for name, key in (("recall@0.5", "recall_50"), ("recall@0.7", "recall_70"), ("average recall", "average_recall"),
+                      ("MABO", "mabo")):
+        lines.append(f"{name:>16s}  {_pct(result[key])}")
+    lines.append(f"{'boxes / image':>16s}  {result['boxes_per_image']:8.1f}")
+    seconds = result["seconds_per_image"]
+    lines.append(f"{'seconds / image':>16s}  {'n/a' if seconds is None else f'{seconds:.2f}'} (the proposer alone; "
+                 f"{timed} of {num_images} images timed)")
+    lines.append(f"\n{'top N':>6s} {'boxes/img':>9s} {'R@0.5':>6s} {'R@0.7':>6s} {'AR':>6s} {'MABO':>6s}")
+    for j, n in enumerate(curve["counts"]):
+        vals = " ".join(_pct(curve[k][j]) for k in ("recall_50", "recall_70", "average_recall", "mabo"))
+        lines.append(f"{'all' if n is None else n:>6} {curve['boxes_per_image'][j]:9.1f} {vals}")
+    return "\n".join(lines)
+
+
 def undefined_metrics(metrics: Mapping[str, Any]) -> list[str]:
     """Names of the headline figures that are undefined (None or NaN), e.g. a test split without objects."""
     return [k for k in HEADLINE_KEYS if k in metrics and nan_to_none(metrics[k]) is None]
 
 
+def _partly_undefined(metrics: Mapping[str, Any]) -> str | None:
+    """The warning for undefined parts of a defined result: VOC classes without ground truth, COCO
+    stats of an area range without objects; None when there are none."""
+    if metrics.get("metric") in ("voc07", "voc12"):
+        absent = [k for k, v in metrics.get("per_class", {}).items() if nan_to_none(v) is None]
+        if absent:
+            return (f"no ground truth for {len(absent)} class(es) {absent}: their AP is undefined (null) and left "
+                    "out of the mAP")
+    if metrics.get("metric") == "coco":
+        from visiontasks.evaluation.coco import COCO_STAT_NAMES
+
+        stats = [k for k in COCO_STAT_NAMES if k != "AP" and k in metrics and nan_to_none(metrics[k]) is None]
+        if stats:
+            return (f"COCO stats {', '.join(stats)} are undefined (no ground truth in that area range) and written "
+                    "as null")
+    return None
+
+
 def warn_undefined(metrics: Mapping[str, Any], what: str) -> None:
-    """One warning line when a headline figure is undefined (NaN/None), naming the cause.
+    """One warning line for each kind of undefined figure (NaN/None), naming the cause.
+
+    A headline figure (no class or pixel to score at all); else VOC classes without ground truth
+    (their AP is null, left out of the mAP), or COCO stats without objects in their area range.
 
     Args:
         metrics: a result dict of the tools.
         what: the data it was computed on, e.g. ``"split 'test' of VOC2007/"``.
     """
     undefined = undefined_metrics(metrics)
+    partly = None if "mAP" in undefined and metrics.get("metric") != "coco" else _partly_undefined(metrics)
+    if partly:
+        warn(f"{what}: {partly}")
     if not undefined:
         return
     if "mAP" in undefined:

@@ -13,13 +13,35 @@ Shape shorthand: B = batch, K = classes (background included), H, W = mask heigh
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from visiontasks.evaluation.arrays import to_numpy
 
-__all__ = ["confusion_matrix", "segmentation_scores", "SegmentationEvaluator"]
+__all__ = ["confusion_matrix", "segmentation_scores", "SegmentationEvaluator", "split_background", "BACKGROUND_NAMES"]
+
+#: Names that, first in a class list, name label 0 of a segmentation (the rest are 1..C).
+BACKGROUND_NAMES = ("background", "_background_", "__background__", "bg", "void", "unlabeled", "unlabelled")
+
+
+def split_background(classes: Sequence[str] | None) -> tuple[str, list[str] | None]:
+    """``(name of label 0, names of labels 1..C)`` from a class list whose first name may name label 0.
+
+    Args:
+        classes: names of labels 1..C, optionally preceded by one of :data:`BACKGROUND_NAMES`;
+            None: VOC's (the second item is then None).
+
+    Raises:
+        ValueError: ``["auto"]`` (a detection option) or a list naming only label 0.
+    """
+    if classes is not None and list(classes) == ["auto"]:
+        raise ValueError("--classes auto applies to detection; give the names of mask labels 1..C")
+    if classes and classes[0].lower() in BACKGROUND_NAMES:
+        if len(classes) == 1:
+            raise ValueError(f"--classes names only label 0 ({classes[0]!r}); add the names of labels 1..C")
+        return classes[0], list(classes[1:])
+    return "background", None if classes is None else list(classes)
 
 
 def _check_range(name: str, values: np.ndarray, num_classes: int) -> None:

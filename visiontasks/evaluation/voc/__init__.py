@@ -9,6 +9,7 @@ module                 holds
 ``ground_truth``       a split's ground truth: split file + annotations, class lists, clipping
 ``results``            the official ``comp4_det_<split>_<class>.txt`` files, written and read
 ``ap``                 VOC AP equal to the devkit (and to ``voc_eval.py``), vectorised
+``score``              the reported VOC result; results files scored (classes without ground truth)
 =====================  ==========================================================================
 
 Nothing here imports torch: ``tools/eval.py det`` on results files loads only numpy and these.

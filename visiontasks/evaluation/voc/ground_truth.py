@@ -126,16 +126,19 @@ def _clipped(records: list, ids: list[str], ann_dir: Path, split_file: Path) -> 
 
 def load_detection_ground_truth(root: str | os.PathLike[str], split: str,
                                 classes: Sequence[str] | str | None = None,
-                                cache_dir: str | os.PathLike[str] | None = None) -> VOCGroundTruth:
+                                cache_dir: str | os.PathLike[str] | None = None,
+                                extra_classes: Sequence[str] = ()) -> VOCGroundTruth:
     """Reads the split's annotations (through the annotation cache) into per-image arrays.
 
     Args:
         root: VOC-layout folder (``Annotations/``, ``ImageSets/Main/``).
         split: split name.
         classes: class names, ``"auto"`` (the sorted union of the names in the split's
-            annotations) or None (VOC's 20).
+            annotations and ``extra_classes``) or None (VOC's 20).
         cache_dir: folder of the annotation cache (None: no cache; see
             :mod:`visiontasks.evaluation.voc.cache`).
+        extra_classes: with ``"auto"``, names that join the union although no object has them
+            (e.g. the classes of the results files to score: they get no ground truth).
 
     Raises:
         InputError: a missing split file or annotation, a malformed annotation, or an object of a
@@ -145,7 +148,7 @@ def load_detection_ground_truth(root: str | os.PathLike[str], split: str,
     ids = split_ids(root, split)
     ann_dir = root / "Annotations"
     records = read_annotations(ann_dir, [f"{i}.xml" for i in ids], cache_dir)
-    names = resolve_classes(classes, {n for r in records for n in r.names})
+    names = resolve_classes(classes, {n for r in records for n in r.names} | set(extra_classes))
     index = {name: c + 1 for c, name in enumerate(names)}
     boxes, labels, difficult = [], [], []
     records = _clipped(records, ids, ann_dir, root / "ImageSets" / "Main" / f"{split}.txt")

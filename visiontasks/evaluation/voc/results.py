@@ -24,7 +24,7 @@ from visiontasks.errors import InputError
 from visiontasks.evaluation.arrays import to_numpy
 from visiontasks.io import atomic_write
 
-__all__ = ["write_voc_results", "read_voc_results", "results_filename"]
+__all__ = ["write_voc_results", "read_voc_results", "results_filename", "results_classes"]
 
 
 def results_filename(split: str, class_name: str, comp: str = "comp4") -> str:
@@ -217,6 +217,29 @@ def _parse_file(path: Path, label: int, known: Mapping[str, int], split: str,
         rows.append((image, label, *values))
 
 
+def _results_files(det_dir: str | os.PathLike[str], split: str) -> list[tuple[str, Path]]:
+    """``(class name, path)`` of every ``comp*_det_<split>_<class>.txt`` in ``det_dir``, sorted by path."""
+    folder = Path(det_dir)
+    if not folder.is_dir():
+        raise InputError(folder, "detections folder not found")
+    marker = f"_det_{split}_"
+    files = sorted(p for p in folder.glob(f"comp*{marker}*.txt") if p.is_file())
+    if not files:
+        raise InputError(folder, f"no results files named comp4_det_{split}_<class>.txt")
+    return [(p.name[p.name.index(marker) + len(marker):-len(".txt")], p) for p in files]
+
+
+def results_classes(det_dir: str | os.PathLike[str], split: str) -> list[str]:
+    """The class names of the split's results files in ``det_dir`` (the ``<class>`` of each file name).
+
+    Empty when the folder is missing or holds none (:func:`read_voc_results` raises for those).
+    """
+    try:
+        return [name for name, _ in _results_files(det_dir, split)]
+    except InputError:
+        return []
+
+
 def read_voc_results(
     det_dir: str | os.PathLike[str],
     split: str,
@@ -242,19 +265,11 @@ def read_voc_results(
             class not in ``classes`` or repeats one; a line does not parse or names an image
             outside the split.
     """
-    folder = Path(det_dir)
-    if not folder.is_dir():
-        raise InputError(folder, "detections folder not found")
-    marker = f"_det_{split}_"
-    files = sorted(p for p in folder.glob(f"comp*{marker}*.txt") if p.is_file())
-    if not files:
-        raise InputError(folder, f"no results files named comp4_det_{split}_<class>.txt")
     label_of = {name: c + 1 for c, name in enumerate(classes)}
     known = _KnownIds(image_ids)
     seen: dict[int, Path] = {}
     tables = [np.zeros((0, 7))]
-    for path in files:
-        name = path.name[path.name.index(marker) + len(marker):-len(".txt")]
+    for name, path in _results_files(det_dir, split):
         label = label_of.get(name)
         if label is None:
             raise InputError(path, f"class {name!r} is not one of the {len(classes)} classes {list(classes)!r}")
