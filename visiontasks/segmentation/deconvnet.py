@@ -14,9 +14,12 @@ Architecture (paper Fig. 2 / Table 1):
   In training mode, BatchNorm over fc6/fc7 needs more than one value per channel: with inputs of at
   most 224×224 (a 1×1 fc map) use batches of 2 or more (the paper: 64).
 
-The paper trains on object-centred 224×224 crops in two stages and infers instance-wise on object
-proposals, aggregating the proposals' maps; that pipeline is outside this module, which is the
-network. For whole images of any size the input is zero-padded (in normalised space, i.e. with the
+Inference (``inference``): ``"full"`` runs the network once on the whole image (below);
+``"instance"`` is the paper's instance-wise inference — a pass per proposal window, the windows'
+maps merged by pixel-wise max (:mod:`visiontasks.segmentation.instance_wise`, which cites the
+released code; selective search stands in for EdgeBoxes). It applies in eval mode only: training
+always runs the full network.
+For whole images of any size the input is zero-padded (in normalised space, i.e. with the
 mean colour) at the bottom/right to a multiple of 32 and at least 224×224 (so that fc6's 7×7 window
 fits), and the output is cropped back: the network is fully convolutional, so a larger input simply
 gives a larger fc7 map.
@@ -27,6 +30,7 @@ Shape shorthand: B images, K classes (background included), H×W input, H', W' t
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -36,8 +40,11 @@ from visiontasks.registry import register_model
 from visiontasks.segmentation.common import (
     ImageNetNormalize, check_num_classes, init_from_checkpoint, pad_to_multiple, vgg16_fc_as_conv,
 )
+from visiontasks.segmentation.instance_wise import InstanceWiseInference
 
-__all__ = ["DeconvNet", "deconvnet", "DECODER_WIDTHS"]
+__all__ = ["DeconvNet", "deconvnet", "DECODER_WIDTHS", "INFERENCE_MODES"]
+
+INFERENCE_MODES = ("full", "instance")
 
 # Output widths of the transposed convolutions after each unpooling, deepest stage first.
 DECODER_WIDTHS = ((512, 512, 512), (512, 512, 256), (256, 256, 128), (128, 64), (64, 64))
@@ -52,11 +59,21 @@ class DeconvNet(nn.Module):
     """Args:
         num_classes: K, background included (21 for VOC).
         pretrained_backbone: load torchvision's ImageNet VGG16 into the convolution network.
+        inference: "full" (one pass over the whole image) or "instance" (the paper's
+            instance-wise inference, in eval mode).
+        instance: the :class:`~visiontasks.segmentation.instance_wise.InstanceWiseInference`
+            used when ``inference == "instance"`` (default: its defaults, selective search).
     """
 
-    def __init__(self, num_classes: int = 21, pretrained_backbone: bool = False) -> None:
+    def __init__(self, num_classes: int = 21, pretrained_backbone: bool = False, inference: str = "full",
+                 instance: InstanceWiseInference | None = None) -> None:
         super().__init__()
         check_num_classes(num_classes)
+        if inference not in INFERENCE_MODES:
+            raise ValueError(f"model.inference must be one of {INFERENCE_MODES}, got {inference!r}")
+        self.num_classes = num_classes
+        self.inference = inference
+        self.instance = instance
         self.normalize = ImageNetNormalize()
         vgg = vgg16_torchvision(pretrained_backbone)
         layers = list(vgg.features.children())
@@ -86,8 +103,18 @@ class DeconvNet(nn.Module):
             images: (B, 3, H, W) float in [0, 1].
 
         Returns:
-            ``{"out": (B, K, H, W) logits}``.
+            ``{"out": (B, K, H, W) scores}``: the network's logits, or in eval mode with
+            ``inference == "instance"`` the windows' max-aggregated scores (0 where no window lies;
+            their softmax is the paper's class-conditional map).
         """
+        if self.inference == "instance" and not self.training:
+            if self.instance is None:
+                self.instance = InstanceWiseInference()
+            return {"out": torch.stack([self.instance(self.network, image, self.num_classes) for image in images])}
+        return {"out": self.network(images)}
+
+    def network(self, images: torch.Tensor) -> torch.Tensor:
+        """One pass of the network: (B, 3, H, W) in [0, 1] -> (B, K, H, W) logits."""
         h, w = images.shape[-2:]
         x = pad_to_multiple(self.normalize(images), 32, min_size=_MIN_SIZE)
         switches = []
@@ -99,11 +126,28 @@ class DeconvNet(nn.Module):
         x = self.fc(x)
         for stage, unpool, (indices, size) in zip(self.decoder, self.unpools, reversed(switches)):
             x = stage(unpool(x, indices, output_size=size))
-        return {"out": self.score(x)[..., :h, :w]}
+        return self.score(x)[..., :h, :w]
 
 
 @register_model("deconvnet", task="segmentation")
 def deconvnet(num_classes: int = 21, pretrained_backbone: bool = False,
-              init_from: str | os.PathLike[str] | None = None) -> DeconvNet:
-    """DeconvNet; ``init_from`` copies same-named weights (the paper's second training stage starts from the first)."""
-    return init_from_checkpoint(DeconvNet(num_classes, pretrained_backbone), init_from)
+              init_from: str | os.PathLike[str] | None = None, inference: str = "full",
+              instance_top_n: int = 50, instance_enlarge: float = 1.2, instance_min_side: int = 112,
+              instance_input_size: int = 224, instance_proposals: int = 2000,
+              proposer: Callable | None = None) -> DeconvNet:
+    """DeconvNet.
+
+    Args:
+        num_classes: K, background included.
+        pretrained_backbone: ImageNet VGG16 weights in the convolution network.
+        init_from: a checkpoint whose same-named weights are copied in.
+        inference: "full" or "instance" (the paper's instance-wise inference in eval mode).
+        instance_top_n, instance_enlarge, instance_min_side, instance_input_size: windows per
+            image (50), their enlargement (1.2), the smallest window side kept (112 px) and the
+            network input side (224), as the released code (see ``instance_wise``).
+        instance_proposals: selective search boxes asked per image (the paper: ~2000 EdgeBoxes).
+        proposer: ``proposer(image (3, H, W)) -> (R, 4)`` ranked boxes replacing selective search.
+    """
+    instance = InstanceWiseInference(proposer, instance_top_n, instance_enlarge, instance_min_side,
+                                     instance_input_size, instance_proposals)
+    return init_from_checkpoint(DeconvNet(num_classes, pretrained_backbone, inference, instance), init_from)
