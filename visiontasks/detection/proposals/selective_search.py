@@ -204,7 +204,7 @@ def selective_search(image: np.ndarray | torch.Tensor, mode: str = "fast", resiz
     boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2])
     boxes[:, 0::2] = boxes[:, 0::2].clip(0, w - 1)
     boxes[:, 1::2] = boxes[:, 1::2].clip(0, h - 1)
-    boxes = _first_unique(boxes)  # boxes that differ by less than a pixel at the working scale meet here
+    boxes = _first_unique(boxes)  # upscaled: boxes one working pixel apart can round to one original box
     if max_proposals is not None:
         boxes = boxes[:max_proposals]
     return np.ascontiguousarray(boxes, dtype=np.float32)
