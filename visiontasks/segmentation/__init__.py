@@ -2,10 +2,11 @@
 
 Every model maps (B, 3, H, W) images in [0, 1] to ``{"out": (B, K, H, W) logits}`` for any H, W
 (K = classes + background). Registered names: ``fcn32s``, ``fcn16s``, ``fcn8s``, ``deconvnet``,
-``dilated_frontend``, ``dilated_context``, ``fcn_small``.
+``dilated_frontend``, ``dilated_context``, ``fcn_small``, ``edeconvnet`` (DeconvNet + FCN-8s ensemble).
 """
 from visiontasks.segmentation.context import ContextModule
 from visiontasks.segmentation.deconvnet import DeconvNet, deconvnet
+from visiontasks.segmentation.ensemble import EnsembleSegmenter, edeconvnet
 from visiontasks.segmentation.dilated import DilatedContextNet, DilatedFrontEnd, dilated_context, dilated_frontend
 from visiontasks.segmentation.fcn import FCN, fcn8s, fcn16s, fcn32s
 from visiontasks.segmentation.small import SmallFCN, fcn_small
@@ -14,5 +15,5 @@ from visiontasks.segmentation.upsample import bilinear_kernel, bilinear_upsample
 __all__ = [
     "FCN", "fcn32s", "fcn16s", "fcn8s", "DeconvNet", "deconvnet", "DilatedFrontEnd", "DilatedContextNet",
     "dilated_frontend", "dilated_context", "ContextModule", "SmallFCN", "fcn_small",
-    "bilinear_kernel", "bilinear_upsampler",
+    "bilinear_kernel", "bilinear_upsampler", "EnsembleSegmenter", "edeconvnet",
 ]
