@@ -3,7 +3,7 @@
 Detection, segmentation, proposals (made by tools/propose.py)::
 
     python tools/eval.py det --root VOC2007 --split test --detections DIR --metric voc07 [--out r.json] \\
-        [--iou 0.75] [--reference devkit|voc_eval] [--classes auto | NAME ...]
+        [--iou 0.75] [--reference devkit|voc_eval] [--classes auto | NAME ...] [--errors]   # + TIDE's breakdown
     python tools/eval.py det --metric coco --annotations gt.json --detections dets.json [--iou-type segm]
     python tools/eval.py det --checkpoint runs/x/checkpoint_last.pt --root VOC2007 --split test \\
         [--write-results DIR]          # also writes VOC comp4 files for the official server
@@ -16,13 +16,13 @@ Detection, segmentation, proposals (made by tools/propose.py)::
 Scoring results files reads only the annotations (Annotations/ or SegmentationClass/) and the
 split file, never JPEGImages/; ``det`` on comp4 files imports no torch.
 
-Prints a per-class table and writes JSON (fractions in [0, 1]): ``{"metric", "iou", "reference",
-"mAP", "per_class"}`` for VOC detection; the 12 pycocotools stats, ``per_class`` AP and ``iou_type``
-for COCO (whose 12-line summary is printed too); ``{"mIoU", "pixel_accuracy", "mean_class_accuracy",
-"per_class", "per_class_accuracy"}`` for segmentation; ``{"recall_50", "recall_70", "average_recall",
-"mabo", "boxes_per_image", "seconds_per_image"}`` for proposals (the proposer's time from
-DIR/timing.json). A figure with nothing to score (a class without ground truth, a split without
-objects, an untimed proposer) is null, with one warning line. Bad input exits 2 with one line.
+Prints a per-class table and writes JSON (fractions in [0, 1]): ``{"metric", "iou", "reference", "mAP",
+"per_class"}`` for VOC detection; COCO's 12 stats, ``per_class`` AP and ``iou_type`` (its summary printed);
+with --errors also ``"errors": {"ap50", "main", "special"}`` (TIDE's tables printed); ``{"mIoU",
+"pixel_accuracy", "mean_class_accuracy", "per_class", "per_class_accuracy"}`` for segmentation;
+``{"recall_50", "recall_70", "average_recall", "mabo", "boxes_per_image", "seconds_per_image"}`` for
+proposals (the proposer's time from DIR/timing.json). Nothing to score (a class without ground truth, an
+untimed proposer) is null, with one warning line. Bad input exits 2 with one line.
 """
 from __future__ import annotations
 
@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     det.add_argument("--proposals", metavar="DIR", help="with --checkpoint of a model fed proposals (Fast R-CNN, "
                      "SPP-net, R-CNN): their folder (tools/propose.py); default: made per image by the model's method")
     det.add_argument("--pr-curves", metavar="PNG", help="draw the per-class PR curves")
+    det.add_argument("--errors", action="store_true", help="add TIDE's error breakdown (Bolya et al. 2020; boxes)")
     seg.add_argument("--classes", nargs="+", default=None, help="labels 1..C (default VOC's); 'background' first: 0..C")
     group = seg.add_mutually_exclusive_group(required=True)
     group.add_argument("--predictions", help="dir of <image_id>.png label maps (palette or gray indices)")
@@ -110,16 +111,17 @@ def eval_det(args: argparse.Namespace) -> dict:
     if args.checkpoint:
         return _eval_det_checkpoint(args, voc)
     if args.metric == "coco":
-        from visiontasks.evaluation.coco import coco_evaluate, coco_result
+        from visiontasks.evaluation.coco import evaluate_coco_files
 
         _need(args, "annotations", "detections")
-        return coco_result(coco_evaluate(args.annotations, args.detections, iou_type=args.iou_type), args.iou_type)
+        return evaluate_coco_files(args.annotations, args.detections, args.iou_type, errors=args.errors)
     from visiontasks.evaluation.voc.cache import default_cache_dir
     from visiontasks.evaluation.voc.score import evaluate_voc_files
 
     _need(args, "root", "detections")
     return evaluate_voc_files(args.root, args.split, args.detections, _classes(args), args.metric, **voc,
-                              cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()))
+                              cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
+                              errors=args.errors)
 
 
 def _eval_det_checkpoint(args: argparse.Namespace, voc: dict) -> dict:
@@ -137,7 +139,7 @@ def _eval_det_checkpoint(args: argparse.Namespace, voc: dict) -> dict:
                VOCDetection(args.root, args.split, classes=args.classes or predictor.classes))
     attach_proposals(predictor.model, dataset, args.proposals)
     preds: list[dict] = []  # kept for --write-results (the boxes of one inference pass)
-    result = evaluate_detection(predictor.model, dataset, args.metric, args.device,
+    result = evaluate_detection(predictor.model, dataset, args.metric, args.device, errors=args.errors,
                                 on_prediction=lambda pred, _: preds.append(pred), **voc)
     if args.write_results:
         write_voc_results(args.write_results, args.split, dataset.classes, dataset.ids, preds)
@@ -184,8 +186,6 @@ def main(argv: list[str] | None = None) -> int:
         plot_pr_curves(result["curves"], list(result["per_class"]), args.pr_curves)
     if result.get("summary"):
         print(result["summary"])
-    if args.task == "proposals" and args.plot:
-        print(f"wrote {args.plot}")
     result = public_metrics(result)
     if args.task != "proposals":
         print(format_metrics(result))

@@ -18,10 +18,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from visiontasks.data import collate_fn
-from visiontasks.evaluation import SegmentationEvaluator, VOCDetectionEvaluator, coco_evaluate
-from visiontasks.evaluation import coco_result, detections_to_coco
+from visiontasks.evaluation import SegmentationEvaluator, VOCDetectionEvaluator
+from visiontasks.evaluation import detections_to_coco, evaluate_coco_files
 from visiontasks.evaluation.report import nan_to_none, segmentation_result
-from visiontasks.evaluation.voc.score import VOC_METRICS, check_voc_options, voc_result
+from visiontasks.evaluation.voc.score import VOC_METRICS, check_voc_options, voc_errors, voc_result
 
 __all__ = ["predict_dataset", "detect", "evaluate_detection", "attach_proposals", "evaluate_proposals",
            "evaluate_segmentation", "nan_to_none", "segmentation_result"]
@@ -86,6 +86,7 @@ def evaluate_detection(
     on_prediction: Callable[[dict, dict], None] | None = None,
     iou_thresh: float = 0.5,
     reference: str = "devkit",
+    errors: bool = False,
 ) -> dict[str, Any]:
     """Scores a detector on ``dataset`` with VOC (``voc07``/``voc12``) or COCO (``coco``) mAP.
 
@@ -97,6 +98,7 @@ def evaluate_detection(
             files from the same single inference pass).
         iou_thresh: VOC metrics: the overlap a true positive needs.
         reference: VOC metrics: ``"devkit"`` (``VOCevaldet.m``) or ``"voc_eval"`` (py-faster-rcnn).
+        errors: add TIDE's error breakdown under ``"errors"`` (:mod:`visiontasks.evaluation.tide`).
 
     Returns:
         VOC: ``{"metric", "iou", "reference", "mAP", "per_class": {name: AP or NaN}, "curves": raw
@@ -112,7 +114,9 @@ def evaluate_detection(
             evaluator.update([pred], [tgt])
             if on_prediction is not None:
                 on_prediction(pred, tgt)
-        return voc_result(evaluator.compute(), classes, metric, iou_thresh, reference)
+        result = voc_result(evaluator.compute(), classes, metric, iou_thresh, reference)
+        arrays = evaluator.arrays()
+        return {**result, "errors": voc_errors(arrays[:3], arrays[3:])} if errors else result
     if metric == "coco":
         if (iou_thresh, reference) != (0.5, "devkit"):
             raise ValueError("iou_thresh and reference apply to voc07/voc12; COCO reports AP50, AP75 and AP@[.5:.95]")
@@ -125,7 +129,7 @@ def evaluate_detection(
                 on_prediction(pred, tgt)
             results += detections_to_coco(int(tgt["coco_id"]), pred["boxes"].numpy(), pred["scores"].numpy(),
                                           pred["labels"].numpy(), dataset.label_to_cat_id)
-        return coco_result(coco_evaluate(coco, results))
+        return evaluate_coco_files(coco, results, errors=errors)
     raise ValueError(f"metric must be 'voc07', 'voc12' or 'coco', got {metric!r}")
 
 
@@ -170,7 +174,7 @@ def evaluate_proposals(root: str | os.PathLike[str], split: str, folder: str | o
         folder: the proposal folder.
         classes: class names, ``"auto"`` or None (VOC's 20).
         top_n: score only the first N proposals of each image.
-        plot: draw recall against the number of proposals into this PNG.
+        plot: draw recall against the number of proposals into this PNG (the summary says so).
 
     Returns:
         ``{"recall_50", "recall_70", "average_recall", "mabo", "boxes_per_image", "seconds_per_image"}``
@@ -200,6 +204,7 @@ def evaluate_proposals(root: str | os.PathLike[str], split: str, folder: str | o
 
         plot_recall_vs_proposals(curve, plot, title=f"{params.get('method')} {params.get('mode', '')} on "
                                                     f"{Path(root).name} {split}")
+        summary += f"\nwrote {plot}"
     return {**result, "curves": curve, "summary": summary}
 
 

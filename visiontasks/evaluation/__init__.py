@@ -11,7 +11,8 @@ from typing import Any
 
 _EXPORTS = {
     "accumulators": ("VOCDetectionEvaluator",),
-    "coco": ("COCO_STAT_NAMES", "coco_evaluate", "coco_result", "detections_to_coco", "eval_coco"),
+    "coco": ("COCO_STAT_NAMES", "coco_evaluate", "coco_result", "coco_tide_errors", "detections_to_coco", "eval_coco",
+             "evaluate_coco_files"),
     "iou": ("box_iou", "box_iou_voc", "box_iou_voc_paired", "mask_iou"),
     "plots": ("plot_pr_curves",),
     "proposals": ("AR_THRESHOLDS", "best_overlaps", "plot_recall_vs_proposals", "proposal_recall",
@@ -21,7 +22,8 @@ _EXPORTS = {
     "voc.ap": ("average_precision", "eleven_point_thresholds", "eval_detection_voc"),
     "voc.ground_truth": ("load_detection_ground_truth",),
     "voc.results": ("read_voc_results", "results_classes", "results_filename", "write_voc_results"),
-    "voc.score": ("evaluate_voc_files", "score_voc", "voc_result"),
+    "voc.score": ("evaluate_voc_files", "score_voc", "voc_errors", "voc_result"),
+    "tide": ("format_tide", "tide_errors"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -69,6 +69,11 @@ class VOCDetectionEvaluator:
             self._fields["gd"].append(np.zeros(len(gt_labels), dtype=bool) if difficult is None
                                       else to_numpy(difficult, bool).reshape(-1))
 
+    def arrays(self) -> tuple[list[np.ndarray], ...]:
+        """Every image added: ``(pred boxes, labels, scores, gt boxes, labels, difficult)``, lists of arrays."""
+        f = self._fields
+        return f["pb"], f["pl"], f["ps"], f["gb"], f["gl"], f["gd"]
+
     def compute(self) -> dict[str, Any]:
         """:func:`eval_detection_voc` over every image added: ``{"ap", "map", "precision", "recall", "npos"}``."""
         f = self._fields

@@ -23,8 +23,10 @@ from pycocotools.cocoeval import COCOeval
 
 from visiontasks.evaluation.coco_io import check_results, load_coco_gt, load_coco_results
 
-__all__ = ["eval_coco", "coco_evaluate", "coco_result", "detections_to_coco", "COCO_STAT_NAMES"]
+__all__ = ["eval_coco", "coco_evaluate", "coco_result", "coco_tide_errors", "evaluate_coco_files", "detections_to_coco",
+           "COCO_STAT_NAMES"]
 
+_SEGM_ERRORS = "--errors breaks down box detections (TIDE's bbox mode); --iou-type segm is not supported"
 #: Names of the 12 entries of ``COCOeval.stats`` (bbox / segm), in pycocotools' order.
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -129,6 +131,64 @@ def coco_result(res: Mapping[str, Any], iou_type: str = "bbox") -> dict[str, Any
     stats = res["stats"]
     return {"metric": "coco", "iou_type": iou_type, "mAP": float(stats["AP"]), **stats,
             "per_class": res["per_class"], "summary": res["summary"]}
+
+
+def coco_tide_errors(
+    coco_gt: COCO | str | os.PathLike[str],
+    results: Sequence[Mapping[str, Any]] | str | os.PathLike[str],
+    iou_type: str = "bbox",
+) -> dict[str, Any]:
+    """TIDE's error breakdown (:func:`~visiontasks.evaluation.tide.tide_errors`) of COCO box results.
+
+    Read as tidecv's ``datasets.COCO``/``COCOResult`` read them: images in the order of the
+    instances file, crowd annotations as ignore regions, ``bbox`` as given (``xywh``), ground truth
+    and results in file order within an image.
+
+    Raises:
+        ValueError: ``iou_type="segm"`` (the breakdown covers boxes: TIDE's bbox mode).
+        InputError: as :func:`coco_evaluate`.
+    """
+    from visiontasks.evaluation.tide import tide_errors
+
+    if iou_type != "bbox":
+        raise ValueError(_SEGM_ERRORS)
+    gt = coco_gt if isinstance(coco_gt, COCO) else load_coco_gt(coco_gt, iou_type)
+    source = results if isinstance(results, (str, os.PathLike)) else None
+    dets = load_coco_results(results) if source is not None else list(results)
+    if dets:
+        check_results(dets, _prepared_gt(gt), iou_type, source)
+    image = {img["id"]: k for k, img in enumerate(gt.dataset.get("images", []))}
+    label = {cat_id: k for k, cat_id in enumerate(sorted(gt.cats, key=str))}
+    anns = gt.dataset.get("annotations", [])
+
+    def per_image(items: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> list[list[np.ndarray]]:
+        owner = np.array([image[a["image_id"]] for a in items], dtype=np.int64)
+        order = np.argsort(owner, kind="stable")
+        cuts = np.searchsorted(owner[order], np.arange(1, len(image)))
+        columns = {"bbox": np.array([a["bbox"] for a in items], np.float64).reshape(-1, 4),
+                   "label": np.array([label[a["category_id"]] for a in items], np.int64),
+                   "score": np.array([a.get("score", 1.0) for a in items], np.float64),
+                   "iscrowd": np.array([bool(a.get("iscrowd", 0)) for a in items], bool)}
+        return [np.split(columns[f][order], cuts) for f in fields]
+
+    return tide_errors(*per_image(dets, ("bbox", "label", "score")),
+                       *per_image(anns, ("bbox", "label", "iscrowd")), box_format="xywh")
+
+
+def evaluate_coco_files(coco_gt: COCO | str | os.PathLike[str],
+                        results: Sequence[Mapping[str, Any]] | str | os.PathLike[str], iou_type: str = "bbox",
+                        errors: bool = False) -> dict[str, Any]:
+    """The reported COCO result (:func:`coco_result`), with TIDE's breakdown under ``"errors"`` if asked."""
+    from visiontasks.evaluation.tide import REPORTED
+
+    if errors and iou_type != "bbox":
+        raise ValueError(_SEGM_ERRORS)  # before any work
+    gt = coco_gt if isinstance(coco_gt, COCO) else load_coco_gt(coco_gt, iou_type)
+    result = coco_result(coco_evaluate(gt, results, iou_type), iou_type)
+    if errors:
+        breakdown = coco_tide_errors(gt, results, iou_type)
+        result["errors"] = {k: breakdown[k] for k in REPORTED}
+    return result
 
 
 def eval_coco(

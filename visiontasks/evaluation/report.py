@@ -60,7 +60,8 @@ def _pct(value: float | None) -> str:
 
 
 def format_metrics(metrics: Mapping[str, Any]) -> str:
-    """A per-class table followed by the headline figure(s); ``n/a`` for undefined ones."""
+    """A per-class table followed by the headline figure(s) (``n/a`` for undefined ones) and, when the
+    result has one, TIDE's error tables."""
     per_class = metrics.get("per_class", {})
     accuracy = metrics.get("per_class_accuracy")
     lines = []
@@ -77,6 +78,10 @@ def format_metrics(metrics: Mapping[str, Any]) -> str:
         for key in HEADLINE_KEYS[1:]:
             if key in metrics:
                 lines.append(f"{key:>16s}  {_pct(metrics[key])}")
+    if metrics.get("errors"):
+        from visiontasks.evaluation.tide import format_tide
+
+        lines += ["", format_tide(metrics["errors"], name="TIDE error breakdown")]
     return "\n".join(lines)
 
 

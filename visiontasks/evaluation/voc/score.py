@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 from visiontasks.evaluation.voc.ap import eval_detection_voc
 
 __all__ = ["VOC_METRICS", "VOC_REFERENCES", "check_voc_options", "voc_options", "voc_result", "score_voc",
-           "evaluate_voc_files"]
+           "voc_errors", "evaluate_voc_files"]
 
 VOC_METRICS = ("voc07", "voc12")
 VOC_REFERENCES = ("devkit", "voc_eval")
@@ -80,9 +80,26 @@ def score_voc(preds: Sequence[Sequence[Any]], gts: Sequence[Sequence[Any]], clas
     return voc_result(res, classes, metric, iou_thresh, reference)
 
 
+def voc_errors(preds: Sequence[Sequence[Any]], gts: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    """TIDE's error breakdown of VOC boxes: the devkit's overlap (+1 pixel), difficult objects as ignore regions.
+
+    Args:
+        preds: ``(boxes, labels, scores)``, each a list of N per-image arrays.
+        gts: ``(boxes, labels, difficult)``, each a list of N per-image arrays.
+
+    Returns:
+        ``{"ap50", "main", "special"}`` of :func:`~visiontasks.evaluation.tide.tide_errors`.
+    """
+    from visiontasks.evaluation.tide import REPORTED, tide_errors
+
+    res = tide_errors(*preds, *gts, box_format="voc")
+    return {k: res[k] for k in REPORTED}
+
+
 def evaluate_voc_files(root: str | os.PathLike[str], split: str, detections: str | os.PathLike[str],
                        classes: Sequence[str] | str | None = None, metric: str = "voc07", iou_thresh: float = 0.5,
-                       reference: str = "devkit", cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+                       reference: str = "devkit", cache_dir: str | os.PathLike[str] | None = None,
+                       errors: bool = False) -> dict[str, Any]:
     """Scores a folder of ``comp4_det_<split>_<class>.txt`` files against a VOC-layout split.
 
     Reads only the split file and ``Annotations/`` (never images) and imports no torch.
@@ -98,6 +115,7 @@ def evaluate_voc_files(root: str | os.PathLike[str], split: str, detections: str
         iou_thresh: overlap a true positive needs.
         reference: ``"devkit"`` or ``"voc_eval"`` (see :mod:`visiontasks.evaluation.voc.ap`).
         cache_dir: the annotation cache folder (None: parse every file, write no cache).
+        errors: add TIDE's error breakdown under ``"errors"`` (:func:`voc_errors`).
 
     Returns:
         The :func:`voc_result` dict.
@@ -113,4 +131,6 @@ def evaluate_voc_files(root: str | os.PathLike[str], split: str, detections: str
     extra = results_classes(detections, split) if classes == "auto" else ()
     gt = load_detection_ground_truth(root, split, classes, cache_dir=cache_dir, extra_classes=extra)
     preds = read_voc_results(detections, split, gt.classes, gt.ids)
-    return score_voc(preds, (gt.boxes, gt.labels, gt.difficult), gt.classes, metric, iou_thresh, reference)
+    gts = (gt.boxes, gt.labels, gt.difficult)
+    result = score_voc(preds, gts, gt.classes, metric, iou_thresh, reference)
+    return {**result, "errors": voc_errors(preds, gts)} if errors else result

@@ -1,0 +1,87 @@
+"""tools/eval.py det --errors: TIDE's breakdown from VOC results files and from a COCO results json.
+
+The boxes are those of tests/test_eval_tide.py's "loc" case (hand-computed there, equal to tidecv's):
+VOC files hold them 1-based inclusive; the COCO json holds the same pixels as ``[x0, y0, w + 1, h + 1]``.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from test_eval_cli_options import run, write_dets, write_voc
+
+HALF = 51 / 101
+# 1-based inclusive: A, B class "cat", C class "dog"; a cat detection shifted off B (IoU 1/3)
+A, B, C, SHIFTED_B = (1, 1, 10, 10), (21, 1, 30, 10), (41, 1, 50, 10), (26, 1, 35, 10)
+LOC = {"ap50": (HALF + 1) / 2, "main": {"cls": 0.0, "loc": 1 - (HALF + 1) / 2, "both": 0.0, "dupe": 0.0, "bkg": 0.0,
+                                        "miss": 0.0},
+       "special": {"false_pos": 0.0, "false_neg": 1 - (HALF + 1) / 2}}
+
+
+def _voc(tmp_path):
+    root = write_voc(tmp_path / "voc", {"a": [("cat", A, 0), ("cat", B, 0), ("dog", C, 0)]})
+    dets = tmp_path / "dets"
+    write_dets(dets, "cat", [("a", 0.9, A), ("a", 0.8, SHIFTED_B)])
+    write_dets(dets, "dog", [("a", 0.95, C)])
+    return root, dets
+
+
+def _coco(tmp_path):
+    def xywh(b):
+        return [b[0] - 1, b[1] - 1, b[2] - b[0] + 1, b[3] - b[1] + 1]
+
+    gt = {"images": [{"id": 7, "file_name": "a.jpg", "width": 100, "height": 100}],
+          "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+          "annotations": [{"id": k + 1, "image_id": 7, "category_id": c, "bbox": xywh(b), "area": 100.0, "iscrowd": 0}
+                          for k, (b, c) in enumerate([(A, 1), (B, 1), (C, 2)])]}
+    dets = [{"image_id": 7, "category_id": c, "bbox": xywh(b), "score": s}
+            for b, c, s in [(A, 1, 0.9), (SHIFTED_B, 1, 0.8), (C, 2, 0.95)]]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    return tmp_path / "gt.json", tmp_path / "dets.json"
+
+
+def test_voc_results_files_with_errors(tmp_path):
+    root, dets = _voc(tmp_path)
+    rc, out, err = run(["det", "--root", str(root), "--detections", str(dets), "--classes", "cat", "dog",
+                        "--errors", "--out", str(tmp_path / "r.json")])
+    assert rc == 0, err
+    errors = json.loads((tmp_path / "r.json").read_text())["errors"]
+    assert errors["ap50"] == pytest.approx(LOC["ap50"], abs=1e-12)
+    assert errors["main"] == pytest.approx(LOC["main"], abs=1e-12)
+    assert errors["special"] == pytest.approx(LOC["special"], abs=1e-12)
+    assert "Main Errors" in out and "   dAP     0.00    24.75     0.00     0.00     0.00     0.00  " in out
+    assert "Special Error" in out
+
+
+def test_coco_and_voc_paths_agree_on_the_same_boxes(tmp_path):
+    root, dets = _voc(tmp_path)
+    gt_json, dets_json = _coco(tmp_path)
+    rc, _, err = run(["det", "--root", str(root), "--detections", str(dets), "--classes", "cat", "dog",
+                      "--errors", "--out", str(tmp_path / "voc.json")])
+    assert rc == 0, err
+    rc, out, err = run(["det", "--metric", "coco", "--annotations", str(gt_json), "--detections", str(dets_json),
+                        "--errors", "--out", str(tmp_path / "coco.json")])
+    assert rc == 0, err
+    voc = json.loads((tmp_path / "voc.json").read_text())["errors"]
+    coco = json.loads((tmp_path / "coco.json").read_text())["errors"]
+    assert coco == voc
+    assert "Main Errors" in out
+
+
+def test_errors_with_segm_is_one_line(tmp_path):
+    gt_json, dets_json = _coco(tmp_path)
+    rc, out, err = run(["det", "--metric", "coco", "--annotations", str(gt_json), "--detections", str(dets_json),
+                        "--iou-type", "segm", "--errors", "--out", str(tmp_path / "r.json")])
+    assert rc == 2 and not (tmp_path / "r.json").exists()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "segm is not supported" in lines[0]
+
+
+def test_without_errors_the_result_has_none(tmp_path):
+    root, dets = _voc(tmp_path)
+    rc, out, err = run(["det", "--root", str(root), "--detections", str(dets), "--classes", "cat", "dog",
+                        "--out", str(tmp_path / "r.json")])
+    assert rc == 0, err
+    assert "errors" not in json.loads((tmp_path / "r.json").read_text()) and "Main Errors" not in out
