@@ -11,6 +11,7 @@ from typing import Any
 
 _EXPORTS = {
     "accumulators": ("VOCDetectionEvaluator",),
+    "det_confusion": ("detection_confusion_matrix",),
     "coco": ("COCO_STAT_NAMES", "coco_evaluate", "coco_result", "coco_tide_errors", "detections_to_coco", "eval_coco",
              "evaluate_coco_files"),
     "iou": ("box_iou", "box_iou_voc", "box_iou_voc_paired", "mask_iou"),
