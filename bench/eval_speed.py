@@ -2,6 +2,7 @@
 
     python bench/eval_speed.py            # eval_detection_voc vs the per-detection voc_eval loop, in process
     python bench/eval_speed.py --quick    # a tenth of that
+    python bench/eval_speed.py --errors [--rounds 5]   # what TIDE's breakdown (--errors) adds, end to end
     python bench/eval_speed.py --voc-eval py-faster-rcnn/lib/datasets/voc_eval.py [--rounds 5]
         # end to end, as users run them: `python tools/eval.py det` on files against py-faster-rcnn's
         # voc_eval.py (Python 3, bench/_reference_voc_eval.py), each in its own process, cold caches
@@ -165,6 +166,37 @@ def run_end_to_end(args: argparse.Namespace) -> int:
     return 0 if same_as_before else 1
 
 
+def run_errors(args: argparse.Namespace) -> int:
+    """What ``--errors`` (TIDE's breakdown) adds to `tools/eval.py det` on VOC07-test-sized files, end to end.
+
+    Each round runs the plain command and the one with ``--errors`` (alternating which goes first),
+    both with the annotation cache a first run wrote; the issue's target is at most 2x the plain time added.
+    """
+    classes = [f"class{k:02d}" for k in range(1, 21)]
+    repo = Path(__file__).resolve().parents[1]
+    num_images = 495 if args.quick else 4952
+    work = make_workload(num_images, dets_per_image=args.dets_per_image or 63, seed=args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "VOC2007"
+        write_voc_tree(root, work, classes)
+        print(f"workload: {num_images} images, {sum(len(g) for g in work[3])} objects, "
+              f"{sum(len(p) for p in work[0])} detections, 20 classes")
+        plain = [sys.executable, str(repo / "tools" / "eval.py"), "det", "--root", str(root), "--split", "test",
+                 "--detections", str(root / "results"), "--classes", *classes, "--cache-dir", f"{tmp}/cache"]
+        _timed(plain)  # writes the annotation cache
+        runs = [("plain", plain), ("--errors", plain + ["--errors"])]
+        times: dict[str, list[float]] = {name: [] for name, _ in runs}
+        for r in range(args.rounds):
+            for name, cmd in (runs if r % 2 == 0 else runs[::-1]):
+                times[name].append(_timed(cmd))
+    for name, t in times.items():
+        runs_s = ", ".join(f"{x:.2f}" for x in t)
+        print(f"{name:>10s}: min {min(t):.3f} s, median {statistics.median(t):.3f} s ({runs_s})")
+    added = min(times["--errors"]) - min(times["plain"])
+    print(f"--errors adds {added:.3f} s = {added / min(times['plain']):.2f}x the plain time (minima; target <= 2x)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="495 images instead of 4,952")
@@ -175,7 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="end-to-end rounds (each runs both commands)")
     parser.add_argument("--dets-per-image", type=int, default=None,
                         help="detections per image (default 101 in process, 63 end to end: ~310k)")
+    parser.add_argument("--errors", action="store_true", help="time what `eval.py det --errors` adds, end to end")
     args = parser.parse_args(argv)
+    if args.errors:
+        return run_errors(args)
     if args.voc_eval:
         return run_end_to_end(args)
     num_images = 495 if args.quick else 4952
