@@ -63,8 +63,8 @@ def test_window_projection_by_hand():
     # S = 16: left/top floor(x/16)+1, right/bottom ceil(x/16)-1; a too-small window takes its centre cell.
     boxes = torch.tensor([[0.0, 0.0, 64.0, 64.0], [17.0, 33.0, 100.0, 47.0], [17.0, 17.0, 30.0, 30.0]])
     cells = project_windows(boxes, 16.0, (10, 10))
-    # window 2: x 17 → 2, 100 → 6; y 33 → 3 but 47 → 2 < 3, so y takes the centre cell floor(40/16) = 2.
-    # window 3: x and y 17 → 2 but 30 → 1: both axes take the centre cell floor(23.5/16) = 1.
+    # window 2: x 17 → 2, 100 → 6; y 33 → 3 but 47 → 2 < 3, so y takes the middle cell floor((3 + 2)/2) = 2.
+    # window 3: x and y 17 → 2 but 30 → 1: both axes take the middle cell floor((2 + 1)/2) = 1.
     assert cells.tolist() == [[1.0, 1.0, 3.0, 3.0], [2.0, 2.0, 6.0, 2.0], [1.0, 1.0, 1.0, 1.0]]
 
 

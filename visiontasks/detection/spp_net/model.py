@@ -23,12 +23,14 @@ Shape shorthand: R = windows, K = classes incl. background.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from visiontasks.backbones import build_backbone, freeze
-from visiontasks.detection.predictor import FastRCNNPredictor
 from visiontasks.detection.proposals import DEFAULT_PROPOSER, PrecomputedProposals, proposal_params
-from visiontasks.detection.roi_head import RoIHead
+from visiontasks.detection.roi_head import RoIHead, build_predictor
+from visiontasks.detection.settings import (PAPER_TEST, RCNN_FIT, SPP_NET_ROI, FitSettings, RoIHeadSettings,
+                                            TestSettings, resolve, two_stage_renamed)
+from visiontasks.detection.receptive_field import projection_offset
 from visiontasks.detection.spp import SPP_LEVELS
 from visiontasks.detection.spp_net.scale_pyramid import MultiScaleSPP, ScalePyramid
 from visiontasks.detection.svd import compress_fc
@@ -54,17 +56,12 @@ def spp_net(
     max_proposals: int | None = 2000,
     pooler_levels: Sequence[int] = SPP_LEVELS,
     target_area: float = 224.0**2,
-    roi_batch_size_per_image: int = 128,
-    roi_positive_fraction: float = 0.25,
-    roi_fg_iou_thresh: float = 0.5,
-    roi_bg_iou_lo: float = 0.1,
-    box_score_thresh: float = 0.05,
-    box_nms_thresh: float = 0.3,
-    box_detections_per_img: int = 100,
+    roi: RoIHeadSettings | Mapping[str, Any] | None = SPP_NET_ROI,
+    test: TestSettings | Mapping[str, Any] | None = PAPER_TEST,
     loss_weights: dict[str, float] | None = None,
     fc_svd_ranks: Sequence[int | None] | None = None,
     classifier: str = "svm",
-    fit_params: dict[str, float] | None = None,
+    fit_params: FitSettings | Mapping[str, Any] | None = RCNN_FIT,
 ) -> TwoStageDetector:
     """Builds SPP-net's detector.
 
@@ -85,19 +82,15 @@ def spp_net(
         max_proposals: keep at most this many proposals per image.
         pooler_levels: the pyramid (default 6, 3, 2, 1 = 50 bins).
         target_area: the window area a scale should give (224²).
-        roi_batch_size_per_image: windows sampled per image in fine-tuning.
-        roi_positive_fraction: share of positives (25 %, the paper's 1:3).
-        roi_fg_iou_thresh: positives have IoU ≥ this.
-        roi_bg_iou_lo: negatives have IoU in [this, roi_fg_iou_thresh).
-        box_score_thresh: test-time score threshold.
-        box_nms_thresh: test-time per-class NMS threshold (0.3).
-        box_detections_per_img: most detections per image.
+        roi: fine-tuning sampling (overrides by name): 128 windows, 25 % positives (IoU ≥ 0.5, the
+            paper's 1:3), negatives IoU in [0.1, 0.5); see :data:`~visiontasks.detection.settings.SPP_NET_ROI`.
+        test: score threshold 0.05, per-class NMS 0.3, 100 detections (:class:`TestSettings`).
         fc_svd_ranks: truncated SVD of fc6, fc7 (Fast R-CNN §3.1; the paper: [1024, 256]), None: none.
         loss_weights: multiplier per loss name.
         classifier: "svm" (the paper: R-CNN's SVM and box-regression stages after fine-tuning)
             or "softmax" (the fine-tuned classifier, one stage).
-        fit_params: settings of the fitting stages (keys of ``rcnn.FIT_DEFAULTS``: ``svm_C``,
-            ``feat_norm``, ``bbox_lambda`` …; default R-CNN's).
+        fit_params: settings of the fitting stages (overrides by name of :class:`FitSettings`:
+            ``svm_C``, ``feat_norm``, ``bbox_lambda`` …; default R-CNN's).
 
     Returns:
         The detector (``TwoStageDetector`` with a scale pyramid and an SPP pooler).
@@ -107,27 +100,30 @@ def spp_net(
     if not finetune_conv:
         freeze(body)
     pyramid = ScalePyramid(body, (min_size,) if min_size is not None else scales, max_size)
-    pooler = MultiScaleSPP(pooler_levels, body.stride, target_area)
+    # the appendix's projection with the backbone's padding offset (cell i centred at S·i + offset)
+    pooler = MultiScaleSPP(pooler_levels, body.stride, target_area, projection_offset(body))
     head, head_dim = body.box_head(pooler.output_dim(body.out_channels))
-    predictor = FastRCNNPredictor(head_dim, num_classes, score_thresh=box_score_thresh, nms_thresh=box_nms_thresh,
-                                  detections_per_img=box_detections_per_img)
-    sampling = dict(batch_size_per_image=roi_batch_size_per_image, positive_fraction=roi_positive_fraction,
-                    fg_iou_thresh=roi_fg_iou_thresh, bg_iou_lo=roi_bg_iou_lo)
+    sampling = resolve(roi, SPP_NET_ROI, "roi")
+    predictor = build_predictor(head_dim, num_classes, sampling, resolve(test, PAPER_TEST, "test"))
     proposer_module = PrecomputedProposals(proposal_min_size, max_proposals)
     transform = build_transform("none", size_divisible=body.stride)
     if classifier == "softmax":
-        roi_head = RoIHead(pooler, head, predictor, **sampling)
+        roi_head = RoIHead(pooler, head, predictor, sampling)
         model = TwoStageDetector(pyramid, proposer_module, roi_head, transform, loss_weights=loss_weights,
                                  proposal_params=params)
     elif classifier == "svm":
         from visiontasks.detection.rcnn.head import RCNNHead
-        from visiontasks.detection.rcnn.model import RCNN, build_fit_params
+        from visiontasks.detection.rcnn.model import RCNN
 
-        roi_head = RCNNHead(pooler, head, predictor, head_dim, pooler.output_dim(body.out_channels), **sampling)
+        roi_head = RCNNHead(pooler, head, predictor, head_dim, pooler.output_dim(body.out_channels), sampling)
         # the boxes are regressed by the fitted ridge regressors, so fine-tuning trains the classifier only (as R-CNN)
         model = RCNN(pyramid, proposer_module, roi_head, transform,
                      loss_weights={"loss_box_reg": 0.0, **(loss_weights or {})}, proposal_params=params,
-                     fit_params=build_fit_params(**(fit_params or {})))
+                     fit_params=resolve(fit_params, RCNN_FIT, "fit_params").as_dict())
     else:
         raise ValueError(f"classifier must be 'svm' or 'softmax', got {classifier!r}")
     return compress_fc(model, fc_svd_ranks) if fc_svd_ranks else model
+
+
+#: The flat arguments before the settings were grouped (translated in older checkpoints' configs).
+spp_net.renamed_keys = two_stage_renamed()

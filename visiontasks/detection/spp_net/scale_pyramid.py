@@ -122,11 +122,14 @@ class MultiScaleSPP(nn.Module):
         levels: pyramid levels (default 6, 3, 2, 1).
         stride: input pixels per feature cell.
         target_area: the window area (in resized pixels) a scale should give (224²).
+        offset: centre of feature cell 0 in resized pixels (the backbone's padding offset of the
+            appendix's projection; ``receptive_field(backbone).offset``, 0 for the paper's padding).
     """
 
-    def __init__(self, levels: Sequence[int] = SPP_LEVELS, stride: int = 16, target_area: float = 224.0**2) -> None:
+    def __init__(self, levels: Sequence[int] = SPP_LEVELS, stride: int = 16, target_area: float = 224.0**2,
+                 offset: float = 0.0) -> None:
         super().__init__()
-        self.spp = SpatialPyramidPool(levels, 1.0 / stride)
+        self.spp = SpatialPyramidPool(levels, 1.0 / stride, offset)
         self.target_area = float(target_area)
 
     def output_dim(self, channels: int) -> int:
