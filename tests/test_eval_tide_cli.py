@@ -1,4 +1,4 @@
-"""tools/eval.py det --errors: TIDE's breakdown from VOC results files and from a COCO results json.
+"""tools/eval.py det --errors: TIDE's breakdown and the confusion matrix from VOC results files and a COCO json.
 
 The boxes are those of tests/test_eval_tide.py's "loc" case (hand-computed there, equal to tidecv's):
 VOC files hold them 1-based inclusive; the COCO json holds the same pixels as ``[x0, y0, w + 1, h + 1]``.
@@ -53,6 +53,11 @@ def test_voc_results_files_with_errors(tmp_path):
     assert errors["special"] == pytest.approx(LOC["special"], abs=1e-12)
     assert "Main Errors" in out and "   dAP     0.00    24.75     0.00     0.00     0.00     0.00  " in out
     assert "Special Error" in out
+    # the confusion matrix (IoU 0.5, score 0.5): A found, the shifted cat a false positive, B missed, C found
+    confusion = json.loads((tmp_path / "r.json").read_text())["confusion"]
+    assert confusion == {"iou": 0.5, "score": 0.5, "classes": ["cat", "dog", "background"],
+                         "matrix": [[1, 0, 1], [0, 1, 0], [1, 0, 0]]}
+    assert "confusion (rows: true class, columns: predicted; IoU >= 0.5, score >= 0.5)" in out
 
 
 def test_coco_and_voc_paths_agree_on_the_same_boxes(tmp_path):
@@ -64,9 +69,8 @@ def test_coco_and_voc_paths_agree_on_the_same_boxes(tmp_path):
     rc, out, err = run(["det", "--metric", "coco", "--annotations", str(gt_json), "--detections", str(dets_json),
                         "--errors", "--out", str(tmp_path / "coco.json")])
     assert rc == 0, err
-    voc = json.loads((tmp_path / "voc.json").read_text())["errors"]
-    coco = json.loads((tmp_path / "coco.json").read_text())["errors"]
-    assert coco == voc
+    voc, coco = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("voc", "coco"))
+    assert coco["errors"] == voc["errors"] and coco["confusion"] == voc["confusion"]
     assert "Main Errors" in out
 
 
@@ -84,4 +88,5 @@ def test_without_errors_the_result_has_none(tmp_path):
     rc, out, err = run(["det", "--root", str(root), "--detections", str(dets), "--classes", "cat", "dog",
                         "--out", str(tmp_path / "r.json")])
     assert rc == 0, err
-    assert "errors" not in json.loads((tmp_path / "r.json").read_text()) and "Main Errors" not in out
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert "errors" not in result and "confusion" not in result and "Main Errors" not in out

@@ -98,7 +98,8 @@ def evaluate_detection(
             files from the same single inference pass).
         iou_thresh: VOC metrics: the overlap a true positive needs.
         reference: VOC metrics: ``"devkit"`` (``VOCevaldet.m``) or ``"voc_eval"`` (py-faster-rcnn).
-        errors: add TIDE's error breakdown under ``"errors"`` (:mod:`visiontasks.evaluation.tide`).
+        errors: add TIDE's error breakdown (``"errors"``, :mod:`visiontasks.evaluation.tide`) and the
+            confusion matrix (``"confusion"``, :mod:`visiontasks.evaluation.det_confusion`).
 
     Returns:
         VOC: ``{"metric", "iou", "reference", "mAP", "per_class": {name: AP or NaN}, "curves": raw
@@ -116,7 +117,7 @@ def evaluate_detection(
                 on_prediction(pred, tgt)
         result = voc_result(evaluator.compute(), classes, metric, iou_thresh, reference)
         arrays = evaluator.arrays()
-        return {**result, "errors": voc_errors(arrays[:3], arrays[3:])} if errors else result
+        return {**result, **voc_errors(arrays[:3], arrays[3:], classes)} if errors else result
     if metric == "coco":
         if (iou_thresh, reference) != (0.5, "devkit"):
             raise ValueError("iou_thresh and reference apply to voc07/voc12; COCO reports AP50, AP75 and AP@[.5:.95]")

@@ -23,8 +23,8 @@ from pycocotools.cocoeval import COCOeval
 
 from visiontasks.evaluation.coco_io import check_results, load_coco_gt, load_coco_results
 
-__all__ = ["eval_coco", "coco_evaluate", "coco_result", "coco_tide_errors", "evaluate_coco_files", "detections_to_coco",
-           "COCO_STAT_NAMES"]
+__all__ = ["eval_coco", "coco_evaluate", "coco_result", "coco_arrays", "coco_tide_errors", "evaluate_coco_files",
+           "detections_to_coco", "COCO_STAT_NAMES"]
 
 _SEGM_ERRORS = "--errors breaks down box detections (TIDE's bbox mode); --iou-type segm is not supported"
 #: Names of the 12 entries of ``COCOeval.stats`` (bbox / segm), in pycocotools' order.
@@ -133,16 +133,50 @@ def coco_result(res: Mapping[str, Any], iou_type: str = "bbox") -> dict[str, Any
             "per_class": res["per_class"], "summary": res["summary"]}
 
 
+def coco_arrays(coco_gt: COCO, results: Sequence[Mapping[str, Any]] | str | os.PathLike[str],
+                iou_type: str = "bbox") -> tuple[tuple[list[np.ndarray], ...], tuple[list[np.ndarray], ...], list[str]]:
+    """COCO boxes as per-image arrays, read as tidecv's ``datasets.COCO``/``COCOResult`` read them.
+
+    Images in the order of the instances file, ``bbox`` as given (``xywh``), ground truth and results
+    in file order within an image, crowd annotations flagged (ignore regions); categories numbered
+    ``1..C`` in id order.
+
+    Returns:
+        ``((boxes, labels, scores), (boxes, labels, iscrowd), category names)``.
+
+    Raises:
+        InputError: as :func:`coco_evaluate`.
+    """
+    source = results if isinstance(results, (str, os.PathLike)) else None
+    dets = load_coco_results(results) if source is not None else list(results)
+    if dets:
+        check_results(dets, _prepared_gt(coco_gt), iou_type, source)
+    image = {img["id"]: k for k, img in enumerate(coco_gt.dataset.get("images", []))}
+    cat_ids = sorted(coco_gt.cats, key=lambda c: (str(type(c)), c))
+    label = {cat_id: k + 1 for k, cat_id in enumerate(cat_ids)}
+
+    def per_image(items: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> tuple[list[np.ndarray], ...]:
+        owner = np.array([image[a["image_id"]] for a in items], dtype=np.int64)
+        order = np.argsort(owner, kind="stable")
+        cuts = np.searchsorted(owner[order], np.arange(1, len(image)))
+        columns = {"bbox": np.array([a["bbox"] for a in items], np.float64).reshape(-1, 4),
+                   "label": np.array([label[a["category_id"]] for a in items], np.int64),
+                   "score": np.array([a.get("score", 1.0) for a in items], np.float64),
+                   "iscrowd": np.array([bool(a.get("iscrowd", 0)) for a in items], bool)}
+        return tuple(np.split(columns[f][order], cuts) for f in fields)
+
+    return (per_image(dets, ("bbox", "label", "score")),
+            per_image(coco_gt.dataset.get("annotations", []), ("bbox", "label", "iscrowd")),
+            [_cat_name(coco_gt, c) for c in cat_ids])
+
+
 def coco_tide_errors(
     coco_gt: COCO | str | os.PathLike[str],
     results: Sequence[Mapping[str, Any]] | str | os.PathLike[str],
     iou_type: str = "bbox",
 ) -> dict[str, Any]:
-    """TIDE's error breakdown (:func:`~visiontasks.evaluation.tide.tide_errors`) of COCO box results.
-
-    Read as tidecv's ``datasets.COCO``/``COCOResult`` read them: images in the order of the
-    instances file, crowd annotations as ignore regions, ``bbox`` as given (``xywh``), ground truth
-    and results in file order within an image.
+    """TIDE's error breakdown (:func:`~visiontasks.evaluation.tide.tide_errors`) of COCO box results,
+    crowds as ignore regions (:func:`coco_arrays`).
 
     Raises:
         ValueError: ``iou_type="segm"`` (the breakdown covers boxes: TIDE's bbox mode).
@@ -153,41 +187,28 @@ def coco_tide_errors(
     if iou_type != "bbox":
         raise ValueError(_SEGM_ERRORS)
     gt = coco_gt if isinstance(coco_gt, COCO) else load_coco_gt(coco_gt, iou_type)
-    source = results if isinstance(results, (str, os.PathLike)) else None
-    dets = load_coco_results(results) if source is not None else list(results)
-    if dets:
-        check_results(dets, _prepared_gt(gt), iou_type, source)
-    image = {img["id"]: k for k, img in enumerate(gt.dataset.get("images", []))}
-    label = {cat_id: k for k, cat_id in enumerate(sorted(gt.cats, key=str))}
-    anns = gt.dataset.get("annotations", [])
-
-    def per_image(items: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> list[list[np.ndarray]]:
-        owner = np.array([image[a["image_id"]] for a in items], dtype=np.int64)
-        order = np.argsort(owner, kind="stable")
-        cuts = np.searchsorted(owner[order], np.arange(1, len(image)))
-        columns = {"bbox": np.array([a["bbox"] for a in items], np.float64).reshape(-1, 4),
-                   "label": np.array([label[a["category_id"]] for a in items], np.int64),
-                   "score": np.array([a.get("score", 1.0) for a in items], np.float64),
-                   "iscrowd": np.array([bool(a.get("iscrowd", 0)) for a in items], bool)}
-        return [np.split(columns[f][order], cuts) for f in fields]
-
-    return tide_errors(*per_image(dets, ("bbox", "label", "score")),
-                       *per_image(anns, ("bbox", "label", "iscrowd")), box_format="xywh")
+    preds, gts, _ = coco_arrays(gt, results, iou_type)
+    return tide_errors(*preds, *gts, box_format="xywh")
 
 
 def evaluate_coco_files(coco_gt: COCO | str | os.PathLike[str],
                         results: Sequence[Mapping[str, Any]] | str | os.PathLike[str], iou_type: str = "bbox",
                         errors: bool = False) -> dict[str, Any]:
-    """The reported COCO result (:func:`coco_result`), with TIDE's breakdown under ``"errors"`` if asked."""
-    from visiontasks.evaluation.tide import REPORTED
+    """The reported COCO result (:func:`coco_result`); with ``errors``, TIDE's breakdown (``"errors"``) and
+    the confusion matrix (``"confusion"``) of the boxes too, crowds as ignore regions."""
+    from visiontasks.evaluation.tide import REPORTED, tide_errors
 
     if errors and iou_type != "bbox":
         raise ValueError(_SEGM_ERRORS)  # before any work
     gt = coco_gt if isinstance(coco_gt, COCO) else load_coco_gt(coco_gt, iou_type)
     result = coco_result(coco_evaluate(gt, results, iou_type), iou_type)
     if errors:
-        breakdown = coco_tide_errors(gt, results, iou_type)
+        from visiontasks.evaluation.det_confusion import confusion_result
+
+        preds, gts, names = coco_arrays(gt, results, iou_type)
+        breakdown = tide_errors(*preds, *gts, box_format="xywh")
         result["errors"] = {k: breakdown[k] for k in REPORTED}
+        result["confusion"] = confusion_result(preds, gts, names, box_format="xywh")
     return result
 
 

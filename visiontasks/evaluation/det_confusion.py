@@ -34,7 +34,11 @@ import numpy as np
 
 from visiontasks.evaluation.tide import _FORMATS, _iou, _match, _pairs, _stack, _to_xywh
 
-__all__ = ["detection_confusion_matrix"]
+__all__ = ["detection_confusion_matrix", "confusion_result", "format_confusion", "IOU_THRESH", "SCORE_THRESH"]
+
+#: The thresholds the tools state and use.
+IOU_THRESH = 0.5
+SCORE_THRESH = 0.5
 
 
 def detection_confusion_matrix(
@@ -45,8 +49,8 @@ def detection_confusion_matrix(
     gt_labels: Sequence[Any],
     gt_difficult: Sequence[Any] | None = None,
     num_classes: int | None = None,
-    iou_thresh: float = 0.5,
-    score_thresh: float = 0.5,
+    iou_thresh: float = IOU_THRESH,
+    score_thresh: float = SCORE_THRESH,
     box_format: str = "voc",
 ) -> np.ndarray:
     """The (C + 1, C + 1) int64 confusion matrix of per-image detections (see the module docstring).
@@ -110,3 +114,30 @@ def detection_confusion_matrix(
     missed = ~taken & ~gd
     np.add.at(matrix, (gl[missed] - 1, np.full(int(missed.sum()), c)), 1)
     return matrix
+
+
+def confusion_result(preds: Sequence[Sequence[Any]], gts: Sequence[Sequence[Any]], classes: Sequence[str],
+                     box_format: str = "voc", iou_thresh: float = IOU_THRESH,
+                     score_thresh: float = SCORE_THRESH) -> dict[str, Any]:
+    """The tools' ``"confusion"`` entry: ``{"iou", "score", "classes" (C names + "background"), "matrix"}``.
+
+    Args:
+        preds: ``(boxes, labels, scores)``, per-image lists (labels ``1..C``).
+        gts: ``(boxes, labels, difficult)``, per-image lists.
+        classes: the C class names.
+    """
+    matrix = detection_confusion_matrix(*preds, *gts, num_classes=len(classes), iou_thresh=iou_thresh,
+                                        score_thresh=score_thresh, box_format=box_format)
+    return {"iou": iou_thresh, "score": score_thresh, "classes": [*classes, "background"], "matrix": matrix.tolist()}
+
+
+def format_confusion(confusion: dict[str, Any]) -> str:
+    """The matrix as a table: a row per true class, a column per predicted class (names cut to 9 characters)."""
+    names = [str(n)[:9] for n in confusion["classes"]]
+    width = max(6, *(len(n) for n in names), *(len(str(v)) for row in confusion["matrix"] for v in row))
+    lines = [f"confusion (rows: true class, columns: predicted; IoU >= {confusion['iou']:g}, "
+             f"score >= {confusion['score']:g})",
+             f"{'':>{width}s} " + " ".join(f"{n:>{width}s}" for n in names)]
+    lines += [f"{name:>{width}s} " + " ".join(f"{v:>{width}d}" for v in row)
+              for name, row in zip(names, confusion["matrix"])]
+    return "\n".join(lines)

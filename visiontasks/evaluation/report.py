@@ -61,7 +61,7 @@ def _pct(value: float | None) -> str:
 
 def format_metrics(metrics: Mapping[str, Any]) -> str:
     """A per-class table followed by the headline figure(s) (``n/a`` for undefined ones) and, when the
-    result has one, TIDE's error tables."""
+    result has them, TIDE's error tables and the detection confusion matrix."""
     per_class = metrics.get("per_class", {})
     accuracy = metrics.get("per_class_accuracy")
     lines = []
@@ -82,6 +82,10 @@ def format_metrics(metrics: Mapping[str, Any]) -> str:
         from visiontasks.evaluation.tide import format_tide
 
         lines += ["", format_tide(metrics["errors"], name="TIDE error breakdown")]
+    if metrics.get("confusion"):
+        from visiontasks.evaluation.det_confusion import format_confusion
+
+        lines += ["", format_confusion(metrics["confusion"])]
     return "\n".join(lines)
 
 

@@ -80,20 +80,25 @@ def score_voc(preds: Sequence[Sequence[Any]], gts: Sequence[Sequence[Any]], clas
     return voc_result(res, classes, metric, iou_thresh, reference)
 
 
-def voc_errors(preds: Sequence[Sequence[Any]], gts: Sequence[Sequence[Any]]) -> dict[str, Any]:
-    """TIDE's error breakdown of VOC boxes: the devkit's overlap (+1 pixel), difficult objects as ignore regions.
+def voc_errors(preds: Sequence[Sequence[Any]], gts: Sequence[Sequence[Any]], classes: Sequence[str]) -> dict[str, Any]:
+    """Why VOC boxes fall short: TIDE's breakdown and the confusion matrix, with the devkit's overlap
+    (+1 pixel) and difficult objects as ignore regions.
 
     Args:
         preds: ``(boxes, labels, scores)``, each a list of N per-image arrays.
         gts: ``(boxes, labels, difficult)``, each a list of N per-image arrays.
+        classes: the C class names.
 
     Returns:
-        ``{"ap50", "main", "special"}`` of :func:`~visiontasks.evaluation.tide.tide_errors`.
+        ``{"errors": {"ap50", "main", "special"}, "confusion": {...}}``
+        (:func:`~visiontasks.evaluation.tide.tide_errors`,
+        :func:`~visiontasks.evaluation.det_confusion.confusion_result`).
     """
+    from visiontasks.evaluation.det_confusion import confusion_result
     from visiontasks.evaluation.tide import REPORTED, tide_errors
 
     res = tide_errors(*preds, *gts, box_format="voc")
-    return {k: res[k] for k in REPORTED}
+    return {"errors": {k: res[k] for k in REPORTED}, "confusion": confusion_result(preds, gts, classes)}
 
 
 def evaluate_voc_files(root: str | os.PathLike[str], split: str, detections: str | os.PathLike[str],
@@ -115,7 +120,7 @@ def evaluate_voc_files(root: str | os.PathLike[str], split: str, detections: str
         iou_thresh: overlap a true positive needs.
         reference: ``"devkit"`` or ``"voc_eval"`` (see :mod:`visiontasks.evaluation.voc.ap`).
         cache_dir: the annotation cache folder (None: parse every file, write no cache).
-        errors: add TIDE's error breakdown under ``"errors"`` (:func:`voc_errors`).
+        errors: add TIDE's error breakdown and the confusion matrix (:func:`voc_errors`).
 
     Returns:
         The :func:`voc_result` dict.
@@ -133,4 +138,4 @@ def evaluate_voc_files(root: str | os.PathLike[str], split: str, detections: str
     preds = read_voc_results(detections, split, gt.classes, gt.ids)
     gts = (gt.boxes, gt.labels, gt.difficult)
     result = score_voc(preds, gts, gt.classes, metric, iou_thresh, reference)
-    return {**result, "errors": voc_errors(preds, gts)} if errors else result
+    return {**result, **voc_errors(preds, gts, gt.classes)} if errors else result
