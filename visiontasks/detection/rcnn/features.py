@@ -4,7 +4,7 @@ Layout of ``<run>/features/``::
 
     manifest.json        {"format": "visiontasks-rcnn-features/1", "image_ids": [...], "classes": [...],
                           "fc7_dim": D, "pool5_dim": F, "crop_size", "context_pad", "proposal_params",
-                          "dtype": "float16"}
+                          "difficult": "ground truth", "dtype": "float16"}
     <image_id>.npz       per image, the ground-truth boxes first (G rows), then the proposals:
         boxes    (N, 4) float32  xyxy, original-image pixels
         labels   (N,)   int64    class of the ground-truth rows (1..C), 0 for proposals
@@ -17,8 +17,13 @@ Layout of ``<run>/features/``::
 R-CNN's ``rcnn_cache_pool5_features.m`` keeps the same rows (``d.boxes``, ``d.class``, ``d.overlap``,
 ``d.feat``); here fc7 is cached too, so the SVM stage needs no network. Files are written
 atomically (temporary file + ``os.replace``) and read with ``allow_pickle=False``; a file that is
-there is complete, which makes the cache resumable per image. Difficult objects are not ground
-truth here (they are dropped from training targets, docs/CONTRACTS.md).
+there is complete, which makes the cache resumable per image. Difficult objects are ground truth
+here, as in R-CNN (:func:`target_record`): ``roidb_from_voc.m`` (l. 65-84) takes every object of
+the VOC record — ``PASreadrecord`` keeps the difficult ones — as a ground-truth row and in the
+``overlap`` columns, so a proposal on a difficult object has its IoU with it and never becomes a
+(hard) negative of its class, and ``rcnn_train.m`` (l. 356, ``d.class == j``) takes difficult
+ground-truth rows as positives. (The SGD stages drop difficult objects from their targets,
+docs/CONTRACTS.md; the evaluator ignores them.)
 
 Disk: ``N · (D + F) · 2`` bytes per image (float16) plus ~``N · (4 + C)`` small numbers; for
 VOC2007 trainval with AlexNet (5,011 images × ~2,000 proposals × (4096 + 9216) × 2 B) ≈ 267 GB.
@@ -32,7 +37,7 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -41,7 +46,7 @@ from torchvision.ops import box_iou
 from visiontasks.errors import InputError
 from visiontasks.io import atomic_write
 
-__all__ = ["FEATURES_FORMAT", "FEATURE_KEYS", "image_record", "features_path", "write_image_features",
+__all__ = ["FEATURES_FORMAT", "FEATURE_KEYS", "image_record", "target_record", "features_path", "write_image_features",
            "read_image_features", "write_features_manifest", "read_features_manifest", "feature_mean_norm"]
 
 FEATURES_FORMAT = "visiontasks-rcnn-features/1"
@@ -54,7 +59,7 @@ def image_record(gt_boxes: torch.Tensor, gt_labels: torch.Tensor, proposals: tor
     """The arrays of one image's cache file.
 
     Args:
-        gt_boxes: (G, 4) ground truth (difficult objects already removed).
+        gt_boxes: (G, 4) ground truth (difficult objects included, see :func:`target_record`).
         gt_labels: (G,) in 1..C.
         proposals: (R, 4) proposals.
         num_classes: C (object classes, background excluded).
@@ -81,6 +86,31 @@ def image_record(gt_boxes: torch.Tensor, gt_labels: torch.Tensor, proposals: tor
         "best_gt": best_gt.numpy(), "fc7": np.asarray(fc7, dtype=np.float16),
         "pool5": np.asarray(pool5, dtype=np.float16).reshape(n, -1),
     }
+
+
+def target_record(target: Mapping[str, Any], extract: Callable[[torch.Tensor, torch.Tensor], tuple],
+                  num_classes: int) -> dict[str, np.ndarray]:
+    """The cache record of one training image, every annotated object as ground truth.
+
+    Difficult objects are not dropped (``roidb_from_voc.m`` l. 65-84 attaches all the record's
+    objects; see the module docstring): they are ground-truth rows and count in ``overlap``,
+    ``max_iou`` and ``best_gt``.
+
+    Args:
+        target: the dataset's target (``boxes`` (G, 4), ``labels`` (G,), ``proposals`` (R, 4);
+            ``difficult`` (G,) is ignored).
+        extract: ``(gt_boxes, proposals) -> (boxes (G + R', 4), fc7, pool5)`` (``RCNN.extract``
+            bound to the image).
+        num_classes: C.
+
+    Raises:
+        ValueError: the target has no proposals.
+    """
+    if "proposals" not in target:
+        raise ValueError("R-CNN's feature cache needs proposals in the dataset (set data.proposals)")
+    boxes, fc7, pool5 = extract(target["boxes"], target["proposals"])
+    g = len(target["boxes"])
+    return image_record(boxes[:g], target["labels"], boxes[g:], num_classes, fc7, pool5)
 
 
 def features_path(folder: str | os.PathLike[str], image_id: str) -> Path:

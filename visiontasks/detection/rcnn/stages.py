@@ -22,8 +22,9 @@ the SVM detector. A fresh (not ``--resume``) run deletes a stage's folder before
 a class file written with other settings (``svm_C`` …) is fitted again.
 
 The features come from the training split with the evaluation transforms (no flip), the
-proposals cleaned as at test time (``model.proposer``), and the ground truth without difficult
-objects. The fitting stages read the cache one image at a time: the SVM stage makes one pass per
+proposals cleaned as at test time (``model.proposer``), and all the ground truth, difficult
+objects included (``roidb_from_voc.m``; ``features.target_record``). The fitting stages read the
+cache one image at a time: the SVM stage makes one pass per
 class over fc7 (R-CNN's ``rcnn_train.m`` makes one pass for all classes; a pass per class bounds
 memory to one class's negative cache and makes each class resumable), the box-regression stage
 one pass over the images holding the class's examples, summing ``AᵀA`` (``(F + 1)²`` numbers).
@@ -47,11 +48,10 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from visiontasks.detection.base import drop_difficult
 from visiontasks.detection.rcnn.bbox_reg import RidgeAccumulator, regression_targets
-from visiontasks.detection.rcnn.features import (feature_mean_norm, features_path, image_record,
-                                                 read_features_manifest, read_image_features,
-                                                 write_features_manifest, write_image_features)
+from visiontasks.detection.rcnn.features import (feature_mean_norm, features_path, read_features_manifest,
+                                                 read_image_features, target_record, write_features_manifest,
+                                                 write_image_features)
 from visiontasks.detection.rcnn.svm import mine_hard_negatives, svm_objective, train_linear_svm
 from visiontasks.engine.distributed import is_main_process
 from visiontasks.engine.stages import Stage
@@ -148,7 +148,7 @@ class FeatureCacheStage(Stage):
                 "scales": list(getattr(model.backbone, "scales", [])) or None,
                 "proposal_params": model.proposal_params,
                 "proposal_min_size": model.proposer.min_size, "max_proposals": model.proposer.max_proposals,
-                "dtype": "float16"}
+                "difficult": "ground truth", "dtype": "float16"}
         manifest = folder / "manifest.json"
         if manifest.is_file():
             stored = read_features_manifest(folder)
@@ -167,14 +167,10 @@ class FeatureCacheStage(Stage):
         rows = 0
         try:
             for images, targets in tqdm(loader, total=len(todo), desc="features", leave=False):
-                target = drop_difficult(targets[0])
-                if "proposals" not in target:
-                    raise ValueError("R-CNN's feature cache needs proposals in the dataset (set data.proposals)")
-                boxes, fc7, pool5 = model.extract(images[0].to(device), target["boxes"], target["proposals"])
-                g = len(target["boxes"])
-                record = image_record(boxes[:g], target["labels"], boxes[g:], len(dataset.classes), fc7, pool5)
+                target = targets[0]  # difficult objects stay ground truth (roidb_from_voc.m)
+                record = target_record(target, partial(model.extract, images[0].to(device)), len(dataset.classes))
                 write_image_features(folder, str(target["image_id"]), record)
-                rows += len(boxes)
+                rows += len(record["boxes"])
         finally:
             model.train(was_training)
         size = sum(p.stat().st_size for p in folder.glob("*.npz"))
