@@ -90,3 +90,22 @@ def test_without_errors_the_result_has_none(tmp_path):
     assert rc == 0, err
     result = json.loads((tmp_path / "r.json").read_text())
     assert "errors" not in result and "confusion" not in result and "Main Errors" not in out
+
+
+def test_errors_on_results_files_import_no_torch(tmp_path):
+    import subprocess
+    import sys
+
+    from test_eval_cli_options import REPO
+
+    root, dets = _voc(tmp_path)
+    code = ("import runpy, sys\nsys.path.insert(0, 'tools')\n"
+            f"sys.argv = ['tools/eval.py', 'det', '--root', {str(root)!r}, '--detections', {str(dets)!r}, "
+            "'--classes', 'cat', 'dog', '--errors', '--no-cache']\n"
+            "try:\n    runpy.run_path('tools/eval.py', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "print('LOADED', sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', "
+            "'matplotlib', 'pycocotools')))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "LOADED []" in done.stdout and "Main Errors" in done.stdout

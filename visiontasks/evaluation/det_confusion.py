@@ -132,8 +132,8 @@ def confusion_result(preds: Sequence[Sequence[Any]], gts: Sequence[Sequence[Any]
 
 
 def format_confusion(confusion: dict[str, Any]) -> str:
-    """The matrix as a table: a row per true class, a column per predicted class (names cut to 9 characters)."""
-    names = [str(n)[:9] for n in confusion["classes"]]
+    """The matrix as a table: a row per true class, a column per predicted class (names cut to 10 characters)."""
+    names = [str(n)[:10] for n in confusion["classes"]]
     width = max(6, *(len(n) for n in names), *(len(str(v)) for row in confusion["matrix"] for v in row))
     lines = [f"confusion (rows: true class, columns: predicted; IoU >= {confusion['iou']:g}, "
              f"score >= {confusion['score']:g})",
