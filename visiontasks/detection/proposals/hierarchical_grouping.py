@@ -46,7 +46,7 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = ["PAPER_COLOUR_SPACES", "PAPER_KS", "PAPER_SIGMA", "group", "initial_segments", "paper_boxes",
-           "paper_hierarchies"]
+           "paper_hierarchies", "paper_strategies"]
 
 PAPER_COLOUR_SPACES: tuple[str, ...] = ("hsv", "lab")
 PAPER_KS: tuple[int, ...] = (50, 100)
