@@ -41,7 +41,7 @@ TABLE_ROWS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("paper", {"mode": "paper", "min_size": 0}),
     ("fast", {"mode": "fast", "min_size": 0}),
     ("quality", {"mode": "quality", "min_size": 0}),
-    ("paper, 20 px filter", {"mode": "paper", "min_size": 20}),
+    ("paper + 20 px filter", {"mode": "paper", "min_size": 20}),
 )
 """(label, ``proposal_params`` keywords) of the default table; ``resize_width`` 500 (R-CNN's) for all."""
 
