@@ -32,6 +32,7 @@ from visiontasks.detection.settings import (PAPER_TEST, RCNN_FIT, SPP_NET_ROI, F
                                             TestSettings, resolve, two_stage_renamed)
 from visiontasks.detection.receptive_field import projection_offset
 from visiontasks.detection.spp import SPP_LEVELS
+from visiontasks.detection.spp_net.fc6_init import init_fc6_from_backbone, resolve_fc6_init
 from visiontasks.detection.spp_net.scale_pyramid import MultiScaleSPP, ScalePyramid
 from visiontasks.detection.svd import compress_fc
 from visiontasks.detection.transform import build_transform
@@ -61,6 +62,7 @@ def spp_net(
     loss_weights: dict[str, float] | None = None,
     fc_svd_ranks: Sequence[int | None] | None = None,
     classifier: str = "svm",
+    fc6_init: str | None = None,
     fit_params: FitSettings | Mapping[str, Any] | None = RCNN_FIT,
 ) -> TwoStageDetector:
     """Builds SPP-net's detector.
@@ -89,6 +91,11 @@ def spp_net(
         loss_weights: multiplier per loss name.
         classifier: "svm" (the paper: R-CNN's SVM and box-regression stages after fine-tuning)
             or "softmax" (the fine-tuned classifier, one stage).
+        fc6_init: "imagenet" (the backbone's ImageNet fc6 on its pyramid level — AlexNet's 6×6 —
+            and zeros on the others, so fc6 starts as the ImageNet fc6; ``spp_net/fc6_init.py``),
+            "random", or None: "imagenet" when ``pretrained_backbone`` and the backbone's fc6 fits
+            a level, else "random". "imagenet" without ImageNet weights or a fitting fc6 is an
+            ``InputError`` naming ``fc6_init``.
         fit_params: settings of the fitting stages (overrides by name of :class:`FitSettings`:
             ``svm_C``, ``feat_norm``, ``bbox_lambda`` …; default R-CNN's).
 
@@ -103,6 +110,8 @@ def spp_net(
     # the appendix's projection with the backbone's padding offset (cell i centred at S·i + offset)
     pooler = MultiScaleSPP(pooler_levels, body.stride, target_area, projection_offset(body))
     head, head_dim = body.box_head(pooler.output_dim(body.out_channels))
+    if resolve_fc6_init(fc6_init, body, pooler_levels, pretrained_backbone) == "imagenet":
+        init_fc6_from_backbone(head, body, pooler_levels)
     sampling = resolve(roi, SPP_NET_ROI, "roi")
     predictor = build_predictor(head_dim, num_classes, sampling, resolve(test, PAPER_TEST, "test"))
     proposer_module = PrecomputedProposals(proposal_min_size, max_proposals)
