@@ -18,7 +18,9 @@ Inference (``inference``): ``"full"`` runs the network once on the whole image (
 ``"instance"`` is the paper's instance-wise inference — a pass per proposal window, the windows'
 maps merged by pixel-wise max (:mod:`visiontasks.segmentation.instance_wise`, which cites the
 released code; selective search stands in for EdgeBoxes). It applies in eval mode only: training
-always runs the full network.
+always runs the full network. Training in the paper's two stages (object-centred crops, then
+full images): ``stages``, :mod:`visiontasks.segmentation.deconvnet_stages`.
+
 For whole images of any size the input is zero-padded (in normalised space, i.e. with the
 mean colour) at the bottom/right to a multiple of 32 and at least 224×224 (so that fc6's 7×7 window
 fits), and the output is cropped back: the network is fully convolutional, so a larger input simply
@@ -134,7 +136,7 @@ def deconvnet(num_classes: int = 21, pretrained_backbone: bool = False,
               init_from: str | os.PathLike[str] | None = None, inference: str = "full",
               instance_top_n: int = 50, instance_enlarge: float = 1.2, instance_min_side: int = 112,
               instance_input_size: int = 224, instance_proposals: int = 2000,
-              proposer: Callable | None = None) -> DeconvNet:
+              proposer: Callable | None = None, stages: dict | None = None) -> DeconvNet:
     """DeconvNet.
 
     Args:
@@ -147,7 +149,15 @@ def deconvnet(num_classes: int = 21, pretrained_backbone: bool = False,
             network input side (224), as the released code (see ``instance_wise``).
         instance_proposals: selective search boxes asked per image (the paper: ~2000 EdgeBoxes).
         proposer: ``proposer(image (3, H, W)) -> (R, 4)`` ranked boxes replacing selective search.
+        stages: the paper's two-stage training (``model.stages``: ``stage1`` object-centred crops,
+            ``stage2`` full images; :mod:`visiontasks.segmentation.deconvnet_stages`); None trains in
+            one SGD stage on the ``data:`` section.
     """
     instance = InstanceWiseInference(proposer, instance_top_n, instance_enlarge, instance_min_side,
                                      instance_input_size, instance_proposals)
-    return init_from_checkpoint(DeconvNet(num_classes, pretrained_backbone, inference, instance), init_from)
+    model = init_from_checkpoint(DeconvNet(num_classes, pretrained_backbone, inference, instance), init_from)
+    if stages is not None:
+        from visiontasks.segmentation.deconvnet_stages import attach_stages
+
+        attach_stages(model, stages)
+    return model

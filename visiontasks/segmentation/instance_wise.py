@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "enlarge_windows", "select_windows", "crop_windows", "paste_max", "aggregate_windows",
+    "enlarge_windows", "select_windows", "window_slices", "crop_windows", "paste_max", "aggregate_windows",
     "selective_search_proposer", "InstanceWiseInference", "INSTANCE_DEFAULTS",
 ]
 
@@ -93,8 +93,8 @@ def select_windows(proposals: torch.Tensor, top_n: int = 50, enlarge: float = 1.
     return windows[side >= min_side][:top_n]
 
 
-def _window_slices(window: Sequence[int], height: int, width: int) -> tuple[slice, slice, slice, slice] | None:
-    """(image rows, image cols, window rows, window cols) of a window's part inside the image, or None."""
+def window_slices(window: Sequence[int], height: int, width: int) -> tuple[slice, slice, slice, slice] | None:
+    """(image rows, image cols, window rows, window cols) of an inclusive window's part inside an H×W image, or None."""
     x1, y1, x2, y2 = (int(v) for v in window)
     ix1, iy1, ix2, iy2 = max(x1, 0), max(y1, 0), min(x2, width - 1), min(y2, height - 1)
     if ix1 > ix2 or iy1 > iy2:
@@ -119,7 +119,7 @@ def crop_windows(image: torch.Tensor, windows: torch.Tensor, size: int) -> torch
     for window in windows.tolist():
         x1, y1, x2, y2 = window
         canvas = image.new_zeros((image.shape[0], y2 - y1 + 1, x2 - x1 + 1))
-        parts = _window_slices(window, h, w)
+        parts = window_slices(window, h, w)
         if parts is not None:
             rows, cols, wrows, wcols = parts
             canvas[:, wrows, wcols] = image[:, rows, cols]
@@ -152,7 +152,7 @@ def paste_max(maps: Sequence[torch.Tensor], windows: torch.Tensor, image_size: t
         if tuple(m.shape[-2:]) != (y2 - y1 + 1, x2 - x1 + 1):
             raise ValueError(f"map of shape {tuple(m.shape)} does not fit window {window} "
                              f"({y2 - y1 + 1}×{x2 - x1 + 1})")
-        parts = _window_slices(window, h, w)
+        parts = window_slices(window, h, w)
         if parts is None:
             continue
         rows, cols, wrows, wcols = parts
