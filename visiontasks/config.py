@@ -99,10 +99,14 @@ def _read_yaml(path: Path) -> dict:
                                "save the config as UTF-8") from None
     except OSError as exc:
         raise InputError(path, f"cannot read the config ({exc.strerror or exc})") from None
+    except ValueError as exc:  # a path holding a NUL byte, e.g. `_base_: "\0"` (tests/test_fuzz_config.py)
+        raise InputError(path, f"not a usable file name ({exc})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise InputError(path, f"not valid YAML ({exc})".replace("\n", " ")) from None
+    except RecursionError:  # thousands of nested [ or { (tests/test_fuzz_config.py)
+        raise InputError(path, "not a usable config: YAML nested too deeply") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -121,6 +125,8 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    except RecursionError:
+        raise ValueError(f"override {item[:40]!r}... nests its value too deeply") from None
     return parts, value
 
 
@@ -231,6 +237,8 @@ def validate(cfg: dict, source: str = "<config>") -> dict:
     name = cfg.get("model", {}).get("name")
     if not name:
         raise InputError(source, "model.name is missing")
+    if not isinstance(name, str):  # a list or mapping cannot name a model (tests/test_fuzz_config.py)
+        raise InputError(source, f"model.name must be a string, got {name!r}")
     from visiontasks.registry import get_model_builder, model_task
 
     try:
@@ -266,7 +274,9 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> dict:
     cfg = _read_yaml(path)
     base_name = cfg.pop("_base_", None)
     if base_name is not None:
-        base_path = (path.parent / str(base_name)).resolve()
+        if not isinstance(base_name, str) or not base_name.strip() or "\0" in base_name:  # tests/test_fuzz_config.py
+            raise InputError(path, f"_base_ must be the path of a config file, got {base_name!r}")
+        base_path = (path.parent / base_name).resolve()
         base = _read_yaml(base_path)
         if "_base_" in base:
             raise InputError(base_path, "a base config may not have a _base_ of its own (one level only)")

@@ -9,9 +9,6 @@ Shape shorthand: H, W = image height and width; N = annotations of an image.
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -30,24 +27,21 @@ __all__ = ["COCODetection", "load_coco", "coco_classes"]
 
 
 def load_coco(annotation_json: str | os.PathLike[str]) -> COCO:
-    """Loads a COCO annotation file quietly.
+    """Loads a COCO annotation file quietly, checked by the evaluator's reader
+    (:func:`visiontasks.evaluation.coco_io.load_coco_gt`: ids, references, boxes, areas).
 
     Raises:
-        InputError: the file is missing, not JSON, or lacks ``images``/``annotations``/``categories``.
+        InputError: the file is missing, not JSON, lacks ``images``/``annotations``/``categories``,
+            holds an id that is not a number or a string, an annotation of an unknown image or
+            category, a malformed box, or category ids that mix numbers and strings (no label order).
     """
+    from visiontasks.evaluation.coco_io import load_coco_gt  # one COCO reader (tests/test_fuzz_coco.py)
+
     path = Path(annotation_json)
-    if not path.is_file():
-        raise InputError(path, "COCO annotation file not found")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco = COCO(str(path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"not valid JSON ({exc})") from None
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise InputError(path, f"not a COCO instances file ({type(exc).__name__}: {exc})") from None
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(coco.dataset.get(key), list):
-            raise InputError(path, f"not a COCO instances file: no {key!r} list")
+    coco = load_coco_gt(path)
+    if len({isinstance(c, str) for c in coco.cats}) > 1:
+        raise InputError(path, f"category ids mix numbers and strings ({sorted(map(repr, coco.cats))}); "
+                               "labels follow the sorted ids")
     return coco
 
 
@@ -90,6 +84,8 @@ class COCODetection(Dataset):
         present = set(os.listdir(self.root))
         for cid in self.coco_ids:
             name = self.coco.imgs[cid].get("file_name")
+            if not isinstance(name, str):
+                raise InputError(self.annotation_json, f"image {cid} needs a 'file_name' string, got {name!r}")
             if name not in present:
                 raise InputError(self.root / str(name), f"image {cid} of {self.annotation_json} is missing")
         self._targets = [self._parse(cid) for cid in self.coco_ids]
@@ -120,8 +116,10 @@ class COCODetection(Dataset):
             crowd.append(bool(ann.get("iscrowd", 0)))
         try:
             size = (int(info["height"]), int(info["width"]))
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise InputError(self.annotation_json, f"image {cid} lacks an integer height/width") from None
+        if min(size) < 1:
+            raise InputError(self.annotation_json, f"image {cid} has height/width {size}; both must be >= 1")
         return {
             "boxes": np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
             "labels": np.asarray(labels, dtype=np.int64),

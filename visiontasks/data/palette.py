@@ -81,5 +81,6 @@ def read_label_png(path: str | os.PathLike[str]) -> np.ndarray:
             return np.array(img)
     except FileNotFoundError:
         raise InputError(path, "label PNG not found") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(path, f"cannot read label PNG ({exc})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        # ValueError ("Truncated IHDR chunk"), SyntaxError (a broken chunk), a bomb: tests/test_fuzz_files.py
+        raise InputError(path, f"cannot read label PNG ({exc})".split("\n")[0]) from None

@@ -37,6 +37,8 @@ def _read_json(path: Path, what: str) -> Any:
         raise InputError(path, "not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise InputError(path, f"not valid JSON ({exc})") from None
+    except RecursionError:  # thousands of nested [ or { (tests/test_fuzz_coco.py)
+        raise InputError(path, "not a usable JSON file: nested too deeply") from None
 
 
 def _finite(value: Any) -> bool:
@@ -51,6 +53,12 @@ def _box_problem(box: Any) -> str | None:
     return None
 
 
+def _is_id(value: Any) -> bool:
+    """Whether ``value`` can be a COCO id: a JSON number or string (a list or an object cannot be
+    looked up; found by tests/test_fuzz_coco.py)."""
+    return isinstance(value, (int, float, str)) and not isinstance(value, bool)
+
+
 def _check_gt(data: Any, path: Path, iou_type: str) -> None:
     if not isinstance(data, dict):
         raise InputError(path, f"a COCO instances file must be a JSON object, got a {type(data).__name__}")
@@ -59,20 +67,20 @@ def _check_gt(data: Any, path: Path, iou_type: str) -> None:
             raise InputError(path, f"not a COCO instances file: {key!r} must be a list of objects")
     images = set()
     for k, img in enumerate(data["images"]):
-        if "id" not in img:
-            raise InputError(path, f"images[{k}] has no 'id'")
+        if not _is_id(img.get("id")):
+            raise InputError(path, f"images[{k}] needs an 'id' (a number or a string), got {img.get('id')!r}")
         if iou_type == "segm" and not all(_finite(img.get(s)) for s in ("height", "width")):
             raise InputError(path, f"images[{k}] needs numeric 'height' and 'width' for segm evaluation")
         images.add(img["id"])
     cats = set()
     for k, cat in enumerate(data["categories"]):
-        if "id" not in cat or not isinstance(cat.get("name"), str):
+        if not _is_id(cat.get("id")) or not isinstance(cat.get("name"), str):
             raise InputError(path, f"categories[{k}] needs an 'id' and a 'name'")
         cats.add(cat["id"])
     for k, ann in enumerate(data["annotations"]):
-        if ann.get("image_id") not in images:
+        if not _is_id(ann.get("image_id")) or ann["image_id"] not in images:
             raise InputError(path, f"annotations[{k}] has image_id {ann.get('image_id')!r}, not in 'images'")
-        if ann.get("category_id") not in cats:
+        if not _is_id(ann.get("category_id")) or ann["category_id"] not in cats:
             raise InputError(path, f"annotations[{k}] has category_id {ann.get('category_id')!r}, "
                                    "not in 'categories'")
         problem = _box_problem(ann.get("bbox"))
@@ -152,9 +160,9 @@ def check_results(results: Sequence[Mapping[str, Any]], coco: COCO, iou_type: st
             problem = f"lacks {missing!r}: {dict(res)!r}"[:300]
         elif not _finite(res["score"]):
             problem = f"has a score that is not a finite number: {res['score']!r}"
-        elif res["image_id"] not in coco.imgs:
+        elif not _is_id(res["image_id"]) or res["image_id"] not in coco.imgs:
             problem = f"is for image {res['image_id']!r}, which the ground truth does not have"
-        elif res["category_id"] not in coco.cats:
+        elif not _is_id(res["category_id"]) or res["category_id"] not in coco.cats:
             problem = f"has category {res['category_id']!r}, unknown to the ground truth"
         elif iou_type == "bbox":
             problem = _box_problem(res["bbox"])

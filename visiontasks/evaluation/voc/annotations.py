@@ -110,6 +110,8 @@ def parse_annotation(path: str | os.PathLike[str], data: bytes) -> ObjectRecords
         hostile = isinstance(exc, DefusedXmlException)
         raise InputError(path, f"refused hostile XML ({type(exc).__name__})" if hostile
                          else f"malformed XML ({exc})") from None
+    except LookupError as exc:  # an XML declaration naming an unknown encoding (found by tests/test_fuzz_voc.py)
+        raise InputError(path, f"malformed XML ({exc})") from None
     if root.tag != "annotation":
         raise InputError(path, f"root element is <{root.tag}>, expected <annotation>")
     names, corners, flags = [], [], []
