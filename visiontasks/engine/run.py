@@ -152,22 +152,24 @@ def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = Fals
     def eval_fn(m: torch.nn.Module) -> dict:
         return evaluate(m, test_ds, metric=metric, device=device)
 
-    def build_trainer(eval_fn: Callable | None) -> Trainer:
-        return Trainer(model, train_ds, collate_fn, out, **cfg["train"], num_workers=data_cfg["num_workers"],
-                       device=device, eval_fn=eval_fn, forward_fn=forward_fn, config=cfg,
-                       meta={"classes": classes, "task": task})
+    def build_trainer(eval_fn: Callable | None, out_dir: Path | None = None, train_dataset=None,
+                      forward_fn: Callable | None = forward_fn, **train) -> Trainer:
+        return Trainer(model, train_ds if train_dataset is None else train_dataset, collate_fn, out_dir or out,
+                       **{**cfg["train"], **train}, num_workers=data_cfg["num_workers"], device=device,
+                       eval_fn=eval_fn, forward_fn=forward_fn, config=cfg, meta={"classes": classes, "task": task})
 
     # Built now so that a bad train: value stops the command before the run directory changes;
     # the first stage asking for a trainer gets this one.
     stages = model_stages(model)
     first = [build_trainer(None)] if any(declared(s, "needs_trainer") for s in stages) else []
 
-    def make_trainer(eval_fn: Callable | None) -> Trainer:
-        if first:
+    def make_trainer(eval_fn: Callable | None, **options) -> Trainer:
+        # options (a stage of several SGD steps): out_dir, train_dataset, forward_fn, train: overrides
+        if first and not options:
             trainer = first.pop()
             trainer.eval_fn = eval_fn
             return trainer
-        return build_trainer(eval_fn)
+        return build_trainer(eval_fn, **options)
 
     # the folders this model's stages write, and those an earlier run in ``out`` recorded (--overwrite removes both)
     folders = list(dict.fromkeys([*stage_folders(stages), *recorded_folders(out)]))

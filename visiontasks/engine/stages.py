@@ -16,7 +16,9 @@ asks the stages instead of knowing any model or stage by name:
   a stage that was interrupted always runs again (it keeps partial work in its own files if it
   wants finer resumption);
 - ``needs_trainer``: it asks ``ctx.make_trainer`` for the Trainer (built before the run
-  directory changes, so a bad ``train:`` value stops the command first).
+  directory changes, so a bad ``train:`` value stops the command first). A stage of its own SGD
+  steps passes ``make_trainer(eval_fn, out_dir=, train_dataset=, forward_fn=, **train_overrides)``
+  (each option defaults to the run's) and gets a Trainer built for them.
 
 ``stages.json`` is written atomically. Each stage logs its start and end on the console and in
 ``stages.json`` with its duration.
