@@ -1,6 +1,7 @@
 """DeconvNet's instance-wise inference: windows, crops, max aggregation (hand-computed maps)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -141,3 +142,12 @@ def test_deconvnet_refuses_an_unknown_inference_mode():
 
     with pytest.raises(ValueError, match="model.inference"):
         get_model("deconvnet", num_classes=3, inference="proposals")
+
+
+def test_no_proposal_gives_an_all_background_map():
+    def network(x):
+        raise AssertionError("no window: the network must not run")
+
+    inst = InstanceWiseInference(lambda image: np.zeros((0, 4), np.float32), min_side=1)
+    scores = inst(network, torch.rand(3, 5, 6), num_classes=4)
+    assert torch.equal(scores, torch.zeros(4, 5, 6)) and int(scores.argmax(0).max()) == 0
