@@ -12,7 +12,12 @@ three methods::
 Loss (Fast R-CNN §2.3): ``loss_classifier`` = cross-entropy averaged over the sampled RoIs;
 ``loss_box_reg`` = smooth-L1 (``beta = 1``) of the true class's deltas summed over foreground
 RoIs and divided by the number of sampled RoIs (λ = 1). Box targets are normalised by (0.1, 0.1,
-0.2, 0.2), i.e. ``BoxCoder`` weights (10, 10, 5, 5).
+0.2, 0.2), i.e. ``BoxCoder`` weights (10, 10, 5, 5) — py-faster-rcnn's
+``BBOX_NORMALIZE_TARGETS_PRECOMPUTED`` means 0 and stds (0.1, 0.1, 0.2, 0.2) — or, after
+:meth:`FastRCNNPredictor.use_target_stats`, by per-class means and standard deviations of the
+training set's targets (fast-rcnn's ``add_bbox_regression_targets``, ``visiontasks/detection/bbox_stats.py``):
+the loss reads ``(t − μ_c) / σ_c`` and inference decodes ``δ · σ_c + μ_c`` with unit weights,
+what fast-rcnn's ``train.py`` folds into ``bbox_pred`` when it snapshots.
 
 Inference: softmax scores, per-class decoded boxes clipped to the image, background dropped,
 scores > ``score_thresh`` (0.05), degenerate (zero-area) boxes dropped, per-class NMS
@@ -101,6 +106,28 @@ class FastRCNNPredictor(nn.Module):
         self.nms_thresh = float(nms_thresh)
         self.detections_per_img = int(detections_per_img)
         self.smooth_l1_beta = float(smooth_l1_beta)
+        self.target_stats = False
+
+    def use_target_stats(self) -> None:
+        """Switches to per-class target statistics (buffers ``bbox_means``, ``bbox_stds`` (K, 4),
+        saved with the model; set them with :meth:`set_target_stats`); targets are encoded raw."""
+        if not self.target_stats:
+            self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0), self.box_coder.clip)
+            self.register_buffer("bbox_means", torch.zeros(self.num_classes, 4))
+            self.register_buffer("bbox_stds", torch.ones(self.num_classes, 4))
+            self.target_stats = True
+
+    @torch.no_grad()
+    def set_target_stats(self, means: torch.Tensor, stds: torch.Tensor) -> None:
+        """Sets the per-class means and standard deviations (K, 4) of the raw box targets."""
+        if not self.target_stats:
+            raise RuntimeError("call use_target_stats() first")
+        means, stds = torch.as_tensor(means, dtype=torch.float32), torch.as_tensor(stds, dtype=torch.float32)
+        if means.shape != self.bbox_means.shape or stds.shape != self.bbox_stds.shape or not bool((stds > 0).all()):
+            raise ValueError(f"target statistics must be ({self.num_classes}, 4) with positive stds, "
+                             f"got {tuple(means.shape)} and {tuple(stds.shape)}")
+        self.bbox_means.copy_(means)
+        self.bbox_stds.copy_(stds)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(R, D) → logits (R, K) and deltas (R, K, 4), in float32."""
@@ -122,6 +149,8 @@ class FastRCNNPredictor(nn.Module):
         loss_cls = F.cross_entropy(logits, labels, reduction="sum") / num
         fg = torch.nonzero(labels > 0).squeeze(1)
         fg_deltas = deltas[fg, labels[fg]]
+        if self.target_stats:
+            box_targets = (box_targets - self.bbox_means[labels[fg]]) / self.bbox_stds[labels[fg]]
         loss_box = F.smooth_l1_loss(fg_deltas, box_targets, beta=self.smooth_l1_beta, reduction="sum") / num
         return {"loss_classifier": loss_cls, "loss_box_reg": loss_box}
 
@@ -130,6 +159,8 @@ class FastRCNNPredictor(nn.Module):
                   image_sizes: list[tuple[int, int]]) -> list[dict]:
         """Detections per image in input pixels (see the module docstring)."""
         scores = F.softmax(logits, dim=-1)
+        if self.target_stats:
+            deltas = deltas * self.bbox_stds + self.bbox_means
         boxes = self.box_coder.decode(deltas, torch.cat(proposals))  # (R, K, 4)
         return select_detections(scores, boxes, [len(p) for p in proposals], image_sizes,
                                  self.score_thresh, self.nms_thresh, self.detections_per_img)
