@@ -1,4 +1,4 @@
-"""tools/eval.py det --errors: TIDE's breakdown and the confusion matrix from VOC results files and a COCO json.
+"""tools/eval.py det --errors: TIDE's breakdown, the confusion matrix, AP by size; VOC results files and COCO json.
 
 The boxes are those of tests/test_eval_tide.py's "loc" case (hand-computed there, equal to tidecv's):
 VOC files hold them 1-based inclusive; the COCO json holds the same pixels as ``[x0, y0, w + 1, h + 1]``.
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from test_eval_cli_options import run, write_dets, write_voc
@@ -109,3 +110,33 @@ def test_errors_on_results_files_import_no_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "LOADED []" in done.stdout and "Main Errors" in done.stdout
+
+
+def test_ap_by_object_size_hand_computed():
+    from visiontasks.evaluation.voc.score import voc_by_size
+
+    # 0-based inclusive: a small cat (10 x 10) and a large one (100 x 100); detections in score order: a small
+    # false positive 0.95, the small cat 0.9, the large cat 0.8, a large false positive 0.7
+    small, large = (0, 0, 9, 9), (100, 100, 199, 199)
+    small_fp, large_fp = (50, 0, 59, 9), (300, 300, 399, 399)
+    preds = ([np.array([small_fp, small, large, large_fp], float)], [np.array([1, 1, 1, 1])],
+             [np.array([0.95, 0.9, 0.8, 0.7])])
+    gts = ([np.array([small, large], float)], [np.array([1, 1])], [np.array([False, False])])
+    res = voc_by_size(preds, gts, ["cat"], metric="voc12")
+    assert res["small"]["mAP"] == pytest.approx(0.5)  # FP, TP over 1 object; the large ones are ignored
+    assert np.isnan(res["medium"]["mAP"])  # no object in the range
+    assert res["large"]["mAP"] == 1.0  # TP, FP; the small false positive and the small cat are ignored
+
+
+def test_errors_add_ap_by_size_and_say_which_ranges_are_empty(tmp_path):
+    root, dets = _voc(tmp_path)  # every box 10 x 10: all small
+    rc, out, err = run(["det", "--root", str(root), "--detections", str(dets), "--classes", "cat", "dog",
+                        "--errors", "--metric", "voc12", "--out", str(tmp_path / "r.json")])
+    assert rc == 0, err
+    by_size = json.loads((tmp_path / "r.json").read_text())["by_size"]
+    assert by_size["small"]["mAP"] == json.loads((tmp_path / "r.json").read_text())["mAP"]
+    assert by_size["medium"] == {"mAP": None, "per_class": {"cat": None, "dog": None}}
+    assert by_size["large"]["mAP"] is None
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "['medium', 'large']" in warnings[0] and "null" in warnings[0]
+    assert "AP by object size" in out

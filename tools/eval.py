@@ -18,7 +18,7 @@ split file, never JPEGImages/; ``det`` on comp4 files imports no torch.
 
 Prints a per-class table and writes JSON (fractions in [0, 1]): ``{"metric", "iou", "reference", "mAP",
 "per_class"}`` for VOC detection; COCO's 12 stats, ``per_class`` AP and ``iou_type`` (its summary printed);
-with --errors ``"errors": {"ap50", "main", "special"}`` (TIDE's) and ``"confusion"`` too; ``{"mIoU",
+with --errors ``"errors": {"ap50", "main", "special"}`` (TIDE), ``"confusion"``, VOC ``"by_size"``; ``{"mIoU",
 "pixel_accuracy", "mean_class_accuracy", "per_class", "per_class_accuracy"}`` for segmentation;
 ``{"recall_50", "recall_70", "average_recall", "mabo", "boxes_per_image", "seconds_per_image"}`` for
 proposals (the proposer's time from DIR/timing.json). Nothing to score (a class without ground truth, an
@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     det.add_argument("--proposals", metavar="DIR", help="with --checkpoint of a model fed proposals (Fast R-CNN, "
                      "SPP-net, R-CNN): their folder (tools/propose.py); default: made per image by the model's method")
     det.add_argument("--pr-curves", metavar="PNG", help="draw the per-class PR curves")
-    det.add_argument("--errors", action="store_true", help="add TIDE's error breakdown and the confusion matrix")
+    det.add_argument("--errors", action="store_true", help="add TIDE's breakdown, the confusion matrix, AP by size")
     seg.add_argument("--classes", nargs="+", default=None, help="labels 1..C (default VOC's); 'background' first: 0..C")
     group = seg.add_mutually_exclusive_group(required=True)
     group.add_argument("--predictions", help="dir of <image_id>.png label maps (palette or gray indices)")

@@ -98,8 +98,9 @@ def evaluate_detection(
             files from the same single inference pass).
         iou_thresh: VOC metrics: the overlap a true positive needs.
         reference: VOC metrics: ``"devkit"`` (``VOCevaldet.m``) or ``"voc_eval"`` (py-faster-rcnn).
-        errors: add TIDE's error breakdown (``"errors"``, :mod:`visiontasks.evaluation.tide`) and the
-            confusion matrix (``"confusion"``, :mod:`visiontasks.evaluation.det_confusion`).
+        errors: add TIDE's error breakdown (``"errors"``, :mod:`visiontasks.evaluation.tide`), the
+            confusion matrix (``"confusion"``, :mod:`visiontasks.evaluation.det_confusion`) and, for
+            VOC metrics, AP by object size (``"by_size"``, :func:`~visiontasks.evaluation.voc.score.voc_by_size`).
 
     Returns:
         VOC: ``{"metric", "iou", "reference", "mAP", "per_class": {name: AP or NaN}, "curves": raw
@@ -116,8 +117,10 @@ def evaluate_detection(
             if on_prediction is not None:
                 on_prediction(pred, tgt)
         result = voc_result(evaluator.compute(), classes, metric, iou_thresh, reference)
-        arrays = evaluator.arrays()
-        return {**result, **voc_errors(arrays[:3], arrays[3:], classes)} if errors else result
+        if errors:
+            arrays = evaluator.arrays()
+            result.update(voc_errors(arrays[:3], arrays[3:], classes, metric, iou_thresh, reference))
+        return result
     if metric == "coco":
         if (iou_thresh, reference) != (0.5, "devkit"):
             raise ValueError("iou_thresh and reference apply to voc07/voc12; COCO reports AP50, AP75 and AP@[.5:.95]")

@@ -61,7 +61,7 @@ def _pct(value: float | None) -> str:
 
 def format_metrics(metrics: Mapping[str, Any]) -> str:
     """A per-class table followed by the headline figure(s) (``n/a`` for undefined ones) and, when the
-    result has them, TIDE's error tables and the detection confusion matrix."""
+    result has them, TIDE's error tables, AP by object size and the detection confusion matrix."""
     per_class = metrics.get("per_class", {})
     accuracy = metrics.get("per_class_accuracy")
     lines = []
@@ -82,6 +82,11 @@ def format_metrics(metrics: Mapping[str, Any]) -> str:
         from visiontasks.evaluation.tide import format_tide
 
         lines += ["", format_tide(metrics["errors"], name="TIDE error breakdown")]
+    if metrics.get("by_size"):
+        sizes = metrics["by_size"]
+        lines += ["", "AP by object size (COCO's area ranges: small < 32^2 <= medium < 96^2 <= large)",
+                  f"{'':>16s}  " + "  ".join(f"{k:>6s}" for k in sizes),
+                  f"{'mAP':>16s}  " + "  ".join(_pct(v["mAP"]) for v in sizes.values())]
     if metrics.get("confusion"):
         from visiontasks.evaluation.det_confusion import format_confusion
 
@@ -124,13 +129,18 @@ def undefined_metrics(metrics: Mapping[str, Any]) -> list[str]:
 
 
 def _partly_undefined(metrics: Mapping[str, Any]) -> str | None:
-    """The warning for undefined parts of a defined result: VOC classes without ground truth, COCO
-    stats of an area range without objects; None when there are none."""
+    """The warning for undefined parts of a defined result: VOC classes without ground truth or size
+    ranges without objects, COCO stats of an area range without objects; None when there are none."""
     if metrics.get("metric") in ("voc07", "voc12"):
         absent = [k for k, v in metrics.get("per_class", {}).items() if nan_to_none(v) is None]
+        empty = [k for k, v in metrics.get("by_size", {}).items() if nan_to_none(v["mAP"]) is None]
+        parts = []
         if absent:
-            return (f"no ground truth for {len(absent)} class(es) {absent}: their AP is undefined (null) and left "
-                    "out of the mAP")
+            parts.append(f"no ground truth for {len(absent)} class(es) {absent}: their AP is undefined (null) and "
+                         "left out of the mAP")
+        if empty:
+            parts.append(f"no object in size range(s) {empty}: their AP is undefined (null)")
+        return "; ".join(parts) or None
     if metrics.get("metric") == "coco":
         from visiontasks.evaluation.coco import COCO_STAT_NAMES
 

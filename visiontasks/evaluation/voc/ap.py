@@ -158,6 +158,7 @@ def eval_detection_voc(
     iou_thresh: float = 0.5,
     metric: str = "voc07",
     reference: str = "devkit",
+    pred_outside: Sequence[np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """PASCAL VOC average precision per class and its mean, as the official devkit computes them.
 
@@ -180,6 +181,8 @@ def eval_detection_voc(
         metric: ``"voc07"`` (11-point) or ``"voc12"`` (all-point, VOC2010 onwards).
         reference: ``"devkit"`` (overlap ``>=`` threshold, MATLAB 11-point thresholds) or
             ``"voc_eval"`` (py-faster-rcnn: ``>`` and ``np.arange`` thresholds).
+        pred_outside: per image, (D_i,) bool: detections outside the region scored (an area range,
+            as COCOeval's ``areaRng``), ignored unless they are true positives. None: none.
 
     Returns:
         ===========  ==============================  ==================================================
@@ -203,6 +206,8 @@ def eval_detection_voc(
              "gt_labels": gt_labels}
     if gt_difficults is not None:
         lists["gt_difficults"] = gt_difficults
+    if pred_outside is not None:
+        lists["pred_outside"] = pred_outside
     for name, seq in lists.items():
         if len(seq) != num_images:
             raise ValueError(f"{name} has {len(seq)} images but gt_boxes has {num_images}")
@@ -230,7 +235,7 @@ def eval_detection_voc(
         raise ValueError(f"labels must lie in 1..{num_classes}, got values in "
                          f"{int(all_labels.min())}..{int(all_labels.max())}")
 
-    # Outcome of every detection: 1 true positive, 0 false positive, -1 ignored (difficult).
+    # Outcome of every detection: 1 true positive, 0 false positive, -1 ignored (difficult; outside, when false).
     ovmax, jmax = _best_matches(d_labels * num_images + d_img, d_boxes, g_labels * num_images + g_img, g_boxes)
     passed = ovmax >= iou_thresh if reference == "devkit" else ovmax > iou_thresh
     matched_difficult = np.zeros(len(d_labels), dtype=bool)
@@ -241,6 +246,10 @@ def eval_detection_voc(
     candidates = order[(passed & ~matched_difficult)[order]]
     _, first = np.unique(jmax[candidates], return_index=True)  # the earliest claim on a box wins
     outcome[candidates[first]] = 1
+    if pred_outside is not None:
+        d_out, d_out_img = _stack(pred_outside, "pred_outside", None, bool)
+        _check_same_length("pred_outside", d_out, d_out_img, d_img)
+        outcome[(outcome == 0) & d_out] = -1
 
     npos = np.bincount(g_labels[~g_diff], minlength=num_classes + 1)[1:].astype(np.int64)
     sorted_outcome = outcome[order]

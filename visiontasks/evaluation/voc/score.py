@@ -15,10 +15,12 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from visiontasks.evaluation.voc.ap import eval_detection_voc
 
 __all__ = ["VOC_METRICS", "VOC_REFERENCES", "check_voc_options", "voc_options", "voc_result", "score_voc",
-           "voc_errors", "evaluate_voc_files"]
+           "voc_errors", "voc_by_size", "AREA_RANGES", "evaluate_voc_files"]
 
 VOC_METRICS = ("voc07", "voc12")
 VOC_REFERENCES = ("devkit", "voc_eval")
@@ -80,25 +82,58 @@ def score_voc(preds: Sequence[Sequence[Any]], gts: Sequence[Sequence[Any]], clas
     return voc_result(res, classes, metric, iou_thresh, reference)
 
 
-def voc_errors(preds: Sequence[Sequence[Any]], gts: Sequence[Sequence[Any]], classes: Sequence[str]) -> dict[str, Any]:
-    """Why VOC boxes fall short: TIDE's breakdown and the confusion matrix, with the devkit's overlap
-    (+1 pixel) and difficult objects as ignore regions.
+#: COCO's area ranges (``COCOeval.Params.areaRng``), in square pixels: an object belongs to a range
+#: when ``lo <= area <= hi``.
+AREA_RANGES = {"small": (0.0, 32.0 ** 2), "medium": (32.0 ** 2, 96.0 ** 2), "large": (96.0 ** 2, 1e10)}
+
+
+def voc_by_size(preds: Sequence[Sequence[Any]], gts: Sequence[Sequence[Any]], classes: Sequence[str],
+                metric: str = "voc07", iou_thresh: float = 0.5, reference: str = "devkit") -> dict[str, Any]:
+    """VOC AP by object size, with COCO's area ranges on VOC boxes (area ``(x1 - x0 + 1) * (y1 - y0 + 1)``).
+
+    For each range, as COCOeval does: objects outside it are ignored like difficult ones (a
+    detection whose best match is one is ignored, as the devkit ignores detections of difficult
+    objects), and so are false positives whose own box is outside it.
+
+    Returns:
+        ``{"small" | "medium" | "large": {"mAP", "per_class"}}`` (NaN where a range has no object).
+    """
+    def area(boxes: Any) -> np.ndarray:
+        b = np.asarray(boxes, np.float64).reshape(-1, 4)
+        return (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
+
+    out = {}
+    for name, (lo, hi) in AREA_RANGES.items():
+        outside = [(area(b) < lo) | (area(b) > hi) for b in preds[0]]
+        ignore = [np.asarray(d, bool) | (area(b) < lo) | (area(b) > hi) for b, d in zip(gts[0], gts[2])]
+        res = eval_detection_voc(*preds, gts[0], gts[1], ignore, num_classes=len(classes), iou_thresh=iou_thresh,
+                                 metric=metric, reference=reference, pred_outside=outside)
+        out[name] = {"mAP": float(res["map"]), "per_class": {c: float(ap) for c, ap in zip(classes, res["ap"])}}
+    return out
+
+
+def voc_errors(preds: Sequence[Sequence[Any]], gts: Sequence[Sequence[Any]], classes: Sequence[str],
+               metric: str = "voc07", iou_thresh: float = 0.5, reference: str = "devkit") -> dict[str, Any]:
+    """Why VOC boxes fall short: TIDE's breakdown, the confusion matrix and AP by object size, with the
+    devkit's overlap (+1 pixel) and difficult objects as ignore regions.
 
     Args:
         preds: ``(boxes, labels, scores)``, each a list of N per-image arrays.
         gts: ``(boxes, labels, difficult)``, each a list of N per-image arrays.
         classes: the C class names.
+        metric, iou_thresh, reference: those of the AP by size (TIDE's own are fixed).
 
     Returns:
-        ``{"errors": {"ap50", "main", "special"}, "confusion": {...}}``
+        ``{"errors": {"ap50", "main", "special"}, "confusion": {...}, "by_size": {...}}``
         (:func:`~visiontasks.evaluation.tide.tide_errors`,
-        :func:`~visiontasks.evaluation.det_confusion.confusion_result`).
+        :func:`~visiontasks.evaluation.det_confusion.confusion_result`, :func:`voc_by_size`).
     """
     from visiontasks.evaluation.det_confusion import confusion_result
     from visiontasks.evaluation.tide import REPORTED, tide_errors
 
     res = tide_errors(*preds, *gts, box_format="voc")
-    return {"errors": {k: res[k] for k in REPORTED}, "confusion": confusion_result(preds, gts, classes)}
+    return {"errors": {k: res[k] for k in REPORTED}, "confusion": confusion_result(preds, gts, classes),
+            "by_size": voc_by_size(preds, gts, classes, metric, iou_thresh, reference)}
 
 
 def evaluate_voc_files(root: str | os.PathLike[str], split: str, detections: str | os.PathLike[str],
@@ -120,7 +155,7 @@ def evaluate_voc_files(root: str | os.PathLike[str], split: str, detections: str
         iou_thresh: overlap a true positive needs.
         reference: ``"devkit"`` or ``"voc_eval"`` (see :mod:`visiontasks.evaluation.voc.ap`).
         cache_dir: the annotation cache folder (None: parse every file, write no cache).
-        errors: add TIDE's error breakdown and the confusion matrix (:func:`voc_errors`).
+        errors: add TIDE's error breakdown, the confusion matrix and AP by size (:func:`voc_errors`).
 
     Returns:
         The :func:`voc_result` dict.
@@ -138,4 +173,4 @@ def evaluate_voc_files(root: str | os.PathLike[str], split: str, detections: str
     preds = read_voc_results(detections, split, gt.classes, gt.ids)
     gts = (gt.boxes, gt.labels, gt.difficult)
     result = score_voc(preds, gts, gt.classes, metric, iou_thresh, reference)
-    return {**result, **voc_errors(preds, gts, gt.classes)} if errors else result
+    return {**result, **voc_errors(preds, gts, gt.classes, metric, iou_thresh, reference)} if errors else result
