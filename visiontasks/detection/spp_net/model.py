@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 from visiontasks.backbones import build_backbone, freeze
 from visiontasks.detection.proposals import DEFAULT_PROPOSER, PrecomputedProposals, proposal_params
 from visiontasks.detection.roi_head import RoIHead, build_predictor
-from visiontasks.detection.settings import (PAPER_TEST, RCNN_FIT, SPP_NET_ROI, FitSettings, RoIHeadSettings,
+from visiontasks.detection.settings import (PAPER_TEST, SPP_NET_ROI, FitSettings, RoIHeadSettings,
                                             TestSettings, resolve, two_stage_renamed)
 from visiontasks.detection.receptive_field import projection_offset
 from visiontasks.detection.spp import SPP_LEVELS
@@ -39,7 +39,15 @@ from visiontasks.detection.transform import build_transform
 from visiontasks.detection.two_stage import TwoStageDetector
 from visiontasks.registry import register_model
 
-__all__ = ["spp_net"]
+__all__ = ["spp_net", "SPP_NET_FIT"]
+
+#: SPP-net's fitting stages: R-CNN's SVM settings (``spp_train.m`` l. 43-45: svm_C 10^-3, bias_mult 10,
+#: pos_loss_weight 2; ``spp_exp_train_and_test_voc.m`` l. 25: negatives IoU < 0.3; features scaled to
+#: norm 20, ``spp_scale_features.m``) and its own box regression (``bbox_regression/spp_train_bbox_regressor.m``
+#: l. 36-38 and ``experiments/spp_exp_bbox_reg_train_and_test_voc.m`` l. 37-42: min_overlap 0.5, lambda
+#: 4000, on the pooled conv5 features, layer 5; examples gathered at IoU ≥ 0.5, l. 172, fitted on
+#: ``O > min_overlap``, l. 90 — so IoU > 0.5, as our stage's strict threshold), not R-CNN's 0.6 / 1000.
+SPP_NET_FIT = FitSettings(bbox_lambda=4000.0, bbox_iou_thresh=0.5)
 
 
 @register_model("spp_net", task="detection")
@@ -63,7 +71,7 @@ def spp_net(
     fc_svd_ranks: Sequence[int | None] | None = None,
     classifier: str = "svm",
     fc6_init: str | None = None,
-    fit_params: FitSettings | Mapping[str, Any] | None = RCNN_FIT,
+    fit_params: FitSettings | Mapping[str, Any] | None = SPP_NET_FIT,
 ) -> TwoStageDetector:
     """Builds SPP-net's detector.
 
@@ -97,7 +105,8 @@ def spp_net(
             a level, else "random". "imagenet" without ImageNet weights or a fitting fc6 is an
             ``InputError`` naming ``fc6_init``.
         fit_params: settings of the fitting stages (overrides by name of :class:`FitSettings`:
-            ``svm_C``, ``feat_norm``, ``bbox_lambda`` …; default R-CNN's).
+            ``svm_C``, ``feat_norm``, ``bbox_lambda`` …; default :data:`SPP_NET_FIT`: R-CNN's SVMs,
+            SPP-net's box regression, IoU > 0.5 and λ = 4000).
 
     Returns:
         The detector (``TwoStageDetector`` with a scale pyramid and an SPP pooler).
@@ -128,7 +137,7 @@ def spp_net(
         # the boxes are regressed by the fitted ridge regressors, so fine-tuning trains the classifier only (as R-CNN)
         model = RCNN(pyramid, proposer_module, roi_head, transform,
                      loss_weights={"loss_box_reg": 0.0, **(loss_weights or {})}, proposal_params=params,
-                     fit_params=resolve(fit_params, RCNN_FIT, "fit_params").as_dict())
+                     fit_params=resolve(fit_params, SPP_NET_FIT, "fit_params").as_dict())
     else:
         raise ValueError(f"classifier must be 'svm' or 'softmax', got {classifier!r}")
     return compress_fc(model, fc_svd_ranks) if fc_svd_ranks else model
