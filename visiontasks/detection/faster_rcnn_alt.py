@@ -59,8 +59,8 @@ from visiontasks.engine.distributed import is_dist, is_main_process
 from visiontasks.engine.stages import Stage, StageContext
 from visiontasks.errors import InputError
 
-__all__ = ["TRAINING_MODES", "ALTERNATING_STEPS", "parse_alternating", "attach_alternating", "rpn_step_losses",
-           "fast_rcnn_step_losses"]
+__all__ = ["TRAINING_MODES", "ALTERNATING_STEPS", "parse_alternating", "attach_alternating", "alternating_stages",
+           "rpn_step_losses", "fast_rcnn_step_losses"]
 
 TRAINING_MODES = ("joint", "alternating")
 #: The four SGD steps of §3.2, the keys ``model.stages`` must hold.
@@ -293,9 +293,16 @@ class ProposalStep(Stage):
 
 
 def attach_alternating(model: nn.Module, steps: dict[str, dict[str, Any]]) -> nn.Module:
-    """Gives a Faster R-CNN ``model`` the alternating schedule (``model.training_stages()``)."""
-    plan = _Plan(model, steps)
+    """Gives a Faster R-CNN ``model`` the alternating schedule (``model.training_stages()``; the
+    built weights are copied when the stages are asked for, i.e. by training only)."""
     model.backbone_frozen = False
+    model.training_stages = lambda: alternating_stages(model, steps)
+    return model
+
+
+def alternating_stages(model: nn.Module, steps: dict[str, dict[str, Any]]) -> list[Stage]:
+    """The six stages of the module docstring, sharing a copy of ``model``'s built weights."""
+    plan = _Plan(model, steps)
     everything = ("backbone.", "proposer.", "roi_head.")
 
     def from_init(ctx: StageContext) -> None:
@@ -308,7 +315,7 @@ def attach_alternating(model: nn.Module, steps: dict[str, dict[str, Any]]) -> nn
         _load_model(ctx.model, Path(ctx.out_dir) / "rpn2" / CHECKPOINT, "fast_rcnn2")
         plan.reset(ctx.model, ("roi_head.predictor.",))
 
-    stages = [
+    return [
         SGDStep(plan, "rpn1", ("backbone.", "proposer."), from_init, rpn_step_losses),
         ProposalStep("proposals1", "rpn1"),
         SGDStep(plan, "fast_rcnn1", ("backbone.", "roi_head."), from_init, fast_rcnn_step_losses, "proposals1"),
@@ -316,5 +323,3 @@ def attach_alternating(model: nn.Module, steps: dict[str, dict[str, Any]]) -> nn
         ProposalStep("proposals2", "rpn2"),
         SGDStep(plan, "fast_rcnn2", ("roi_head.",), from_rpn2, fast_rcnn_step_losses, "proposals2", last=True),
     ]
-    model.training_stages = lambda: list(stages)
-    return model
