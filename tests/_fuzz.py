@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 
 from visiontasks.errors import InputError
 
-FAST, LONG = 60, 1500
+FAST, LONG = 50, 1500
 _COMMON = dict(deadline=None, derandomize=False, suppress_health_check=[HealthCheck.too_slow,
                                                                         HealthCheck.data_too_large])
 

@@ -109,7 +109,7 @@ def _check_dataset(folder: Path, gt: bytes) -> None:
 
 test_coco_evaluate_bbox, test_coco_evaluate_bbox_long = fuzz(_check_evaluate, gt=instances(), dt=results(),
                                                              iou_type=st.just("bbox"))
-test_coco_evaluate_segm, test_coco_evaluate_segm_long = fuzz(_check_evaluate, fast=30, gt=instances(), dt=results(),
+test_coco_evaluate_segm, test_coco_evaluate_segm_long = fuzz(_check_evaluate, fast=25, gt=instances(), dt=results(),
                                                              iou_type=st.just("segm"))
 test_coco_dataset, test_coco_dataset_long = fuzz(_check_dataset, gt=instances())
 

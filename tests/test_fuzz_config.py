@@ -128,3 +128,12 @@ def test_the_default_config_with_overrides_still_loads(folder):
     path = write(folder, "c.yaml", DEFAULT_YAML)
     cfg = load_config(path, ["train.lr=1e-3", "model.min_size=128", "data.classes=[a, b]"])
     assert cfg["train"]["lr"] == 0.001 and cfg["model"]["min_size"] == 128 and cfg["data"]["classes"] == ["a", "b"]
+
+
+def test_found_a_section_override_merges_into_the_section(folder):
+    """``train={}`` emptied the train section (no max_iters: a KeyError once training started)."""
+    path = write(folder, "c.yaml", DEFAULT_YAML)
+    cfg = load_config(path, ["train={}"])
+    assert cfg["train"]["max_iters"] == 10 and cfg["train"]["lr"] == 0.02
+    cfg = load_config(path, ["train={lr: 0.5, steps: [3]}"])
+    assert cfg["train"]["max_iters"] == 10 and cfg["train"]["lr"] == 0.5 and cfg["train"]["steps"] == [3]

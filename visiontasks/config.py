@@ -150,6 +150,10 @@ def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
         last = parts[-1]
         if last not in node and parts[0] != "model":
             raise ValueError(f"unknown config key {'.'.join(parts)!r} in override {item!r}")
+        if isinstance(node.get(last), dict) and isinstance(value, dict):
+            # `train={lr: 0.1}` sets that key; `train={}` keeps the section (was: emptied it, and
+            # training failed later on a missing key — found by tests/test_fuzz_config.py)
+            value = merge(node[last], value)
         node[last] = value
     return cfg
 
