@@ -47,6 +47,7 @@ from torchvision.models import vgg16 as tv_vgg16
 from torchvision.ops import MultiScaleRoIAlign, roi_pool
 
 from visiontasks import get_model
+from visiontasks.config import upgrade_renamed
 from visiontasks.precision import autocast, cast_dense_weights, fp32_boundaries
 
 COMMON = dict(min_size=600, max_size=1000, rpn_pre_nms_top_n_test=6000, rpn_post_nms_top_n_test=300,
@@ -67,8 +68,11 @@ class TVRoIPool(nn.Module):
 
 
 def build_ours(backbone: str = "vgg16", num_classes: int = 21, **overrides) -> nn.Module:
-    """Our registered Faster R-CNN with the benchmark settings."""
-    return get_model("faster_rcnn", num_classes=num_classes, backbone=backbone, **{**COMMON, **overrides})
+    """Our registered Faster R-CNN with the benchmark settings (COMMON holds torchvision's flat
+    names; ours group them as ``rpn`` / ``test``, translated by ``upgrade_renamed``)."""
+    model = upgrade_renamed({"model": {"name": "faster_rcnn", **COMMON, **overrides}})["model"]
+    model.pop("name")
+    return get_model("faster_rcnn", num_classes=num_classes, backbone=backbone, **model)
 
 
 def build_torchvision(backbone: str = "vgg16", num_classes: int = 21, **overrides) -> nn.Module:

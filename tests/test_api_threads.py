@@ -78,7 +78,7 @@ def test_proposal_detector_threads_equal_sequential(embedded_root):
     torch.manual_seed(0)
     net = get_model("fast_rcnn", num_classes=4, backbone="small", min_size=128, max_size=128,
                     proposer={"method": "selective_search", "mode": "fast", "resize_width": 128},
-                    max_proposals=200, box_score_thresh=0.0)
+                    max_proposals=200, test={"score_thresh": 0.0})
     model = Predictor(net, "detection", ["circle", "square", "triangle"], preset="evaluate")
     model.score_thresh = 0.0  # random weights: keep every box so the comparison sees many
     images = _images(embedded_root, 4)

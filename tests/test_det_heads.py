@@ -9,6 +9,7 @@ from torchvision.models.detection.image_list import ImageList
 
 from visiontasks.detection import (IGNORE, AnchorGenerator, FastRCNNPredictor, Matcher, RegionProposalNetwork,
                                    RoIHead, RoIPool, RPNHead)
+from visiontasks.detection.settings import RPNSettings
 
 
 def _iou(a, b):
@@ -51,13 +52,14 @@ def test_rpn_head_layout(objectness):
 
 def _rpn(**kwargs):
     torch.manual_seed(0)
-    rpn = RegionProposalNetwork(8, AnchorGenerator((16, 32, 64), (0.5, 1.0, 2.0), 16), **kwargs)
+    rpn = RegionProposalNetwork(8, AnchorGenerator((16, 32, 64), (0.5, 1.0, 2.0), 16), settings=RPNSettings(**kwargs))
     torch.nn.init.normal_(rpn.head.cls_logits.weight, std=1.0)  # spread-out scores: no ties
     return rpn
 
 
 def test_proposals_match_loop_reference():
-    rpn = _rpn(pre_nms_top_n=(1000, 100), post_nms_top_n=(1000, 30), min_size=16.0)
+    rpn = _rpn(pre_nms_top_n_train=1000, pre_nms_top_n_test=100, post_nms_top_n_train=1000, post_nms_top_n_test=30,
+               min_size=16.0)
     torch.nn.init.zeros_(rpn.head.bbox_pred.weight)  # zero deltas: proposals are clipped anchors
     rpn.eval()
     feats = torch.randn(1, 8, 4, 5)

@@ -12,8 +12,8 @@ from visiontasks.detection import (FastRCNNPredictor, PrecomputedProposals, RoIA
 from visiontasks.backbones import SmallBackbone
 
 SMALL = dict(num_classes=3, backbone="small", backbone_kwargs={"width": 16, "head_dim": 64}, min_size=128,
-             max_size=160, anchor_sizes=[32, 64], rpn_min_size=4, rpn_pre_nms_top_n_train=300,
-             rpn_post_nms_top_n_train=100, rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=50)
+             max_size=160, anchor_sizes=[32, 64], rpn=dict(min_size=4, pre_nms_top_n_train=300,
+             post_nms_top_n_train=100, pre_nms_top_n_test=300, post_nms_top_n_test=50))
 
 
 def _model(**kwargs):
@@ -71,7 +71,7 @@ def test_empty_images_train():
 
 
 def test_eval_output_format():
-    model = _model(box_score_thresh=0.0, box_detections_per_img=20).eval()
+    model = _model(test=dict(score_thresh=0.0, detections_per_img=20)).eval()
     images, _ = _batch()
     with torch.no_grad():
         out = model(images)

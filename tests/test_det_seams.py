@@ -131,7 +131,7 @@ def test_proposals_travel_with_the_sample_through_flip_and_sanitize(embedded_roo
 
 
 def test_evaluation_and_predict_pass_the_proposals():
-    model = _fast(box_score_thresh=0.0).eval()
+    model = _fast(test={"score_thresh": 0.0}).eval()
     image = torch.rand(3, 120, 150)
     props = torch.tensor([[8.0, 18.0, 62.0, 83.0], [70.0, 5.0, 140.0, 100.0]])
     with torch.no_grad():

@@ -77,7 +77,7 @@ def _overrides(root: Path, proposals: Path) -> list[str]:
     return ["data.dataset=voc", f"data.root={root}", f"data.classes={list(CLASSES)}", "data.train_split=train",
             "data.test_split=test", f"data.proposals={proposals}", "data.num_workers=0", "model.num_classes=3",
             "model.backbone_kwargs={width: 8, head_dim: 32}", "model.crop_size=32", "model.context_pad=4",
-            "model.chunk_size=16", "model.roi_batch_size_per_image=16", "model.svm_retrain_limit=10",
+            "model.chunk_size=16", "model.roi.batch_size_per_image=16", "model.fit_params.svm_retrain_limit=10",
             "train.max_iters=6", "train.batch_size=3", "train.lr=0.01", "train.warmup_iters=0",
             "train.checkpoint_every=3", "train.log_every=3"]
 

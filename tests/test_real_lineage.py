@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 #: config → overrides a CPU needs beyond the common ones.
 CONFIGS = {
     "fast_rcnn_vgg16_voc07.yaml": ["model.max_proposals=300"],
-    "spp_net_alexnet_voc07.yaml": ["model.max_proposals=300", "model.roi_batch_size_per_image=64"],
+    "spp_net_alexnet_voc07.yaml": ["model.max_proposals=300", "model.roi.batch_size_per_image=64"],
     "rcnn_alexnet_voc07.yaml": ["model.max_proposals=300", "model.chunk_size=64"],
     "yolov1_voc07.yaml": ["train.batch_size=2", "model.fc_dim=512"],
     "fast_yolo_voc07.yaml": ["train.batch_size=2", "model.fc_dim=512"],

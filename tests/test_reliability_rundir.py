@@ -37,7 +37,7 @@ def test_rerun_without_resume_is_refused_and_changes_nothing(run, tiny, capsys):
 @pytest.mark.parametrize("extra, key", [
     (["train.lr=fast"], "train.lr"),
     (["train.max_iters=0"], "max_iters"),
-    (["model.rpn_fg_iou_thresh=0.6"], "model.rpn_fg_iou_thresh"),   # another model: resume refused
+    (["model.rpn.fg_iou_thresh=0.6"], "model.rpn"),   # another model: resume refused
     (["data.classes=[square,circle,triangle]"], "classes"),
 ])
 def test_rejected_resume_leaves_the_run_loadable_and_unchanged(run, tiny, capsys, extra, key):

@@ -77,7 +77,7 @@ def test_resume_continues_to_a_longer_schedule(det_run, tmp_path):
 
 
 def test_predict_accepts_every_input_type(det_run, embedded_root):
-    model = visiontasks.load_model(det_run, preset="evaluate", overrides=["model.box_score_thresh=0.0"])
+    model = visiontasks.load_model(det_run, preset="evaluate", overrides=["model.test.score_thresh=0.0"])
     model.score_thresh = 0.0
     path = VOCDetection(embedded_root, "test", classes=["circle", "square", "triangle"]).image_path(0)
     pil = Image.open(path).convert("RGB")

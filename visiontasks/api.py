@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from visiontasks.config import DEFAULTS, apply_overrides, load_config, merge, validate
+from visiontasks.config import DEFAULTS, apply_overrides, load_config, merge, upgrade_renamed, validate
 from visiontasks.conv_select import inference_layout
 from visiontasks.device import check_device
 from visiontasks.errors import InputError
@@ -249,7 +249,7 @@ def load_model(source: str | os.PathLike = "default", weights: str | os.PathLike
     if path.is_dir():
         if not (path / "config.yaml").is_file():
             raise InputError(path, "not a run directory (no config.yaml)")
-        cfg = load_config(path / "config.yaml", overrides)
+        cfg = load_config(path / "config.yaml", overrides, upgrade=True)
         ckpt = path / "checkpoint_last.pt"
         if weights is None:
             if not ckpt.is_file():
@@ -261,7 +261,7 @@ def load_model(source: str | os.PathLike = "default", weights: str | os.PathLike
         state = _checkpoint_state(path)
         if not isinstance(state.get("config"), dict):
             raise InputError(path, "checkpoint carries no config; pass the run's config.yaml as source")
-        cfg = validate(merge(DEFAULTS, state["config"]), str(path))
+        cfg = validate(merge(DEFAULTS, upgrade_renamed(state["config"])), str(path))
         if overrides:
             cfg = validate(apply_overrides(cfg, overrides), str(path))
     else:

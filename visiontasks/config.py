@@ -6,11 +6,14 @@ keyword arguments of :class:`visiontasks.engine.Trainer`; ``data`` those of
 :func:`visiontasks.data.build_dataset`. A file may name at most one ``_base_`` (a path relative to
 itself) whose values it overrides; a base may not have a base of its own. Command-line overrides
 are ``key.sub=value`` strings with YAML values (``train.lr=0.01``, ``data.classes=[a,b]``).
-Unknown keys are an error that names the key.
+A builder argument whose default is a dataclass (a group of settings, e.g. ``roi`` of the
+two-stage detectors) is a nested mapping: ``model: {roi: {positive_fraction: 0.5}}`` or
+``model.roi.positive_fraction=0.5``. Unknown keys are an error that names the key.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 from pathlib import Path
 from typing import Any, Iterable
@@ -21,7 +24,7 @@ from visiontasks.errors import InputError
 from visiontasks.io import atomic_write
 from visiontasks.tasks import TASKS, check_metric
 
-__all__ = ["DEFAULTS", "load_config", "apply_overrides", "merge", "validate", "dump_config"]
+__all__ = ["DEFAULTS", "load_config", "apply_overrides", "merge", "validate", "dump_config", "upgrade_renamed"]
 
 DEFAULTS: dict[str, Any] = {
     "task": "detection",
@@ -253,23 +256,78 @@ def validate(cfg: dict, source: str = "<config>") -> dict:
         raise InputError(source, f"model.name {name!r} is a {model_task(name)} model but the config's task is "
                                  f"{task!r}")
     params = inspect.signature(builder).parameters
+    renamed = getattr(builder, "renamed_keys", {})
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         for key in cfg["model"]:
             if key != "name" and key not in params:
+                if key in renamed:
+                    raise InputError(source, f"config key 'model.{key}' is now 'model.{renamed[key]}'")
                 raise InputError(source, f"unknown config key 'model.{key}': {name} takes {sorted(params)}")
     for key, value in cfg["model"].items():
         default = params[key].default if key in params else None
         if key != "name" and isinstance(default, (bool, int, float, str, tuple)) and value is not None:
             cfg["model"][key] = check_type(f"model.{key}", value, source, default=default)
+        elif dataclasses.is_dataclass(default) and value is not None:
+            cfg["model"][key] = _check_group(f"model.{key}", value, default, source)
     return cfg
 
 
-def load_config(path: str | Path, overrides: Iterable[str] = ()) -> dict:
+def _check_group(key: str, value: Any, default: Any, source: str) -> dict:
+    """Checks a group of settings (a builder argument whose default is a dataclass, e.g.
+    ``model.roi``): a mapping whose keys are the dataclass's fields, each of its field's type."""
+    fields = [f.name for f in dataclasses.fields(default)]
+    if not isinstance(value, dict):
+        raise InputError(source, f"{key} must be a mapping of settings ({', '.join(fields)}), got {value!r}")
+    out = {}
+    for sub, item in value.items():
+        if sub not in fields:
+            raise InputError(source, f"unknown config key '{key}.{sub}': {key.partition('.')[2]} takes {fields}")
+        out[sub] = check_type(f"{key}.{sub}", item, source, default=getattr(default, sub))
+    return out
+
+
+def upgrade_renamed(cfg: dict) -> dict:
+    """Moves the model keys that a builder has renamed to their new place, for configs written
+    before the rename (checkpoints, run folders). The builder lists them in its ``renamed_keys``
+    (old name → ``group.field``, e.g. ``roi_positive_fraction`` → ``roi.positive_fraction``); a
+    value already at the new place wins. Anything else is left for :func:`validate`.
+
+    Args:
+        cfg: a config dict (not modified).
+
+    Returns:
+        A copy with the renamed keys moved.
+    """
+    cfg = copy.deepcopy(cfg)
+    model = cfg.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        return cfg
+    from visiontasks.registry import get_model_builder
+
+    try:
+        renamed = getattr(get_model_builder(model["name"]), "renamed_keys", {})
+    except ValueError:
+        return cfg
+    for old in [k for k in model if k in renamed]:
+        value = model.pop(old)
+        *parents, last = renamed[old].split(".")
+        node = model
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node.setdefault(last, value)
+    return cfg
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = (), upgrade: bool = False) -> dict:
     """Loads a YAML config, its single ``_base_``, the defaults and the overrides; validates.
 
     Args:
         path: the YAML file.
         overrides: ``key.sub=value`` strings.
+        upgrade: move renamed model keys to their new place first (:func:`upgrade_renamed`; for
+            the config a run folder saved, not for a config a user writes).
 
     Returns:
         The resolved config dict (sections ``task``, ``model``, ``data``, ``train``, ``eval``).
@@ -285,6 +343,8 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> dict:
         if "_base_" in base:
             raise InputError(base_path, "a base config may not have a _base_ of its own (one level only)")
         cfg = merge(base, cfg)
+    if upgrade:
+        cfg = upgrade_renamed(cfg)
     cfg = merge(DEFAULTS, cfg)
     validate(cfg, str(path))
     try:

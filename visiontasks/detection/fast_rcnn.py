@@ -10,22 +10,43 @@ mode, by default).
 Paper settings (defaults): single scale 600 (max 1000), RoI max pooling 7×7, hierarchical
 sampling N = 2 images × 64 RoIs (R = 128; set ``train.batch_size: 2``), 25 % foreground
 (IoU ≥ 0.5), background IoU in [0.1, 0.5), multi-task loss with λ = 1 and smooth L1, targets
-normalised by (0.1, 0.1, 0.2, 0.2), test NMS 0.3. ``pooler: spp`` gives SPP-net's pyramid
+normalised by (0.1, 0.1, 0.2, 0.2) (``bbox_normalize: dataset``: the training set's per-class
+means and stds, as the paper), test NMS 0.3 (the settings ``roi`` and ``test``:
+:mod:`visiontasks.detection.settings`). ``pooler: spp`` gives SPP-net's pyramid
 instead (see ``visiontasks/detection/spp.py``).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from visiontasks.backbones import build_backbone
+from visiontasks.detection.bbox_stats import BoxTargetStatsStage
 from visiontasks.detection.proposals import DEFAULT_PROPOSER, PrecomputedProposals, proposal_params
 from visiontasks.detection.roi_head import build_roi_head
+from visiontasks.detection.settings import (FAST_RCNN_ROI, PAPER_TEST, RoIHeadSettings, TestSettings, resolve,
+                                            two_stage_renamed)
 from visiontasks.detection.svd import compress_fc
 from visiontasks.detection.transform import build_transform
 from visiontasks.detection.two_stage import TwoStageDetector
 from visiontasks.registry import register_model
 
-__all__ = ["fast_rcnn"]
+__all__ = ["fast_rcnn", "FastRCNN", "BBOX_NORMALIZATIONS"]
+
+#: ``bbox_normalize`` choices: py-faster-rcnn's fixed stds, or the training set's per-class statistics.
+BBOX_NORMALIZATIONS = ("fixed", "dataset")
+
+
+class FastRCNN(TwoStageDetector):
+    """``TwoStageDetector`` whose training first computes the box-target statistics when its
+    predictor uses them (``bbox_normalize: dataset``): stages ``bbox_stats`` → ``sgd``."""
+
+    def training_stages(self) -> list[Any]:
+        """``[BoxTargetStatsStage(), SGDStage()]`` with per-class statistics, else ``[SGDStage()]``."""
+        from visiontasks.engine.stages import SGDStage
+
+        if getattr(self.roi_head.predictor, "target_stats", False):
+            return [BoxTargetStatsStage(), SGDStage()]
+        return [SGDStage()]
 
 
 @register_model("fast_rcnn", task="detection")
@@ -41,16 +62,11 @@ def fast_rcnn(
     max_proposals: int | None = 2000,
     pooler: str = "roi_pool",
     pooler_levels: Sequence[int] | None = None,
-    roi_batch_size_per_image: int = 64,
-    roi_positive_fraction: float = 0.25,
-    roi_fg_iou_thresh: float = 0.5,
-    roi_bg_iou_lo: float = 0.1,
-    box_smooth_l1_beta: float = 1.0,
-    box_score_thresh: float = 0.05,
-    box_nms_thresh: float = 0.3,
-    box_detections_per_img: int = 100,
+    roi: RoIHeadSettings | Mapping[str, Any] | None = FAST_RCNN_ROI,
+    test: TestSettings | Mapping[str, Any] | None = PAPER_TEST,
     loss_weights: dict[str, float] | None = None,
     fc_svd_ranks: Sequence[int | None] | None = None,
+    bbox_normalize: str = "fixed",
 ) -> TwoStageDetector:
     """Builds Fast R-CNN.
 
@@ -67,29 +83,35 @@ def fast_rcnn(
         max_proposals: keep at most this many proposals per image, in their ranked order.
         pooler: "roi_pool" (the paper), "roi_align" or "spp".
         pooler_levels: pyramid levels of "spp".
-        roi_batch_size_per_image: RoIs sampled per image (64 × 2 images = the paper's 128).
-        roi_positive_fraction: largest share of foreground RoIs.
-        roi_fg_iou_thresh: RoIs with IoU ≥ this are foreground.
-        roi_bg_iou_lo: RoIs with IoU in [this, roi_fg_iou_thresh) are background.
-        box_smooth_l1_beta: smooth-L1 beta of the box loss.
-        box_score_thresh: test-time score threshold.
-        box_nms_thresh: test-time per-class NMS threshold.
-        box_detections_per_img: most detections per image.
+        roi: RoI sampling and box-loss beta (overrides by name): 64 RoIs per image (× 2 images =
+            the paper's 128), ≤ 25 % foreground (IoU ≥ 0.5), background IoU in [0.1, 0.5); see
+            :data:`~visiontasks.detection.settings.FAST_RCNN_ROI`.
+        test: score threshold 0.05, per-class NMS 0.3, 100 detections (:class:`TestSettings`).
         fc_svd_ranks: truncated SVD of fc6, fc7 (Fast R-CNN §3.1; the paper: [1024, 256]), None: none.
         loss_weights: multiplier per loss name.
+        bbox_normalize: "fixed" (default: targets divided by (0.1, 0.1, 0.2, 0.2), means 0 —
+            py-faster-rcnn's ``BBOX_NORMALIZE_TARGETS_PRECOMPUTED``; no pass over the data, the
+            predictor every box head here shares, and older checkpoints load unchanged) or "dataset"
+            (the paper's §2.3 and fast-rcnn's ``add_bbox_regression_targets``: per-class means and
+            stds of the training set, computed by the ``bbox_stats`` stage before SGD and kept in
+            the checkpoint; ``visiontasks/detection/bbox_stats.py``).
 
     Returns:
         The detector (``TwoStageDetector`` with ``PrecomputedProposals``).
     """
+    if bbox_normalize not in BBOX_NORMALIZATIONS:
+        raise ValueError(f"bbox_normalize must be one of {', '.join(BBOX_NORMALIZATIONS)}, got {bbox_normalize!r}")
     params = proposal_params(**{**DEFAULT_PROPOSER, **(proposer or {})})
     body = build_backbone(backbone, pretrained_backbone, backbone_kwargs)
-    roi_head = build_roi_head(
-        body, num_classes, pooler, pooler_levels, batch_size_per_image=roi_batch_size_per_image,
-        positive_fraction=roi_positive_fraction, fg_iou_thresh=roi_fg_iou_thresh, bg_iou_lo=roi_bg_iou_lo,
-        score_thresh=box_score_thresh, nms_thresh=box_nms_thresh, detections_per_img=box_detections_per_img,
-        smooth_l1_beta=box_smooth_l1_beta,
-    )
+    roi_head = build_roi_head(body, num_classes, pooler, pooler_levels, roi=resolve(roi, FAST_RCNN_ROI, "roi"),
+                              test=resolve(test, PAPER_TEST, "test"))
     transform = build_transform("resize", min_size, max_size, size_divisible=body.stride)
-    model = TwoStageDetector(body, PrecomputedProposals(proposal_min_size, max_proposals), roi_head, transform,
-                            loss_weights=loss_weights, proposal_params=params)
+    if bbox_normalize == "dataset":
+        roi_head.predictor.use_target_stats()
+    model = FastRCNN(body, PrecomputedProposals(proposal_min_size, max_proposals), roi_head, transform,
+                     loss_weights=loss_weights, proposal_params=params)
     return compress_fc(model, fc_svd_ranks) if fc_svd_ranks else model
+
+
+#: The flat arguments before the settings were grouped (translated in older checkpoints' configs).
+fast_rcnn.renamed_keys = two_stage_renamed()

@@ -2,20 +2,24 @@
 
 ``get_model("faster_rcnn", num_classes=21, backbone="vgg16")`` builds the paper's VGG16 model:
 conv1_1 … conv5_3, a 512-channel RPN with 9 anchors (2·9 softmax scores, 4·9 deltas), RoI max
-pooling 7×7, fc6/fc7 (4096) and 21-way classifier + 84 class-specific box outputs. Every
-argument is a plain number, string or list so that YAML configs can pass them straight through.
+pooling 7×7, fc6/fc7 (4096) and 21-way classifier + 84 class-specific box outputs.
 
-Defaults follow the paper and py-faster-rcnn's end-to-end VOC setting, except
-``roi_bg_iou_lo = 0.1`` (Fast R-CNN's value; py-faster-rcnn's end-to-end config uses 0.0).
+Architecture arguments are plain numbers, strings or lists; the training and test settings are
+grouped (``rpn``, ``roi``, ``test``: :mod:`visiontasks.detection.settings`, each default cited to
+py-faster-rcnn) and a config overrides them by name (``model: {roi: {positive_fraction: 0.5}}``).
+Defaults follow the paper and py-faster-rcnn's end-to-end VOC setting, except ``roi.bg_iou_lo =
+0.1`` (Fast R-CNN's value; py-faster-rcnn's end-to-end config uses 0.0).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from visiontasks.backbones import build_backbone
 from visiontasks.detection.anchors import AnchorGenerator
 from visiontasks.detection.roi_head import build_roi_head
 from visiontasks.detection.rpn import RegionProposalNetwork
+from visiontasks.detection.settings import (FASTER_RCNN_ROI, FASTER_RCNN_RPN, PAPER_TEST, RoIHeadSettings, RPNSettings,
+                                            TestSettings, resolve, two_stage_renamed)
 from visiontasks.detection.svd import compress_fc
 from visiontasks.detection.transform import build_transform
 from visiontasks.detection.two_stage import TwoStageDetector
@@ -36,27 +40,10 @@ def faster_rcnn(
     aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
     rpn_channels: int | None = None,
     rpn_objectness: str = "softmax",
-    rpn_pre_nms_top_n_train: int = 12000,
-    rpn_pre_nms_top_n_test: int = 6000,
-    rpn_post_nms_top_n_train: int = 2000,
-    rpn_post_nms_top_n_test: int = 300,
-    rpn_nms_thresh: float = 0.7,
-    rpn_fg_iou_thresh: float = 0.7,
-    rpn_bg_iou_thresh: float = 0.3,
-    rpn_batch_size_per_image: int = 256,
-    rpn_positive_fraction: float = 0.5,
-    rpn_min_size: float = 16,
-    rpn_allow_border: bool = False,
-    rpn_smooth_l1_beta: float = 1.0 / 9,
     pooler: str = "roi_pool",
-    roi_batch_size_per_image: int = 128,
-    roi_positive_fraction: float = 0.25,
-    roi_fg_iou_thresh: float = 0.5,
-    roi_bg_iou_lo: float = 0.1,
-    box_smooth_l1_beta: float = 1.0,
-    box_score_thresh: float = 0.05,
-    box_nms_thresh: float = 0.3,
-    box_detections_per_img: int = 100,
+    rpn: RPNSettings | Mapping[str, Any] | None = FASTER_RCNN_RPN,
+    roi: RoIHeadSettings | Mapping[str, Any] | None = FASTER_RCNN_ROI,
+    test: TestSettings | Mapping[str, Any] | None = PAPER_TEST,
     loss_weights: dict[str, float] | None = None,
     fc_svd_ranks: Sequence[int | None] | None = None,
 ) -> TwoStageDetector:
@@ -73,27 +60,13 @@ def faster_rcnn(
         aspect_ratios: anchor height/width ratios.
         rpn_channels: width of the RPN 3×3 conv (default: the backbone's channels; 512 for VGG16).
         rpn_objectness: "softmax" (2A scores, the paper) or "sigmoid" (A scores).
-        rpn_pre_nms_top_n_train: boxes kept before the proposal NMS in training.
-        rpn_pre_nms_top_n_test: the same at test time.
-        rpn_post_nms_top_n_train: proposals kept after NMS in training.
-        rpn_post_nms_top_n_test: the same at test time.
-        rpn_nms_thresh: proposal NMS IoU threshold.
-        rpn_fg_iou_thresh: anchors with IoU ≥ this are positive.
-        rpn_bg_iou_thresh: anchors with IoU < this are negative.
-        rpn_batch_size_per_image: anchors sampled per image.
-        rpn_positive_fraction: largest share of positive anchors.
-        rpn_min_size: smallest proposal side, in original-image pixels.
-        rpn_allow_border: train on anchors that cross the image border (the paper ignores them).
-        rpn_smooth_l1_beta: smooth-L1 beta of the RPN box loss (1/9 = py-faster-rcnn's sigma 3).
         pooler: "roi_pool" (Fast R-CNN) or "roi_align".
-        roi_batch_size_per_image: RoIs sampled per image.
-        roi_positive_fraction: largest share of foreground RoIs.
-        roi_fg_iou_thresh: RoIs with IoU ≥ this are foreground.
-        roi_bg_iou_lo: RoIs with IoU in [this, roi_fg_iou_thresh) are background.
-        box_smooth_l1_beta: smooth-L1 beta of the RoI-head box loss (1 in Fast R-CNN).
-        box_score_thresh: test-time score threshold.
-        box_nms_thresh: test-time per-class NMS threshold.
-        box_detections_per_img: most detections per image.
+        rpn: the RPN's matching, sampling, proposal and loss settings (overrides by name:
+            ``{"fg_iou_thresh": 0.6}``; ``{"loss_weighting": "paper", "loss_lambda": 10}`` for the
+            paper's equation 1); default py-faster-rcnn's, see :class:`RPNSettings`.
+        roi: the RoI head's sampling (128 RoIs per image, 25 % foreground IoU ≥ 0.5, background
+            IoU in [0.1, 0.5)) and box-loss beta; see :class:`RoIHeadSettings`.
+        test: score threshold 0.05, per-class NMS 0.3, 100 detections; see :class:`TestSettings`.
         fc_svd_ranks: truncated SVD of fc6, fc7 (Fast R-CNN §3.1; the paper: [1024, 256]), None: none.
         loss_weights: multiplier per loss name (e.g. ``{"loss_box_reg": 2.0}``).
 
@@ -102,20 +75,14 @@ def faster_rcnn(
     """
     body = build_backbone(backbone, pretrained_backbone, backbone_kwargs)
     anchors = AnchorGenerator(anchor_sizes, aspect_ratios, body.stride)
-    rpn = RegionProposalNetwork(
-        body.out_channels, anchors, mid_channels=rpn_channels, objectness=rpn_objectness,
-        pre_nms_top_n=(rpn_pre_nms_top_n_train, rpn_pre_nms_top_n_test),
-        post_nms_top_n=(rpn_post_nms_top_n_train, rpn_post_nms_top_n_test),
-        nms_thresh=rpn_nms_thresh, fg_iou_thresh=rpn_fg_iou_thresh, bg_iou_thresh=rpn_bg_iou_thresh,
-        batch_size_per_image=rpn_batch_size_per_image, positive_fraction=rpn_positive_fraction,
-        min_size=rpn_min_size, allow_border=rpn_allow_border, smooth_l1_beta=rpn_smooth_l1_beta,
-    )
-    roi_head = build_roi_head(
-        body, num_classes, pooler, batch_size_per_image=roi_batch_size_per_image,
-        positive_fraction=roi_positive_fraction, fg_iou_thresh=roi_fg_iou_thresh, bg_iou_lo=roi_bg_iou_lo,
-        score_thresh=box_score_thresh, nms_thresh=box_nms_thresh, detections_per_img=box_detections_per_img,
-        smooth_l1_beta=box_smooth_l1_beta,
-    )
+    proposer = RegionProposalNetwork(body.out_channels, anchors, mid_channels=rpn_channels, objectness=rpn_objectness,
+                                     settings=resolve(rpn, FASTER_RCNN_RPN, "rpn"))
+    roi_head = build_roi_head(body, num_classes, pooler, roi=resolve(roi, FASTER_RCNN_ROI, "roi"),
+                              test=resolve(test, PAPER_TEST, "test"))
     transform = build_transform("resize", min_size, max_size, size_divisible=body.stride)
-    model = TwoStageDetector(body, rpn, roi_head, transform, loss_weights=loss_weights)
+    model = TwoStageDetector(body, proposer, roi_head, transform, loss_weights=loss_weights)
     return compress_fc(model, fc_svd_ranks) if fc_svd_ranks else model
+
+
+#: The flat arguments before the settings were grouped (translated in older checkpoints' configs).
+faster_rcnn.renamed_keys = two_stage_renamed(rpn=True)

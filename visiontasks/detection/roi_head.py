@@ -1,8 +1,10 @@
 """The Fast R-CNN RoI head (Girshick 2015, §2): pooler → box head → box predictor.
 
-Training (§2.3): ground-truth boxes are added to the proposals; per image 128 RoIs are sampled,
-at most 25 % foreground (IoU ≥ 0.5, labelled with the GT class) and the rest background
-(IoU in [bg_iou_lo = 0.1, 0.5), label 0); the predictor computes the loss on them
+Training (§2.3): ground-truth boxes are added to the proposals; per image
+``settings.batch_size_per_image`` RoIs are sampled, at most ``positive_fraction`` foreground
+(IoU ≥ ``fg_iou_thresh``, labelled with the GT class) and the rest background (IoU in
+[``bg_iou_lo``, ``fg_iou_thresh``), label 0) — :class:`~visiontasks.detection.settings.RoIHeadSettings`,
+whose defaults are Fast R-CNN's 128 / 25 % / 0.5 / 0.1; the predictor computes the loss on them
 (``visiontasks/detection/predictor.py``). Test: every proposal is scored by the predictor.
 
 Three replaceable parts, as torchvision's ``RoIHeads`` (``box_roi_pool``, ``box_head``,
@@ -22,8 +24,9 @@ import torch.nn as nn
 
 from visiontasks.detection.predictor import FastRCNNPredictor
 from visiontasks.detection.sampling import BalancedSampler, Matcher
+from visiontasks.detection.settings import RoIHeadSettings, TestSettings
 
-__all__ = ["RoIHead", "build_roi_head"]
+__all__ = ["RoIHead", "build_roi_head", "build_predictor"]
 
 
 class RoIHead(nn.Module):
@@ -34,21 +37,19 @@ class RoIHead(nn.Module):
         box_head: maps pooled features to (R, D) (e.g. VGG16's fc6/fc7 from ``backbone.box_head(width)``).
         predictor: ``FastRCNNPredictor`` (or anything with the same ``forward``/``losses``/``inference``
             and a ``box_coder`` for the training targets).
-        batch_size_per_image: RoIs sampled per image in training.
-        positive_fraction: largest share of foreground RoIs.
-        fg_iou_thresh: foreground IoU threshold.
-        bg_iou_lo: lower IoU bound of background RoIs (upper bound: ``fg_iou_thresh``).
+        settings: the RoI sampling (batch size, foreground share, IoU thresholds); its
+            ``smooth_l1_beta`` belongs to the predictor, which the builder gives it.
     """
 
     def __init__(self, pooler: nn.Module, box_head: nn.Module, predictor: nn.Module,
-                 batch_size_per_image: int = 128, positive_fraction: float = 0.25, fg_iou_thresh: float = 0.5,
-                 bg_iou_lo: float = 0.1) -> None:
+                 settings: RoIHeadSettings = RoIHeadSettings()) -> None:
         super().__init__()
         self.pooler = pooler
         self.box_head = box_head
         self.predictor = predictor
-        self.matcher = Matcher(fg_iou_thresh, fg_iou_thresh, bg_iou_lo)
-        self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
+        self.settings = settings
+        self.matcher = Matcher(settings.fg_iou_thresh, settings.fg_iou_thresh, settings.bg_iou_lo)
+        self.sampler = BalancedSampler(settings.batch_size_per_image, settings.positive_fraction)
 
     @property
     def num_classes(self) -> int:
@@ -110,10 +111,8 @@ class RoIHead(nn.Module):
 
 
 def build_roi_head(backbone: nn.Module, num_classes: int, pooler: str = "roi_pool",
-                   pooler_levels: Sequence[int] | None = None, batch_size_per_image: int = 128,
-                   positive_fraction: float = 0.25, fg_iou_thresh: float = 0.5, bg_iou_lo: float = 0.1,
-                   score_thresh: float = 0.05, nms_thresh: float = 0.3, detections_per_img: int = 100,
-                   smooth_l1_beta: float = 1.0) -> RoIHead:
+                   pooler_levels: Sequence[int] | None = None, roi: RoIHeadSettings = RoIHeadSettings(),
+                   test: TestSettings = TestSettings()) -> RoIHead:
     """The RoI head of a two-stage detector on ``backbone``: pooler, a box head sized from the
     pooler's width, and a ``FastRCNNPredictor`` (the Fast/Faster R-CNN and SPP-net builders share it).
 
@@ -123,7 +122,11 @@ def build_roi_head(backbone: nn.Module, num_classes: int, pooler: str = "roi_poo
         pooler: "roi_pool", "roi_align" (P = ``backbone.pool_size``) or "spp" (levels
             ``pooler_levels``, default (6, 3, 2, 1)).
         pooler_levels: the pyramid of "spp".
-        Other arguments: see :class:`RoIHead` and :class:`FastRCNNPredictor`.
+        roi: the RoI sampling and the box loss's beta.
+        test: the predictor's test-time settings.
+
+    Returns:
+        The head (:class:`RoIHead`).
     """
     from visiontasks.detection.poolers import build_pooler
     from visiontasks.detection.spp import SPP_LEVELS
@@ -136,7 +139,12 @@ def build_roi_head(backbone: nn.Module, num_classes: int, pooler: str = "roi_poo
         size = backbone.pool_size
     roi_pooler = build_pooler(pooler, size, 1.0 / backbone.stride)
     head, head_dim = backbone.box_head(roi_pooler.output_dim(backbone.out_channels))
-    predictor = FastRCNNPredictor(head_dim, num_classes, score_thresh=score_thresh, nms_thresh=nms_thresh,
-                                  detections_per_img=detections_per_img, smooth_l1_beta=smooth_l1_beta)
-    return RoIHead(roi_pooler, head, predictor, batch_size_per_image=batch_size_per_image,
-                   positive_fraction=positive_fraction, fg_iou_thresh=fg_iou_thresh, bg_iou_lo=bg_iou_lo)
+    predictor = build_predictor(head_dim, num_classes, roi, test)
+    return RoIHead(roi_pooler, head, predictor, roi)
+
+
+def build_predictor(in_features: int, num_classes: int, roi: RoIHeadSettings = RoIHeadSettings(),
+                    test: TestSettings = TestSettings()) -> FastRCNNPredictor:
+    """A ``FastRCNNPredictor`` with the box loss's beta of ``roi`` and the test settings ``test``."""
+    return FastRCNNPredictor(in_features, num_classes, score_thresh=test.score_thresh, nms_thresh=test.nms_thresh,
+                             detections_per_img=test.detections_per_img, smooth_l1_beta=roi.smooth_l1_beta)

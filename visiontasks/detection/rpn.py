@@ -11,6 +11,8 @@ of ``f − b``; we therefore reduce the pair to that difference at once and shar
 (ranking, BCE loss) with ``objectness="sigmoid"`` (A channels, logistic regression, the
 alternative the paper mentions and torchvision's choice: same model family, half the weights).
 
+Settings: :class:`~visiontasks.detection.settings.RPNSettings` (values below are its defaults).
+
 Proposals: top ``pre_nms_top_n`` anchors by objectness (12000 train / 6000 test), decode, clip
 to the image, drop boxes smaller than ``min_size × scale`` (py-faster-rcnn's ``RPN_MIN_SIZE``
 of 16 px in original-image pixels, converted to the resized input), NMS 0.7, keep the top
@@ -20,7 +22,18 @@ Losses (py-faster-rcnn's anchor_target_layer): 256 anchors per image, ≤ 50 % p
 cross-boundary anchors ignored unless ``allow_border``; ``loss_objectness`` = mean BCE over the
 sampled anchors; ``loss_rpn_box_reg`` = smooth-L1 with ``beta = 1/9`` (py-faster-rcnn's
 ``sigma = 3``, ``beta = 1/sigma²``) summed over positives and divided by the number of sampled
-anchors of the batch.
+anchors of the batch. That is py-faster-rcnn's weighting (``loss_weighting="py-faster-rcnn"``,
+the default): ``stage1_rpn_train.pt`` (models/pascal_voc/VGG16/faster_rcnn_alt_opt, l. 445-470)
+gives both losses ``loss_weight: 1``, and ``anchor_target_layer.py`` (l. 180-185) sets every
+sampled anchor's ``bbox_outside_weights`` to ``1 / num_examples``.
+
+``loss_weighting="paper"`` is the paper's equation 1 instead: ``L = (1/N_cls) Σ L_cls +
+λ (1/N_reg) Σ p* L_reg`` with ``N_cls = batch_size_per_image`` (256, the mini-batch size, even
+when fewer anchors could be sampled), ``N_reg`` the image's anchor locations (``⌈h/s⌉·⌈w/s⌉``
+feature-map positions of its resized size: 38·63 = 2394 ≈ 2,400 for a 600×1000 VGG16 input) and
+``λ = loss_lambda`` (10). Each image is normalised by its own numbers and the terms are averaged
+over the images (the paper's mini-batch is one image). The paper's ``R`` is Fast R-CNN's smooth L1
+(``beta = 1``); ``smooth_l1_beta`` stays a separate setting.
 
 Shape shorthand: B = images, A = anchors per position, H×W = feature map, N = H·W·A.
 """
@@ -37,8 +50,9 @@ from torchvision.ops import clip_boxes_to_image, nms, remove_small_boxes
 from visiontasks.detection.anchors import AnchorGenerator
 from visiontasks.detection.box_coder import BoxCoder
 from visiontasks.detection.sampling import BalancedSampler, Matcher, inside_image
+from visiontasks.detection.settings import LOSS_WEIGHTINGS, RPNSettings
 
-__all__ = ["RPNHead", "RegionProposalNetwork"]
+__all__ = ["RPNHead", "RegionProposalNetwork", "LOSS_WEIGHTINGS"]
 
 
 class RPNHead(nn.Module):
@@ -92,43 +106,27 @@ class RegionProposalNetwork(nn.Module):
         anchor_generator: the anchors (its stride must be the backbone's).
         mid_channels: width of the 3×3 conv (default ``in_channels``).
         objectness: "softmax" or "sigmoid" (see the module docstring).
-        pre_nms_top_n: (train, test) boxes kept before NMS.
-        post_nms_top_n: (train, test) proposals kept after NMS.
-        nms_thresh: NMS IoU threshold.
-        fg_iou_thresh: anchors at or above this IoU are positive.
-        bg_iou_thresh: anchors below this IoU are negative.
-        batch_size_per_image: anchors sampled per image.
-        positive_fraction: largest share of positives in that sample.
-        min_size: smallest proposal side, in original-image pixels.
-        allow_border: keep anchors that cross the image border in training (the paper ignores them).
-        smooth_l1_beta: beta of the smooth-L1 box loss.
+        settings: matching, sampling, proposal selection and box-loss settings
+            (:class:`~visiontasks.detection.settings.RPNSettings`, py-faster-rcnn's by default).
     """
 
     def __init__(self, in_channels: int, anchor_generator: AnchorGenerator, mid_channels: int | None = None,
-                 objectness: str = "softmax", pre_nms_top_n: tuple[int, int] = (12000, 6000),
-                 post_nms_top_n: tuple[int, int] = (2000, 300), nms_thresh: float = 0.7,
-                 fg_iou_thresh: float = 0.7, bg_iou_thresh: float = 0.3, batch_size_per_image: int = 256,
-                 positive_fraction: float = 0.5, min_size: float = 16.0, allow_border: bool = False,
-                 smooth_l1_beta: float = 1.0 / 9) -> None:
+                 objectness: str = "softmax", settings: RPNSettings = RPNSettings()) -> None:
         super().__init__()
-        for name, pair in (("pre_nms_top_n", pre_nms_top_n), ("post_nms_top_n", post_nms_top_n)):
-            if len(pair) != 2 or any(int(n) <= 0 for n in pair):
-                raise ValueError(f"{name} must be two positive integers (train, test), got {pair!r}")
-        if not 0.0 < nms_thresh <= 1.0:
-            raise ValueError(f"nms_thresh must be in (0, 1], got {nms_thresh!r}")
-        if min_size < 0:
-            raise ValueError(f"min_size must be >= 0, got {min_size!r}")
+        self.settings = settings
         self.anchor_generator = anchor_generator
         self.head = RPNHead(in_channels, mid_channels or in_channels, anchor_generator.num_anchors, objectness)
         self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
-        self.matcher = Matcher(fg_iou_thresh, bg_iou_thresh, 0.0, allow_low_quality=True)
-        self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
-        self.pre_nms_top_n = (int(pre_nms_top_n[0]), int(pre_nms_top_n[1]))
-        self.post_nms_top_n = (int(post_nms_top_n[0]), int(post_nms_top_n[1]))
-        self.nms_thresh = float(nms_thresh)
-        self.min_size = float(min_size)
-        self.allow_border = bool(allow_border)
-        self.smooth_l1_beta = float(smooth_l1_beta)
+        self.matcher = Matcher(settings.fg_iou_thresh, settings.bg_iou_thresh, 0.0, allow_low_quality=True)
+        self.sampler = BalancedSampler(settings.batch_size_per_image, settings.positive_fraction)
+        self.pre_nms_top_n = (settings.pre_nms_top_n_train, settings.pre_nms_top_n_test)
+        self.post_nms_top_n = (settings.post_nms_top_n_train, settings.post_nms_top_n_test)
+        self.nms_thresh = settings.nms_thresh
+        self.min_size = settings.min_size
+        self.allow_border = settings.allow_border
+        self.smooth_l1_beta = settings.smooth_l1_beta
+        self.loss_weighting = settings.loss_weighting
+        self.loss_lambda = settings.loss_lambda
 
     def forward(self, images: ImageList, features: torch.Tensor, targets: list[dict] | None = None,
                 proposals: list[torch.Tensor] | None = None,
@@ -192,9 +190,26 @@ class RegionProposalNetwork(nn.Module):
             sampled_labels.append((labels[idx] > 0).to(torch.float32))
             pos_deltas.append(deltas[i, pos])
             pos_targets.append(self.box_coder.encode(gt[matched[pos]], anchors[pos]))
+        if self.loss_weighting == "paper":
+            return self._paper_losses(sampled_logits, sampled_labels, pos_deltas, pos_targets, image_sizes)
         sampled = torch.cat(sampled_logits).float()
         num = max(sampled.numel(), 1)
         loss_obj = F.binary_cross_entropy_with_logits(sampled, torch.cat(sampled_labels), reduction="sum") / num
         loss_box = F.smooth_l1_loss(torch.cat(pos_deltas).float(), torch.cat(pos_targets),
                                     beta=self.smooth_l1_beta, reduction="sum") / num
         return {"loss_objectness": loss_obj, "loss_rpn_box_reg": loss_box}
+
+    def _paper_losses(self, logits: list[torch.Tensor], labels: list[torch.Tensor], deltas: list[torch.Tensor],
+                      targets: list[torch.Tensor], image_sizes: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+        """Equation 1 of Ren et al. per image (N_cls = batch_size_per_image, N_reg = anchor
+        locations ⌈h/s⌉·⌈w/s⌉, weight λ), averaged over the B images."""
+        stride = self.anchor_generator.stride
+        n_cls = float(self.sampler.batch_size_per_image)
+        loss_obj = loss_box = logits[0].new_zeros((), dtype=torch.float32)
+        for lg, lb, d, t, (h, w) in zip(logits, labels, deltas, targets, image_sizes):
+            n_reg = float(-(-int(h) // stride) * -(-int(w) // stride))
+            loss_obj = loss_obj + F.binary_cross_entropy_with_logits(lg.float(), lb, reduction="sum") / n_cls
+            loss_box = loss_box + self.loss_lambda * F.smooth_l1_loss(
+                d.float(), t, beta=self.smooth_l1_beta, reduction="sum") / n_reg
+        b = max(len(logits), 1)
+        return {"loss_objectness": loss_obj / b, "loss_rpn_box_reg": loss_box / b}

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from visiontasks.config import upgrade_renamed
 from visiontasks.errors import InputError
 
 __all__ = ["RunLock", "open_run_dir", "RUN_FILES", "RUN_FOLDERS", "existing_run_files", "clean_temp_files"]
@@ -243,6 +244,7 @@ def check_resume(out: str | os.PathLike[str], cfg: dict, classes: list[str]) -> 
     hint = "--resume needs the run's own model (use another --out, or --overwrite to start over)"
     old = state.get("config")
     if isinstance(old, dict):
+        old = upgrade_renamed(old)  # a run saved before model keys were renamed
         if old.get("task") != cfg["task"]:
             raise InputError(path, f"is a {old.get('task')} run but the config's task is {cfg['task']!r}; {hint}")
         old_model, new_model = old.get("model") or {}, cfg["model"]

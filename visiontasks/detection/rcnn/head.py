@@ -6,8 +6,8 @@ pool5 of the warped regions) and whose predictor changes once in a run's life:
 
 1. fine-tuning (§2.3 "Supervised pre-training"/"Domain-specific fine-tuning"): a
    ``FastRCNNPredictor`` gives the (K+1)-way softmax; training samples RoIs exactly as
-   ``RoIHead`` does (IoU ≥ 0.5 → that class, IoU in [0, 0.5) → background with the builder's
-   ``bg_iou_lo = 0``), and the builder gives the box loss weight 0 (R-CNN fine-tunes without it);
+   ``RoIHead`` does (IoU ≥ 0.5 → that class, IoU in [0, 0.5) → background with
+   ``RCNN_ROI.bg_iou_lo = 0``), and the builder gives the box loss weight 0 (R-CNN fine-tunes without it);
 2. after the fitting stages: an :class:`~visiontasks.detection.rcnn.predictor.SVMBoxPredictor`,
    which needs fc7 (for the SVMs) *and* pool5 (for the box regressors): the head hands it both
    (``predictor.uses_pool5``).
@@ -33,6 +33,7 @@ from visiontasks.detection.predictor import FastRCNNPredictor
 from visiontasks.detection.rcnn.predictor import SVMBoxPredictor
 from visiontasks.detection.rcnn.warp import WarpedRegionPooler, rois_with_index
 from visiontasks.detection.roi_head import RoIHead
+from visiontasks.detection.settings import RCNN_ROI, RoIHeadSettings
 
 __all__ = ["RCNNHead"]
 
@@ -48,15 +49,12 @@ class RCNNHead(RoIHead):
         predictor: the fine-tuning ``FastRCNNPredictor`` (or a fitted ``SVMBoxPredictor``).
         fc7_dim: D.
         pool5_dim: F = ``pooler.output_dim(C)``.
-        batch_size_per_image, positive_fraction, fg_iou_thresh, bg_iou_lo: RoI sampling of the
-            fine-tuning (see ``RoIHead``).
+        settings: RoI sampling of the fine-tuning (see ``RoIHead``; R-CNN's: ``RCNN_ROI``).
     """
 
     def __init__(self, pooler: WarpedRegionPooler, box_head: nn.Module, predictor: nn.Module, fc7_dim: int,
-                 pool5_dim: int, batch_size_per_image: int = 128, positive_fraction: float = 0.25,
-                 fg_iou_thresh: float = 0.5, bg_iou_lo: float = 0.0) -> None:
-        super().__init__(pooler, box_head, predictor, batch_size_per_image=batch_size_per_image,
-                         positive_fraction=positive_fraction, fg_iou_thresh=fg_iou_thresh, bg_iou_lo=bg_iou_lo)
+                 pool5_dim: int, settings: RoIHeadSettings = RCNN_ROI) -> None:
+        super().__init__(pooler, box_head, predictor, settings)
         self.fc7_dim = int(fc7_dim)
         self.pool5_dim = int(pool5_dim)
 

@@ -23,8 +23,9 @@ regions), ``features`` (fc7 + pool5 cache), ``svm`` (per-class SVMs, hard-negati
 Fine-tuning minibatches (paper §2.3, ``window_data_layer``): 128 regions, 32 foreground
 (IoU ≥ 0.5 with a ground-truth box → its class; GT boxes are added to the proposals) and 96
 background (IoU < 0.5, lower bound 0). Here a minibatch is ``train.batch_size`` images ×
-``roi_batch_size_per_image`` regions with at most ``roi_positive_fraction`` = 25 % foreground per
-image, so the paper's 128/32 is e.g. ``batch_size: 2`` × 64 (16 fg each) or 4 × 32 (8 fg each).
+``roi.batch_size_per_image`` regions with at most ``roi.positive_fraction`` = 25 % foreground per
+image (``RCNN_ROI`` in ``visiontasks/detection/settings.py``), so the paper's 128/32 is e.g.
+``batch_size: 2`` × 64 (16 fg each) or 4 × 32 (8 fg each).
 R-CNN draws its 128 windows from all of the data set's images at once; more images per batch come
 closer to that. When an image has fewer foreground regions, background fills the rest (as in
 ``RoIHead``). lr 0.001 (step ×0.1), momentum 0.9, weight decay 0.0005, Caffe's bias convention.
@@ -33,24 +34,24 @@ Shape shorthand: R = regions of an image, G = its ground-truth boxes, D = fc7 wi
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from visiontasks.backbones import ImageAsFeatures, build_backbone
-from visiontasks.detection.predictor import FastRCNNPredictor
 from visiontasks.detection.proposals import DEFAULT_PROPOSER, PrecomputedProposals, proposal_params
-from visiontasks.detection.rcnn.bbox_reg import BBOX_DEFAULTS
 from visiontasks.detection.rcnn.head import RCNNHead
-from visiontasks.detection.rcnn.svm import SVM_DEFAULTS
 from visiontasks.detection.rcnn.warp import WarpedRegionPooler
+from visiontasks.detection.roi_head import build_predictor
+from visiontasks.detection.settings import (PAPER_TEST, RCNN_FIT, RCNN_RENAMED, RCNN_ROI, FitSettings, RoIHeadSettings,
+                                            TestSettings, resolve)
 from visiontasks.detection.transform import build_transform
 from visiontasks.detection.two_stage import TwoStageDetector
 from visiontasks.registry import register_model
 
-__all__ = ["RCNN", "rcnn", "build_fit_params", "FIT_DEFAULTS", "CROP_SIZES"]
+__all__ = ["RCNN", "rcnn", "CROP_SIZES"]
 
 #: The CNN input sizes: AlexNet 227 (the paper), VGG16 224; 112 for the small CPU backbone.
 CROP_SIZES = {"alexnet": 227, "vgg16": 224, "small": 112}
@@ -61,9 +62,8 @@ class RCNN(TwoStageDetector):
 
     Args:
         backbone, proposer, roi_head, transform, loss_weights, proposal_params: see ``TwoStageDetector``.
-        fit_params: settings of the fitting stages (``svm_C``, ``svm_pos_weight``, ``svm_bias_mult``,
-            ``feat_norm``, ``neg_iou_thresh``, ``svm_retrain_limit``, ``svm_hard_thresh``,
-            ``svm_evict_thresh``, ``bbox_lambda``, ``bbox_iou_thresh``).
+        fit_params: settings of the fitting stages, the fields of
+            :class:`~visiontasks.detection.settings.FitSettings` as a dict (``svm_C``, ``neg_iou_thresh`` …).
     """
 
     def __init__(self, backbone: nn.Module, proposer: nn.Module, roi_head: RCNNHead, transform: nn.Module,
@@ -110,39 +110,6 @@ class RCNN(TwoStageDetector):
         return boxes.cpu(), fc7, pool5
 
 
-#: The fitting stages' settings and R-CNN's values (``rcnn_train.m``, ``rcnn_train_bbox_regressor.m``).
-FIT_DEFAULTS: dict[str, float] = {
-    "svm_C": SVM_DEFAULTS["C"], "svm_pos_weight": SVM_DEFAULTS["pos_weight"], "svm_bias_mult": SVM_DEFAULTS["bias_mult"],
-    "svm_retrain_limit": SVM_DEFAULTS["retrain_limit"], "svm_hard_thresh": SVM_DEFAULTS["hard_thresh"],
-    "svm_evict_thresh": SVM_DEFAULTS["evict_thresh"], "feat_norm": 20.0, "neg_iou_thresh": 0.3,
-    "bbox_lambda": BBOX_DEFAULTS["lambda"], "bbox_iou_thresh": BBOX_DEFAULTS["iou_thresh"],
-}
-
-
-def build_fit_params(**kwargs: float) -> dict[str, float]:
-    """The checked settings of the SVM and box-regression stages (keys of :data:`FIT_DEFAULTS`;
-    missing keys take R-CNN's values). Shared by ``rcnn`` and ``spp_net``.
-
-    Raises:
-        ValueError: an unknown key or an out-of-range value, quoted.
-    """
-    unknown = sorted(set(kwargs) - set(FIT_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown fitting setting {unknown[0]!r}; known: {sorted(FIT_DEFAULTS)}")
-    p = {**FIT_DEFAULTS, **kwargs}
-    for name in ("neg_iou_thresh", "bbox_iou_thresh"):
-        if not 0.0 <= p[name] <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {p[name]!r}")
-    for name in ("svm_C", "svm_pos_weight", "svm_bias_mult", "feat_norm"):
-        if not p[name] > 0:
-            raise ValueError(f"{name} must be positive, got {p[name]!r}")
-    if p["bbox_lambda"] < 0:
-        raise ValueError(f"bbox_lambda must be >= 0, got {p['bbox_lambda']!r}")
-    if int(p["svm_retrain_limit"]) < 0:
-        raise ValueError(f"svm_retrain_limit must be >= 0, got {p['svm_retrain_limit']!r}")
-    return {k: (int(v) if k == "svm_retrain_limit" else float(v)) for k, v in p.items()}
-
-
 @register_model("rcnn", task="detection")
 def rcnn(
     num_classes: int = 21,
@@ -155,23 +122,9 @@ def rcnn(
     proposer: dict[str, Any] | None = None,
     proposal_min_size: float = 0.0,
     max_proposals: int | None = None,
-    roi_batch_size_per_image: int = 64,
-    roi_positive_fraction: float = 0.25,
-    roi_fg_iou_thresh: float = 0.5,
-    roi_bg_iou_lo: float = 0.0,
-    svm_C: float = SVM_DEFAULTS["C"],
-    svm_pos_weight: float = SVM_DEFAULTS["pos_weight"],
-    svm_bias_mult: float = SVM_DEFAULTS["bias_mult"],
-    svm_retrain_limit: int = SVM_DEFAULTS["retrain_limit"],
-    svm_hard_thresh: float = SVM_DEFAULTS["hard_thresh"],
-    svm_evict_thresh: float = SVM_DEFAULTS["evict_thresh"],
-    feat_norm: float = 20.0,
-    neg_iou_thresh: float = 0.3,
-    bbox_lambda: float = BBOX_DEFAULTS["lambda"],
-    bbox_iou_thresh: float = BBOX_DEFAULTS["iou_thresh"],
-    nms_thresh: float = 0.3,
-    score_thresh: float = 0.05,
-    detections_per_img: int = 100,
+    roi: RoIHeadSettings | Mapping[str, Any] | None = RCNN_ROI,
+    fit_params: FitSettings | Mapping[str, Any] | None = RCNN_FIT,
+    test: TestSettings | Mapping[str, Any] | None = PAPER_TEST,
     loss_weights: dict[str, float] | None = None,
 ) -> RCNN:
     """Builds R-CNN.
@@ -189,22 +142,15 @@ def rcnn(
             fast mode, 500 px wide, 20 px minimum side); proposal folders made otherwise are refused.
         proposal_min_size: drop proposals with a side below this (original pixels).
         max_proposals: keep at most this many proposals per image (None: all, as R-CNN).
-        roi_batch_size_per_image: fine-tuning regions per image (× ``train.batch_size`` images:
-            64 × 2 = the paper's 128).
-        roi_positive_fraction: largest share of foreground regions (25 %: 32 of 128).
-        roi_fg_iou_thresh: regions with IoU ≥ this are foreground (0.5).
-        roi_bg_iou_lo: background regions have IoU in [this, ``roi_fg_iou_thresh``) (0).
-        svm_C, svm_pos_weight, svm_bias_mult: liblinear's C, positive loss weight, bias feature
-            (R-CNN: 0.001, 2, 10).
-        svm_retrain_limit, svm_hard_thresh, svm_evict_thresh: hard-negative mining (2000, −1.0001, −1.2).
-        feat_norm: features are scaled to this mean norm before the SVMs and regressors (20).
-        neg_iou_thresh: SVM negatives have IoU below this with every box of the class (0.3).
-        bbox_lambda: ridge λ of the box regressors (1000).
-        bbox_iou_thresh: regressors train on regions with IoU above this with their best box (0.6).
-        nms_thresh: per-class NMS at test time (0.3).
-        score_thresh: smallest reported score (softmax probability while fine-tuning,
-            ``sigmoid(margin)`` once the SVMs are fitted).
-        detections_per_img: most detections per image.
+        roi: fine-tuning sampling (overrides by name): 64 regions per image (× ``train.batch_size``
+            2 = the paper's 128), ≤ 25 % foreground (IoU ≥ 0.5), background IoU in [0, 0.5); see
+            :data:`~visiontasks.detection.settings.RCNN_ROI`.
+        fit_params: the SVM and box-regression stages (overrides by name): liblinear C 0.001,
+            positive weight 2, bias feature 10, hard-negative mining (2000, −1.0001, −1.2), features
+            scaled to mean norm 20, SVM negatives IoU < 0.3, ridge λ 1000 on regions with IoU > 0.6;
+            see :class:`~visiontasks.detection.settings.FitSettings`.
+        test: per-class NMS 0.3, smallest reported score 0.05 (softmax probability while
+            fine-tuning, ``sigmoid(margin)`` once the SVMs are fitted), 100 detections per image.
         loss_weights: multiplier per loss name; ``loss_box_reg`` defaults to 0 (no box loss in
             R-CNN's fine-tuning).
 
@@ -220,16 +166,15 @@ def rcnn(
     pooler = WarpedRegionPooler(body, crop_size, context_pad, body.pool_size, chunk_size)
     pool5_dim = pooler.output_dim(body.out_channels)
     box_head, fc7_dim = body.box_head(pool5_dim)
-    predictor = FastRCNNPredictor(fc7_dim, num_classes, score_thresh=score_thresh, nms_thresh=nms_thresh,
-                                  detections_per_img=detections_per_img)
-    head = RCNNHead(pooler, box_head, predictor, fc7_dim, pool5_dim, batch_size_per_image=roi_batch_size_per_image,
-                    positive_fraction=roi_positive_fraction, fg_iou_thresh=roi_fg_iou_thresh, bg_iou_lo=roi_bg_iou_lo)
-    fit_params = build_fit_params(svm_C=svm_C, svm_pos_weight=svm_pos_weight, svm_bias_mult=svm_bias_mult,
-                                  svm_retrain_limit=svm_retrain_limit, svm_hard_thresh=svm_hard_thresh,
-                                  svm_evict_thresh=svm_evict_thresh, feat_norm=feat_norm,
-                                  neg_iou_thresh=neg_iou_thresh, bbox_lambda=bbox_lambda,
-                                  bbox_iou_thresh=bbox_iou_thresh)
+    sampling = resolve(roi, RCNN_ROI, "roi")
+    predictor = build_predictor(fc7_dim, num_classes, sampling, resolve(test, PAPER_TEST, "test"))
+    head = RCNNHead(pooler, box_head, predictor, fc7_dim, pool5_dim, sampling)
+    fit = resolve(fit_params, RCNN_FIT, "fit_params")
     transform = build_transform("none", size_divisible=1)
     return RCNN(ImageAsFeatures(), PrecomputedProposals(proposal_min_size, max_proposals), head, transform,
                 loss_weights={"loss_box_reg": 0.0, **(loss_weights or {})}, proposal_params=params,
-                fit_params=fit_params)
+                fit_params=fit.as_dict())
+
+
+#: The flat arguments before the settings were grouped (translated in older checkpoints' configs).
+rcnn.renamed_keys = RCNN_RENAMED
