@@ -10,7 +10,6 @@ tags the parsers look at (random nesting, attributes, texts such as ``nan``, ``1
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from xml.sax.saxutils import escape
 
