@@ -2,6 +2,7 @@
 
     python tools/predict.py photo1.jpg photo2.jpg --run runs/detection/default --out preds/
     python tools/predict.py photo.jpg                       # the shipped default detector
+    python tools/predict.py photo.jpg --task seg            # the shipped default segmenter (masks)
     python tools/predict.py photo.jpg --config configs/x.yaml --weights w.pt --preset evaluate
 
 Detections are drawn as boxes with names and scores; segmentations as a colour overlay. Each
@@ -21,6 +22,9 @@ import visiontasks
 from visiontasks.data import image_size
 from visiontasks.device import check_device
 from visiontasks.engine.rundir import check_out_dir
+
+#: ``--task`` value → the task a Predictor reports
+TASKS = {"det": "detection", "seg": "segmentation"}
 
 
 def output_names(images: list[str]) -> list[str]:
@@ -49,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--run", help="a run directory written by tools/train_det.py or train_seg.py")
     source.add_argument("--config", help="a YAML config (use with --weights)")
     parser.add_argument("--weights", help="a checkpoint file")
+    parser.add_argument("--task", choices=sorted(TASKS),
+                        help="det or seg: without --run/--config, which shipped model runs (det: load_model('default'), "
+                             "seg: load_model('default-seg')); with them, the task the model must have")
     parser.add_argument("--out", default="predictions", help="output folder (default: %(default)s)")
     parser.add_argument("--preset", default="visualize", choices=sorted(visiontasks.PRESETS))
     parser.add_argument("--device", default="cpu")
@@ -62,8 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.images:  # every input's header first: a bad file stops the command before any output
         image_size(path)
     names = output_names(args.images)
-    predictor = visiontasks.load_model(args.run or args.config or "default", weights=args.weights,
+    shipped = "default-seg" if args.task == "seg" else "default"
+    predictor = visiontasks.load_model(args.run or args.config or shipped, weights=args.weights,
                                        device=args.device, preset=args.preset, precision=args.precision)
+    if args.task is not None and predictor.task != TASKS[args.task]:
+        source = args.run or args.config or args.weights
+        raise ValueError(f"--task {args.task} but {source} holds a {predictor.task} model")
     for path, name in zip(args.images, names):
         result = predictor.predict(path)
         dest = result.save(out / name)
