@@ -36,7 +36,7 @@ import numpy as np
 
 from visiontasks.evaluation.iou import _inclusive_overlap
 
-__all__ = ["eval_detection_voc", "average_precision", "eleven_point_thresholds"]
+__all__ = ["eval_detection_voc", "eval_detection_voc_by_area", "average_precision", "eleven_point_thresholds"]
 
 _METRICS = ("voc07", "voc12")
 _REFERENCES = ("devkit", "voc_eval")
@@ -195,6 +195,22 @@ def eval_detection_voc(
         npos         (C,) int64                      non-difficult ground truth per class
         ===========  ==============================  ==================================================
     """
+    data = _prepare(pred_boxes, pred_labels, pred_scores, gt_boxes, gt_labels, gt_difficults, num_classes,
+                    iou_thresh, metric, reference)
+    d_out = None
+    if pred_outside is not None:
+        if len(pred_outside) != len(gt_boxes):
+            raise ValueError(f"pred_outside has {len(pred_outside)} images but gt_boxes has {len(gt_boxes)}")
+        d_out, d_out_img = _stack(pred_outside, "pred_outside", None, bool)
+        _check_same_length("pred_outside", d_out, d_out_img, data["d_img"])
+    return _score(data, _match(data, iou_thresh, reference), data["g_diff"], d_out, metric, reference)
+
+
+def _prepare(pred_boxes: Sequence[np.ndarray], pred_labels: Sequence[np.ndarray], pred_scores: Sequence[np.ndarray],
+             gt_boxes: Sequence[np.ndarray], gt_labels: Sequence[np.ndarray],
+             gt_difficults: Sequence[np.ndarray] | None, num_classes: int | None, iou_thresh: float, metric: str,
+             reference: str) -> dict[str, Any]:
+    """Checks the arguments of :func:`eval_detection_voc` and concatenates the per-image arrays."""
     if metric not in _METRICS:
         raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
     if reference not in _REFERENCES:
@@ -206,8 +222,6 @@ def eval_detection_voc(
              "gt_labels": gt_labels}
     if gt_difficults is not None:
         lists["gt_difficults"] = gt_difficults
-    if pred_outside is not None:
-        lists["pred_outside"] = pred_outside
     for name, seq in lists.items():
         if len(seq) != num_images:
             raise ValueError(f"{name} has {len(seq)} images but gt_boxes has {num_images}")
@@ -234,10 +248,27 @@ def eval_detection_voc(
     if all_labels.size and (all_labels.min() < 1 or all_labels.max() > num_classes):
         raise ValueError(f"labels must lie in 1..{num_classes}, got values in "
                          f"{int(all_labels.min())}..{int(all_labels.max())}")
+    return {"num_images": num_images, "num_classes": num_classes, "d_boxes": d_boxes, "d_img": d_img,
+            "d_labels": d_labels, "d_scores": d_scores, "g_boxes": g_boxes, "g_img": g_img, "g_labels": g_labels,
+            "g_diff": g_diff}
 
+
+def _match(data: dict[str, Any], iou_thresh: float, reference: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every detection's best same-class box of its image (:func:`_best_matches`) and whether it passes."""
+    n = data["num_images"]
+    ovmax, jmax = _best_matches(data["d_labels"] * n + data["d_img"], data["d_boxes"],
+                                data["g_labels"] * n + data["g_img"], data["g_boxes"])
+    return jmax, (ovmax >= iou_thresh if reference == "devkit" else ovmax > iou_thresh)
+
+
+def _score(data: dict[str, Any], matches: tuple[np.ndarray, np.ndarray], g_diff: np.ndarray,
+           d_out: np.ndarray | None, metric: str, reference: str) -> dict[str, Any]:
+    """:func:`eval_detection_voc`'s result from the matches, with ``g_diff`` ignored objects and ``d_out``
+    detections ignored unless true positives."""
+    jmax, passed = matches
+    d_labels, d_scores, g_labels = data["d_labels"], data["d_scores"], data["g_labels"]
+    num_classes = data["num_classes"]
     # Outcome of every detection: 1 true positive, 0 false positive, -1 ignored (difficult; outside, when false).
-    ovmax, jmax = _best_matches(d_labels * num_images + d_img, d_boxes, g_labels * num_images + g_img, g_boxes)
-    passed = ovmax >= iou_thresh if reference == "devkit" else ovmax > iou_thresh
     matched_difficult = np.zeros(len(d_labels), dtype=bool)
     matched_difficult[passed] = g_diff[jmax[passed]]
     outcome = np.zeros(len(d_labels), dtype=np.int8)
@@ -246,9 +277,7 @@ def eval_detection_voc(
     candidates = order[(passed & ~matched_difficult)[order]]
     _, first = np.unique(jmax[candidates], return_index=True)  # the earliest claim on a box wins
     outcome[candidates[first]] = 1
-    if pred_outside is not None:
-        d_out, d_out_img = _stack(pred_outside, "pred_outside", None, bool)
-        _check_same_length("pred_outside", d_out, d_out_img, d_img)
+    if d_out is not None:
         outcome[(outcome == 0) & d_out] = -1
 
     npos = np.bincount(g_labels[~g_diff], minlength=num_classes + 1)[1:].astype(np.int64)
@@ -268,3 +297,37 @@ def eval_detection_voc(
         ap[c] = average_precision(recall[c], precision[c], metric, reference)
     mean = float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
     return {"ap": ap, "map": mean, "precision": precision, "recall": recall, "npos": npos}
+
+
+def eval_detection_voc_by_area(
+    pred_boxes: Sequence[np.ndarray],
+    pred_labels: Sequence[np.ndarray],
+    pred_scores: Sequence[np.ndarray],
+    gt_boxes: Sequence[np.ndarray],
+    gt_labels: Sequence[np.ndarray],
+    gt_difficults: Sequence[np.ndarray] | None,
+    area_ranges: dict[str, tuple[float, float]],
+    num_classes: int | None = None,
+    iou_thresh: float = 0.5,
+    metric: str = "voc07",
+    reference: str = "devkit",
+) -> dict[str, dict[str, Any]]:
+    """:func:`eval_detection_voc` for each area range, from one matching (arguments as there).
+
+    For a range ``(lo, hi)`` (square pixels, the devkit's inclusive area ``(x1 - x0 + 1) * (y1 - y0 + 1)``),
+    as COCOeval's ``areaRng``: objects with ``area < lo`` or ``area > hi`` are ignored like
+    difficult ones, and so are false positives whose own box is outside the range.
+
+    Returns:
+        ``{range name: eval_detection_voc's dict}``.
+    """
+    data = _prepare(pred_boxes, pred_labels, pred_scores, gt_boxes, gt_labels, gt_difficults, num_classes,
+                    iou_thresh, metric, reference)
+    matches = _match(data, iou_thresh, reference)
+
+    def area(b: np.ndarray) -> np.ndarray:
+        return (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
+
+    d_area, g_area = area(data["d_boxes"]), area(data["g_boxes"])
+    return {name: _score(data, matches, data["g_diff"] | (g_area < lo) | (g_area > hi), (d_area < lo) | (d_area > hi),
+                         metric, reference) for name, (lo, hi) in area_ranges.items()}

@@ -15,9 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
-from visiontasks.evaluation.voc.ap import eval_detection_voc
+from visiontasks.evaluation.voc.ap import eval_detection_voc, eval_detection_voc_by_area
 
 __all__ = ["VOC_METRICS", "VOC_REFERENCES", "check_voc_options", "voc_options", "voc_result", "score_voc",
            "voc_errors", "voc_by_size", "AREA_RANGES", "evaluate_voc_files"]
@@ -98,18 +96,10 @@ def voc_by_size(preds: Sequence[Sequence[Any]], gts: Sequence[Sequence[Any]], cl
     Returns:
         ``{"small" | "medium" | "large": {"mAP", "per_class"}}`` (NaN where a range has no object).
     """
-    def area(boxes: Any) -> np.ndarray:
-        b = np.asarray(boxes, np.float64).reshape(-1, 4)
-        return (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
-
-    out = {}
-    for name, (lo, hi) in AREA_RANGES.items():
-        outside = [(area(b) < lo) | (area(b) > hi) for b in preds[0]]
-        ignore = [np.asarray(d, bool) | (area(b) < lo) | (area(b) > hi) for b, d in zip(gts[0], gts[2])]
-        res = eval_detection_voc(*preds, gts[0], gts[1], ignore, num_classes=len(classes), iou_thresh=iou_thresh,
-                                 metric=metric, reference=reference, pred_outside=outside)
-        out[name] = {"mAP": float(res["map"]), "per_class": {c: float(ap) for c, ap in zip(classes, res["ap"])}}
-    return out
+    res = eval_detection_voc_by_area(*preds, *gts, AREA_RANGES, num_classes=len(classes), iou_thresh=iou_thresh,
+                                     metric=metric, reference=reference)
+    return {name: {"mAP": float(r["map"]), "per_class": {c: float(ap) for c, ap in zip(classes, r["ap"])}}
+            for name, r in res.items()}
 
 
 def voc_errors(preds: Sequence[Sequence[Any]], gts: Sequence[Sequence[Any]], classes: Sequence[str],
