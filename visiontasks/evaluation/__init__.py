@@ -1,4 +1,6 @@
-"""Evaluation: VOC detection AP (devkit-exact, vectorised), COCO through pycocotools, segmentation mIoU.
+"""Evaluation: VOC detection AP (devkit-exact, vectorised), COCO through pycocotools, segmentation mIoU,
+and why detections fall short: TIDE's error breakdown (``tide``), the detection confusion matrix
+(``det_confusion``), AP by object size (``voc.score``).
 
 Pure functions on numpy arrays return dicts; accumulators (``update``/``compute``) wrap them for
 the training loop. Names are imported on first use (PEP 562), so that scoring results files

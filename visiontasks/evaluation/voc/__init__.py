@@ -8,8 +8,8 @@ module                 holds
 ``cache``              the on-disk annotation cache (never stale) over the parser
 ``ground_truth``       a split's ground truth: split file + annotations, class lists, clipping
 ``results``            the official ``comp4_det_<split>_<class>.txt`` files, written and read
-``ap``                 VOC AP equal to the devkit (and to ``voc_eval.py``), vectorised
-``score``              the reported VOC result; results files scored (classes without ground truth)
+``ap``                 VOC AP equal to the devkit (and to ``voc_eval.py``), vectorised; by area range
+``score``              the reported VOC result; results files scored; ``--errors``' analysis
 =====================  ==========================================================================
 
 Nothing here imports torch: ``tools/eval.py det`` on results files loads only numpy and these.
