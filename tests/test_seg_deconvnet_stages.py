@@ -113,8 +113,11 @@ def test_the_model_declares_the_two_stages():
 
 def test_a_config_missing_a_stage_is_one_line_and_writes_nothing(tiny, tmp_path, capsys):
     out = tmp_path / "run"
-    rc, _, err = call(train_seg.main, ["--config", str(CONFIG), *seg_args(tiny, out), "model.stages={stage1: {max_iters: 2}}"],
-                      capsys)
+    text = CONFIG.read_text()
+    assert "    stage2:\n      windows: full\n" in text
+    config = tmp_path / "one_stage.yaml"
+    config.write_text(text.replace("    stage2:\n      windows: full\n", ""))
+    rc, _, err = call(train_seg.main, ["--config", str(config), *seg_args(tiny, out)], capsys)
     assert rc == 2
     assert one_error_line(err).startswith("error: model.stages.stage2: missing")
     assert not out.exists()
