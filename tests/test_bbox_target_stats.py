@@ -79,3 +79,30 @@ def test_fixed_normalisation_stays_the_default():
     pred = FastRCNNPredictor(2, 3)
     assert not pred.target_stats and pred.box_coder.weights == (10.0, 10.0, 5.0, 5.0)
     assert "bbox_means" not in pred.state_dict()
+
+
+def test_fast_rcnn_dataset_normalisation_adds_the_stats_stage_and_resumes_from_its_file(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from visiontasks.detection import fast_rcnn
+    from visiontasks.detection.bbox_stats import BoxTargetStatsStage
+
+    assert [s.name for s in fast_rcnn(num_classes=3, backbone="small").training_stages()] == ["sgd"]
+    model = fast_rcnn(num_classes=3, backbone="small", bbox_normalize="dataset")
+    assert [s.name for s in model.training_stages()] == ["bbox_stats", "sgd"]
+    stage = model.training_stages()[0]
+    monkeypatch.setattr(BoxTargetStatsStage, "_examples", staticmethod(lambda ctx: iter(_roidb())))
+    ctx = SimpleNamespace(model=model, out_dir=tmp_path, resume=False, cfg={})
+    assert stage.run(ctx) == {"computed": True, "examples": 10}
+    means, stds, _ = class_target_stats(_roidb(), 3)
+    predictor = model.roi_head.predictor
+    np.testing.assert_allclose(predictor.bbox_means.numpy(), means, atol=1e-6)
+    np.testing.assert_allclose(predictor.bbox_stds.numpy(), stds, atol=1e-6)
+    # on resume the file is read, not the data
+    fresh = fast_rcnn(num_classes=3, backbone="small", bbox_normalize="dataset")
+    monkeypatch.setattr(BoxTargetStatsStage, "_examples", staticmethod(lambda ctx: pytest.fail("data read")))
+    summary = stage.run(SimpleNamespace(model=fresh, out_dir=tmp_path, resume=True, cfg={}))
+    assert summary["computed"] is False
+    torch.testing.assert_close(fresh.roi_head.predictor.bbox_stds, predictor.bbox_stds)
+    with pytest.raises(ValueError, match="bbox_normalize"):
+        fast_rcnn(num_classes=3, backbone="small", bbox_normalize="per-class")
