@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from visiontasks.backbones import build_backbone
 from visiontasks.detection.anchors import AnchorGenerator
+from visiontasks.detection.faster_rcnn_alt import attach_alternating, parse_alternating
 from visiontasks.detection.roi_head import build_roi_head
 from visiontasks.detection.rpn import RegionProposalNetwork
 from visiontasks.detection.settings import (FASTER_RCNN_ROI, FASTER_RCNN_RPN, PAPER_TEST, RoIHeadSettings, RPNSettings,
@@ -46,6 +47,8 @@ def faster_rcnn(
     test: TestSettings | Mapping[str, Any] | None = PAPER_TEST,
     loss_weights: dict[str, float] | None = None,
     fc_svd_ranks: Sequence[int | None] | None = None,
+    training: str = "joint",
+    stages: Mapping[str, Any] | None = None,
 ) -> TwoStageDetector:
     """Builds Faster R-CNN.
 
@@ -69,10 +72,15 @@ def faster_rcnn(
         test: score threshold 0.05, per-class NMS 0.3, 100 detections; see :class:`TestSettings`.
         fc_svd_ranks: truncated SVD of fc6, fc7 (Fast R-CNN §3.1; the paper: [1024, 256]), None: none.
         loss_weights: multiplier per loss name (e.g. ``{"loss_box_reg": 2.0}``).
+        training: "joint" (approximate joint training, §3.2; one SGD stage) or "alternating" (the
+            paper's 4-step training, :mod:`visiontasks.detection.faster_rcnn_alt`).
+        stages: for "alternating", each step's ``train:`` overrides: ``{rpn1: {max_iters: …},
+            fast_rcnn1: …, rpn2: …, fast_rcnn2: …}`` (a missing step is one line naming it).
 
     Returns:
         The detector (``TwoStageDetector``).
     """
+    steps = parse_alternating(training, stages)
     body = build_backbone(backbone, pretrained_backbone, backbone_kwargs)
     anchors = AnchorGenerator(anchor_sizes, aspect_ratios, body.stride)
     proposer = RegionProposalNetwork(body.out_channels, anchors, mid_channels=rpn_channels, objectness=rpn_objectness,
@@ -81,7 +89,8 @@ def faster_rcnn(
                               test=resolve(test, PAPER_TEST, "test"))
     transform = build_transform("resize", min_size, max_size, size_divisible=body.stride)
     model = TwoStageDetector(body, proposer, roi_head, transform, loss_weights=loss_weights)
-    return compress_fc(model, fc_svd_ranks) if fc_svd_ranks else model
+    model = compress_fc(model, fc_svd_ranks) if fc_svd_ranks else model
+    return attach_alternating(model, steps) if steps is not None else model
 
 
 #: The flat arguments before the settings were grouped (translated in older checkpoints' configs).
