@@ -236,7 +236,7 @@ def load_model(source: str | os.PathLike = "default", weights: str | os.PathLike
         weights: a checkpoint whose model weights replace the source's.
         device: "cpu", "cuda", ...
         preset: score preset for detection ("visualize" or "evaluate").
-        overrides: ``key.sub=value`` config overrides (e.g. ``model.box_score_thresh=0.01``).
+        overrides: ``key.sub=value`` config overrides (e.g. ``model.test.score_thresh=0.01``).
         precision: "fp32" (exact) or "bf16" (autocast around the network; decoding, NMS and the
             outputs stay float32; fp32 with one warning line on a CPU without native bf16).
 

@@ -29,10 +29,8 @@ import torch
 
 from visiontasks.detection.box_coder import BoxCoder
 
-__all__ = ["BBOX_DEFAULTS", "regression_targets", "ridge_regression", "RidgeAccumulator"]
+__all__ = ["regression_targets", "ridge_regression", "RidgeAccumulator"]
 
-#: R-CNN's settings (``rcnn_train_bbox_regressor.m``: lambda, min_overlap).
-BBOX_DEFAULTS = {"lambda": 1000.0, "iou_thresh": 0.6}
 _WHITEN_EPS = 0.001
 
 

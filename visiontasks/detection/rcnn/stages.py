@@ -41,7 +41,7 @@ import re
 import shutil
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -178,58 +178,91 @@ class FeatureCacheStage(Stage):
                 "bytes_per_image": round(size / max(len(ids), 1))}
 
 
-class SVMStage(Stage):
-    """One linear SVM per class on fc7 with hard-negative mining (see ``svm.py``)."""
+class _PerClassFitStage(Stage):
+    """The scaffold the SVM and box-regression stages share (R-CNN fits both per class on the
+    cached features scaled to ``feat_norm``, ``rcnn_train.m`` / ``rcnn_train_bbox_regressor.m``).
 
-    folders = ("svm",)
+    ``run``: on rank 0, read the cache's manifest, measure the mean norm of the cached
+    ``feature``, fit every class whose file ``<folder>/<label>-<class>.npz`` is missing or was
+    written with other settings (the model's ``fit_params`` named in ``setting_keys``, plus the
+    mean norm), save each class's weight, bias, scale, settings and statistics, then install the
+    fitted predictor. A subclass sets ``folders`` (one), ``feature`` and ``setting_keys`` and
+    implements :meth:`prepare`.
+    """
 
-    def __init__(self, name: str = "svm") -> None:
+    feature: str = ""
+    setting_keys: tuple[str, ...] = ()
+
+    def __init__(self, name: str) -> None:
         self.name = name
+
+    def prepare(self, feats: Path, manifest: dict[str, Any], todo: list[int], p: dict[str, Any], scale: float
+                ) -> Callable[[int, str], tuple[np.ndarray, Any, dict[str, Any]]]:
+        """Reads what the classes ``todo`` need and returns ``fit(label, name) -> (weight, bias, stats)``."""
+        raise NotImplementedError
 
     def run(self, ctx) -> dict[str, Any]:
         if not is_main_process():
             return {}
         p = ctx.model.fit_params
         feats = Path(ctx.out_dir) / "features"
-        folder = Path(ctx.out_dir) / "svm"
+        folder = Path(ctx.out_dir) / self.folders[0]
         _fresh(folder, ctx.resume)
         manifest = read_features_manifest(feats)
         ids, classes = manifest["image_ids"], manifest["classes"]
-        mean_norm = feature_mean_norm(feats, ids, "fc7")
+        mean_norm = feature_mean_norm(feats, ids, self.feature)
         scale = p["feat_norm"] / mean_norm
-        settings = {k: p[k] for k in ("svm_C", "svm_pos_weight", "svm_bias_mult", "feat_norm", "neg_iou_thresh",
-                                      "svm_retrain_limit", "svm_hard_thresh", "svm_evict_thresh")}
-        settings["mean_norm"] = mean_norm
+        settings = {**{k: p[k] for k in self.setting_keys}, "mean_norm": mean_norm}
         todo = [c for c in range(1, len(classes) + 1)
                 if not _settings_match(class_file(folder, c, classes[c - 1]), settings)]
-        summary: dict[str, Any] = {"fc7_mean_norm": mean_norm, "fitted": [classes[c - 1] for c in todo]}
+        summary: dict[str, Any] = {f"{self.feature}_mean_norm": mean_norm, "fitted": [classes[c - 1] for c in todo]}
         if todo:
-            positives = self._positives(feats, ids, todo)
-            fit = partial(train_linear_svm, C=p["svm_C"], pos_weight=p["svm_pos_weight"],
-                          bias_mult=p["svm_bias_mult"])
-            objective = partial(svm_objective, C=p["svm_C"], pos_weight=p["svm_pos_weight"],
-                                bias_mult=p["svm_bias_mult"])
+            fit = self.prepare(feats, manifest, todo, p, scale)
             for c in todo:
                 name = classes[c - 1]
-                x_pos = positives[c] * np.float32(scale)
-                stats: dict[str, Any] = {"num_pos": len(x_pos)}
-                if len(x_pos) == 0:
-                    weight, bias = np.zeros(manifest["fc7_dim"], np.float32), NO_POSITIVES_BIAS
-                    stats.update(num_neg=0, retrains=0, added=0, note="no positives: never reported")
-                else:
-                    negs = (self._negatives(feats, image_id, c, p["neg_iou_thresh"], scale) for image_id in ids)
-                    res = mine_hard_negatives(x_pos, tqdm(negs, total=len(ids), desc=f"svm {name}", leave=False),
-                                              fit, retrain_limit=p["svm_retrain_limit"],
-                                              hard_thresh=p["svm_hard_thresh"], evict_thresh=p["svm_evict_thresh"],
-                                              objective=objective)
-                    weight, bias = res.weight, res.bias
-                    stats.update(num_neg=res.num_neg, retrains=res.retrains, added=res.added,
-                                 objective=res.history[-1].get("objective", {}).get("total"))
+                weight, bias, stats = fit(c, name)
                 _save_npz(class_file(folder, c, name), {"weight": weight, "bias": bias, "scale": scale,
                                                         "settings": json.dumps(settings), "stats": json.dumps(stats)})
                 summary[name] = stats
         install_fitted_predictor(ctx)
         return summary
+
+
+class SVMStage(_PerClassFitStage):
+    """One linear SVM per class on fc7 with hard-negative mining (see ``svm.py``): positives the
+    class's ground-truth boxes, negatives every row with IoU < ``neg_iou_thresh`` (0.3) with each
+    of the class's boxes (:meth:`_negatives`)."""
+
+    folders = ("svm",)
+    feature = "fc7"
+    setting_keys = ("svm_C", "svm_pos_weight", "svm_bias_mult", "feat_norm", "neg_iou_thresh", "svm_retrain_limit",
+                    "svm_hard_thresh", "svm_evict_thresh")
+
+    def __init__(self, name: str = "svm") -> None:
+        super().__init__(name)
+
+    def prepare(self, feats: Path, manifest: dict[str, Any], todo: list[int], p: dict[str, Any], scale: float
+                ) -> Callable[[int, str], tuple[np.ndarray, Any, dict[str, Any]]]:
+        ids = manifest["image_ids"]
+        positives = self._positives(feats, ids, todo)
+        train = partial(train_linear_svm, C=p["svm_C"], pos_weight=p["svm_pos_weight"], bias_mult=p["svm_bias_mult"])
+        objective = partial(svm_objective, C=p["svm_C"], pos_weight=p["svm_pos_weight"], bias_mult=p["svm_bias_mult"])
+
+        def fit(c: int, name: str) -> tuple[np.ndarray, Any, dict[str, Any]]:
+            x_pos = positives[c] * np.float32(scale)
+            stats: dict[str, Any] = {"num_pos": len(x_pos)}
+            if len(x_pos) == 0:
+                stats.update(num_neg=0, retrains=0, added=0, note="no positives: never reported")
+                return np.zeros(manifest["fc7_dim"], np.float32), NO_POSITIVES_BIAS, stats
+            negs = (self._negatives(feats, image_id, c, p["neg_iou_thresh"], scale) for image_id in ids)
+            res = mine_hard_negatives(x_pos, tqdm(negs, total=len(ids), desc=f"svm {name}", leave=False), train,
+                                      retrain_limit=p["svm_retrain_limit"], hard_thresh=p["svm_hard_thresh"],
+                                      evict_thresh=p["svm_evict_thresh"], objective=objective)
+            stats.update(num_neg=res.num_neg, retrains=res.retrains, added=res.added,
+                         objective=res.history[-1].get("objective", {}).get("total"))
+            return res.weight, res.bias, stats
+
+        return fit
 
     @staticmethod
     def _positives(feats: Path, ids: list[str], labels: list[int]) -> dict[int, np.ndarray]:
@@ -252,45 +285,31 @@ class SVMStage(Stage):
         return d["fc7"][d["overlap"][:, label - 1] < thresh].astype(np.float32) * np.float32(scale)
 
 
-class BoxRegressionStage(Stage):
-    """Class-specific ridge regressors on pool5 (see ``bbox_reg.py``)."""
+class BoxRegressionStage(_PerClassFitStage):
+    """Class-specific ridge regressors on pool5 (see ``bbox_reg.py``), on the rows with IoU >
+    ``bbox_iou_thresh`` with their best ground-truth box (:meth:`_examples`)."""
 
     folders = ("bbox_reg",)
+    feature = "pool5"
+    setting_keys = ("bbox_lambda", "bbox_iou_thresh", "feat_norm")
 
     def __init__(self, name: str = "bbox_reg") -> None:
-        self.name = name
+        super().__init__(name)
 
-    def run(self, ctx) -> dict[str, Any]:
-        if not is_main_process():
-            return {}
-        p = ctx.model.fit_params
-        feats = Path(ctx.out_dir) / "features"
-        folder = Path(ctx.out_dir) / "bbox_reg"
-        _fresh(folder, ctx.resume)
-        manifest = read_features_manifest(feats)
-        ids, classes = manifest["image_ids"], manifest["classes"]
-        mean_norm = feature_mean_norm(feats, ids, "pool5")
-        scale = p["feat_norm"] / mean_norm
-        settings = {"bbox_lambda": p["bbox_lambda"], "bbox_iou_thresh": p["bbox_iou_thresh"],
-                    "feat_norm": p["feat_norm"], "mean_norm": mean_norm}
-        todo = [c for c in range(1, len(classes) + 1)
-                if not _settings_match(class_file(folder, c, classes[c - 1]), settings)]
-        summary: dict[str, Any] = {"pool5_mean_norm": mean_norm, "fitted": [classes[c - 1] for c in todo]}
-        if todo:
-            examples = self._examples(feats, ids, todo, p["bbox_iou_thresh"])
-            for c in todo:
-                name = classes[c - 1]
-                acc = RidgeAccumulator(manifest["pool5_dim"])
-                for i, rows, targets in tqdm(examples[c], desc=f"bbox_reg {name}", leave=False):
-                    pool5 = read_image_features(feats, ids[i], ("pool5",))["pool5"]
-                    acc.add(pool5[rows].astype(np.float32) * np.float32(scale), targets)
-                weight, bias = acc.solve(p["bbox_lambda"])
-                stats = {"examples": acc.count}
-                _save_npz(class_file(folder, c, name), {"weight": weight, "bias": bias, "scale": scale,
-                                                        "settings": json.dumps(settings), "stats": json.dumps(stats)})
-                summary[name] = stats
-        install_fitted_predictor(ctx)
-        return summary
+    def prepare(self, feats: Path, manifest: dict[str, Any], todo: list[int], p: dict[str, Any], scale: float
+                ) -> Callable[[int, str], tuple[np.ndarray, Any, dict[str, Any]]]:
+        ids = manifest["image_ids"]
+        examples = self._examples(feats, ids, todo, p["bbox_iou_thresh"])
+
+        def fit(c: int, name: str) -> tuple[np.ndarray, Any, dict[str, Any]]:
+            acc = RidgeAccumulator(manifest["pool5_dim"])
+            for i, rows, targets in tqdm(examples[c], desc=f"bbox_reg {name}", leave=False):
+                pool5 = read_image_features(feats, ids[i], ("pool5",))["pool5"]
+                acc.add(pool5[rows].astype(np.float32) * np.float32(scale), targets)
+            weight, bias = acc.solve(p["bbox_lambda"])
+            return weight, bias, {"examples": acc.count}
+
+        return fit
 
     @staticmethod
     def _examples(feats: Path, ids: list[str], labels: list[int], thresh: float

@@ -27,11 +27,10 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-__all__ = ["SVM_DEFAULTS", "MiningResult", "train_linear_svm", "mine_hard_negatives", "svm_objective"]
+__all__ = ["MiningResult", "train_linear_svm", "mine_hard_negatives", "svm_objective"]
 
-#: R-CNN's SVM settings (``rcnn_train.m``: svm_C, pos_loss_weight, bias_mult; cache limits).
-SVM_DEFAULTS = {"C": 1e-3, "pos_weight": 2.0, "bias_mult": 10.0, "retrain_limit": 2000, "hard_thresh": -1.0001,
-                "evict_thresh": -1.2, "tol": 0.1}
+# R-CNN's settings (C, positive weight, bias feature, cache limits) are stated once, with their
+# source, in ``visiontasks/detection/settings.py`` (``FitSettings``); the stages pass them here.
 
 
 def train_linear_svm(x_pos: np.ndarray, x_neg: np.ndarray, C: float = 1e-3, pos_weight: float = 2.0,

@@ -23,6 +23,7 @@ Shape shorthand: N = images.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -122,33 +123,6 @@ def _positive_int(name: str, value: Any) -> int:
     return value
 
 
-def _build(num_classes: int, backbone: str, pretrained_backbone: bool, backbone_kwargs: dict[str, Any] | None,
-           input_size: int, grid_size: int, num_boxes: int, head: str, fc_dim: int, fc_bottleneck: int | None,
-           dropout: float, normalize: str | None, lambda_coord: float, lambda_noobj: float, same_cell: str,
-           score_thresh: float, nms_thresh: float, detections_per_img: int,
-           loss_weights: dict[str, float] | None) -> YOLOv1:
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes counts the background and must be an int >= 2, got {num_classes!r}")
-    _positive_int("input_size", input_size)
-    _positive_int("grid_size", grid_size)
-    _positive_int("num_boxes", num_boxes)
-    body = build_backbone(backbone, pretrained_backbone, backbone_kwargs)
-    c = num_classes - 1
-    head_module = YOLOHead(body.out_channels, grid_size, num_boxes, c, fc_dim=fc_dim, dropout=dropout,
-                           fc_bottleneck=fc_bottleneck, kind=head)
-    if normalize is None:
-        normalize = "darknet" if backbone in DARKNET_BACKBONES else "imagenet"
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {sorted(NORMALIZATIONS)} or None, got {normalize!r}")
-    stats = NORMALIZATIONS[normalize]
-    transform = WarpTransform(input_size, *(stats if stats is not None else (None, None)))
-    loss = YOLOLoss(grid_size, num_boxes, c, lambda_coord=lambda_coord, lambda_noobj=lambda_noobj,
-                    same_cell=same_cell)
-    decoder = YOLODecoder(num_boxes, c, score_thresh=score_thresh, nms_thresh=nms_thresh,
-                          detections_per_img=detections_per_img)
-    return YOLOv1(body, head_module, transform, loss, decoder, loss_weights=loss_weights)
-
-
 @register_model("yolov1", task="detection")
 def yolov1(
     num_classes: int = 21,
@@ -204,41 +178,44 @@ def yolov1(
     Returns:
         The detector (:class:`YOLOv1`).
     """
-    return _build(num_classes, backbone, pretrained_backbone, backbone_kwargs, input_size, grid_size, num_boxes,
-                  head, fc_dim, fc_bottleneck, dropout, normalize, lambda_coord, lambda_noobj, same_cell, score_thresh,
-                  nms_thresh, detections_per_img, loss_weights)
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes counts the background and must be an int >= 2, got {num_classes!r}")
+    _positive_int("input_size", input_size)
+    _positive_int("grid_size", grid_size)
+    _positive_int("num_boxes", num_boxes)
+    body = build_backbone(backbone, pretrained_backbone, backbone_kwargs)
+    c = num_classes - 1
+    head_module = YOLOHead(body.out_channels, grid_size, num_boxes, c, fc_dim=fc_dim, dropout=dropout,
+                           fc_bottleneck=fc_bottleneck, kind=head)
+    if normalize is None:
+        normalize = "darknet" if backbone in DARKNET_BACKBONES else "imagenet"
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {sorted(NORMALIZATIONS)} or None, got {normalize!r}")
+    stats = NORMALIZATIONS[normalize]
+    transform = WarpTransform(input_size, *(stats if stats is not None else (None, None)))
+    loss = YOLOLoss(grid_size, num_boxes, c, lambda_coord=lambda_coord, lambda_noobj=lambda_noobj,
+                    same_cell=same_cell)
+    decoder = YOLODecoder(num_boxes, c, score_thresh=score_thresh, nms_thresh=nms_thresh,
+                          detections_per_img=detections_per_img)
+    return YOLOv1(body, head_module, transform, loss, decoder, loss_weights=loss_weights)
 
 
 @register_model("fast_yolo", task="detection")
-def fast_yolo(
-    num_classes: int = 21,
-    backbone: str = "darknet9",
-    pretrained_backbone: bool = False,
-    backbone_kwargs: dict[str, Any] | None = None,
-    input_size: int = 448,
-    grid_size: int = 7,
-    num_boxes: int = 2,
-    head: str = "fc",
-    fc_dim: int = 4096,
-    fc_bottleneck: int | None = None,
-    dropout: float = 0.5,
-    normalize: str | None = None,
-    lambda_coord: float = 5.0,
-    lambda_noobj: float = 0.5,
-    same_cell: str = "random",
-    score_thresh: float = 0.005,
-    nms_thresh: float = 0.5,
-    detections_per_img: int = 100,
-    loss_weights: dict[str, float] | None = None,
-) -> YOLOv1:
+def fast_yolo(*args: Any, backbone: str = "darknet9", **kwargs: Any) -> YOLOv1:
     """Builds Fast YOLO: :func:`yolov1` on the 9-conv ``darknet9`` network (same head and loss).
 
     ``backbone`` is only accepted as "darknet9" (the paper's Fast YOLO); for another backbone use
-    ``yolov1(backbone=...)``. The other arguments are :func:`yolov1`'s.
+    ``yolov1(backbone=...)``. The other arguments are :func:`yolov1`'s, passed through (its
+    signature, with ``backbone="darknet9"``, is this builder's: configs are checked against it).
+
+    Returns:
+        The detector (:class:`YOLOv1`).
     """
     if backbone != "darknet9":
         raise ValueError(f"fast_yolo is the paper's 9-conv network (backbone 'darknet9'), got backbone={backbone!r}; "
                          "use yolov1(backbone=...) to put the YOLO head on another backbone")
-    return _build(num_classes, backbone, pretrained_backbone, backbone_kwargs, input_size, grid_size, num_boxes,
-                  head, fc_dim, fc_bottleneck, dropout, normalize, lambda_coord, lambda_noobj, same_cell, score_thresh,
-                  nms_thresh, detections_per_img, loss_weights)
+    return yolov1(*args, backbone=backbone, **kwargs)
+
+
+fast_yolo.__signature__ = inspect.signature(yolov1).replace(parameters=[
+    p.replace(default="darknet9") if p.name == "backbone" else p for p in inspect.signature(yolov1).parameters.values()])
