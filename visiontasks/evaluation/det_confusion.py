@@ -21,8 +21,8 @@ matched detection's object as missed when the classes differed (mmdet#10631: bac
 twice), and YOLOv5 wrote false positives into the background column and misses into the
 background row (yolov5#9414).
 
-Overlap follows the inputs' convention as in :mod:`visiontasks.evaluation.tide` (``"voc"``: the
-devkit's inclusive pixels, +1; ``"xyxy"``; ``"xywh"``).
+Overlap and matching are :mod:`visiontasks.evaluation.box_match`'s (``"voc"`` boxes: the devkit's
+inclusive pixels, +1; ``"xyxy"``; ``"xywh"``).
 
 Shape shorthand: N = images; D_i, G_i = detections and objects of image i; C = classes.
 """
@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from visiontasks.evaluation.tide import _FORMATS, _iou, _match, _pairs, _stack, _to_xywh
+from visiontasks.evaluation.box_match import FORMATS, greedy_match, pair_iou, same_image_pairs, stack, to_xywh
 
 __all__ = ["detection_confusion_matrix", "confusion_result", "format_confusion", "IOU_THRESH", "SCORE_THRESH"]
 
@@ -77,16 +77,16 @@ def detection_confusion_matrix(
     Raises:
         ValueError: a label outside ``1..C``, an unknown box format, lists of different lengths.
     """
-    if box_format not in _FORMATS:
-        raise ValueError(f"box_format must be one of {_FORMATS}, got {box_format!r}")
+    if box_format not in FORMATS:
+        raise ValueError(f"box_format must be one of {FORMATS}, got {box_format!r}")
     n = len(gt_boxes)
     if not len(pred_boxes) == len(pred_labels) == len(pred_scores) == len(gt_labels) == n:
         raise ValueError("per-image lists of predictions and ground truth differ in length")
-    pb, p_img = _stack(pred_boxes, 4, np.float64)
-    pl, ps = _stack(pred_labels, None, np.int64)[0], _stack(pred_scores, None, np.float64)[0]
-    gb, g_img = _stack(gt_boxes, 4, np.float64)
-    gl = _stack(gt_labels, None, np.int64)[0]
-    gd = _stack(gt_difficult, None, bool)[0] if gt_difficult is not None else np.zeros(len(gl), bool)
+    pb, p_img = stack(pred_boxes, 4, np.float64)
+    pl, ps = stack(pred_labels, None, np.int64)[0], stack(pred_scores, None, np.float64)[0]
+    gb, g_img = stack(gt_boxes, 4, np.float64)
+    gl = stack(gt_labels, None, np.int64)[0]
+    gd = stack(gt_difficult, None, bool)[0] if gt_difficult is not None else np.zeros(len(gl), bool)
     if not len(pb) == len(pl) == len(ps) or not len(gb) == len(gl) == len(gd):
         raise ValueError("boxes, labels and scores (or difficult flags) of an image differ in length")
     c = int(num_classes) if num_classes is not None else int(max(pl.max(initial=0), gl.max(initial=0)))
@@ -96,12 +96,12 @@ def detection_confusion_matrix(
     keep = ps >= score_thresh
     pb, pl, ps, p_img = pb[keep], pl[keep], ps[keep], p_img[keep]
     order = np.lexsort((np.arange(len(ps)), -ps, p_img))  # per image: descending score, ties in input order
-    pb, pl, p_img = _to_xywh(pb[order], box_format), pl[order], p_img[order]
+    pb, pl, p_img = to_xywh(pb[order], box_format), pl[order], p_img[order]
     start = np.searchsorted(p_img, np.arange(n))
     rank = np.arange(len(p_img)) - start[p_img]
-    pa, pg = _pairs(p_img, g_img, n)
-    iou = _iou(pb[pa], _to_xywh(gb, box_format)[pg], crowd=False)
-    matched = _match(pa, pg, rank, iou, len(gl), len(pl), iou_thresh)
+    pa, pg = same_image_pairs(p_img, g_img, n)
+    iou = pair_iou(pb[pa], to_xywh(gb, box_format)[pg])
+    matched = greedy_match(pa, pg, rank, iou, len(gl), len(pl), iou_thresh)
     hit = matched >= 0
     taken = np.zeros(len(gl), bool)
     taken[matched[hit]] = True

@@ -28,11 +28,9 @@ Definitions, thresholds and AP are TIDE's own (``tidecv`` 1.0.1, ``tidecv/quanti
 TIDE builds the AP lists in its own order (errors first, then true positives), which decides ties
 of equal scores; the same order is kept here, so tied scores give TIDE's figures too.
 
-How it is fast: IoUs are computed only for (detection, box) pairs of the same image, in one pass
-(pycocotools' ``bbIou`` formula). The greedy matching is sequential within an image but not
-across images, so it runs as one vectorised step per score rank (at most ``max_dets`` steps), each
-taking the rank-k detection of every image at once; the error cascade and the oracle runs are
-array operations, with one loop over classes per AP.
+How it is fast: IoUs are computed only for (detection, box) pairs of the same image, in one pass,
+and the greedy matching runs one vectorised step per score rank (:mod:`.box_match`); the error
+cascade and the oracle runs are array operations, with one loop over classes per AP.
 
 Shape shorthand: N = images; D_i, G_i = detections and ground-truth boxes of image i; D, G = all
 of them; P = (detection, box) pairs of the same image.
@@ -42,6 +40,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+
+from visiontasks.evaluation.box_match import (FORMATS, crowd_iou, greedy_match, pair_iou, same_image_pairs,
+                                              segment_max, stack, to_xywh)
 
 __all__ = ["tide_errors", "format_tide", "MAIN_ERRORS", "SPECIAL_ERRORS", "REPORTED", "POS_THRESH", "BG_THRESH",
            "MAX_DETS"]
@@ -55,58 +56,7 @@ SPECIAL_ERRORS = ("false_pos", "false_neg")
 REPORTED = ("ap50", "main", "special")
 _SHORT = {"cls": "Cls", "loc": "Loc", "both": "Both", "dupe": "Dupe", "bkg": "Bkg", "miss": "Miss",
           "false_pos": "FalsePos", "false_neg": "FalseNeg"}
-_FORMATS = ("voc", "xyxy", "xywh")
 _X101 = np.arange(101) / 100  # TIDE's recall points x / 100
-
-
-def _stack(arrays: Sequence[Any], width: int | None, dtype: type) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenation of per-image arrays and the image index of each row."""
-    parts = [np.asarray(a, dtype=dtype).reshape((-1, width) if width else -1) for a in arrays]
-    owner = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
-    empty = np.zeros((0, width) if width else 0, dtype)
-    return (np.concatenate(parts) if parts else empty), owner
-
-
-def _to_xywh(boxes: np.ndarray, box_format: str) -> np.ndarray:
-    if box_format == "xywh":
-        return boxes
-    plus = 1.0 if box_format == "voc" else 0.0  # the devkit's inclusive pixels: width = x1 - x0 + 1
-    return np.column_stack([boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0] + plus,
-                            boxes[:, 3] - boxes[:, 1] + plus])
-
-
-def _iou(d: np.ndarray, g: np.ndarray, crowd: bool) -> np.ndarray:
-    """pycocotools' ``bbIou`` for paired (P, 4) ``xywh`` rows; ``crowd``: intersection over the detection's area."""
-    w = np.minimum(d[:, 2] + d[:, 0], g[:, 2] + g[:, 0]) - np.maximum(d[:, 0], g[:, 0])
-    h = np.minimum(d[:, 3] + d[:, 1], g[:, 3] + g[:, 1]) - np.maximum(d[:, 1], g[:, 1])
-    hit = (w > 0) & (h > 0)
-    inter = np.where(hit, w * h, 0.0)
-    da = d[:, 2] * d[:, 3]
-    union = da if crowd else da + g[:, 2] * g[:, 3] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(hit, inter / np.where(hit, union, 1.0), 0.0)
-
-
-def _pairs(a_img: np.ndarray, b_img: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """All (a, b) index pairs of the same image, ordered by a then b (both sorted by image)."""
-    b_count = np.bincount(b_img, minlength=n)
-    b_start = np.concatenate(([0], np.cumsum(b_count)[:-1]))
-    per_a = b_count[a_img]
-    pa = np.repeat(np.arange(len(a_img)), per_a)
-    offset = np.arange(len(pa)) - np.repeat(np.cumsum(per_a) - per_a, per_a)
-    return pa, b_start[a_img][pa] + offset
-
-
-def _segment_max(values: np.ndarray, owner: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per owner (rows grouped by owner, in order): the max of ``values`` (0 without rows) and the
-    row of its first occurrence (-1 without rows), as ``np.argmax`` picks it."""
-    best = np.zeros(size)
-    first = np.full(size, len(values))
-    if len(values):
-        np.maximum.at(best, owner, values)
-        rows = np.flatnonzero(values == best[owner])
-        np.minimum.at(first, owner[rows], rows)
-    return best, np.where(first == len(values), -1, first)
 
 
 def _ap_table(cls: np.ndarray, group: np.ndarray, tp: np.ndarray, key: np.ndarray, npos: np.ndarray) -> float:
@@ -177,18 +127,18 @@ def tide_errors(
         "counts": {error type: number}}``; AP and its gains as fractions in [0, 1] (TIDE prints
         them in percent).
     """
-    if box_format not in _FORMATS:
-        raise ValueError(f"box_format must be one of {_FORMATS}, got {box_format!r}")
+    if box_format not in FORMATS:
+        raise ValueError(f"box_format must be one of {FORMATS}, got {box_format!r}")
     n = len(gt_boxes)
     if not len(pred_boxes) == len(pred_labels) == len(pred_scores) == n:
         raise ValueError(f"per-image lists differ in length: {len(pred_boxes)}, {len(pred_labels)}, "
                          f"{len(pred_scores)} predictions and {n} ground truths")
-    pb, p_img = _stack(pred_boxes, 4, np.float64)
-    pl, _ = _stack(pred_labels, None, np.int64)
-    ps, _ = _stack(pred_scores, None, np.float64)
-    gb, g_img = _stack(gt_boxes, 4, np.float64)
-    gl, _ = _stack(gt_labels, None, np.int64)
-    gi = _stack(gt_ignore, None, bool)[0] if gt_ignore is not None else np.zeros(len(gl), bool)
+    pb, p_img = stack(pred_boxes, 4, np.float64)
+    pl, _ = stack(pred_labels, None, np.int64)
+    ps, _ = stack(pred_scores, None, np.float64)
+    gb, g_img = stack(gt_boxes, 4, np.float64)
+    gl, _ = stack(gt_labels, None, np.int64)
+    gi = stack(gt_ignore, None, bool)[0] if gt_ignore is not None else np.zeros(len(gl), bool)
     if not len(pb) == len(pl) == len(ps) or not len(gb) == len(gl) == len(gi):
         raise ValueError("boxes, labels and scores (or ignore flags) of an image differ in length")
     # per image: descending score, ties in input order, the first max_dets
@@ -196,14 +146,14 @@ def tide_errors(
     start = np.searchsorted(p_img[order], np.arange(n))
     rank = np.arange(len(order)) - start[p_img[order]]
     order, rank = order[rank < max_dets], rank[rank < max_dets]
-    pb, pl, ps, p_img = _to_xywh(pb[order], box_format), pl[order], ps[order], p_img[order]
+    pb, pl, ps, p_img = to_xywh(pb[order], box_format), pl[order], ps[order], p_img[order]
     num = len(ps)  # detection d is the d-th in TIDE's (image, rank) order from here on
     real, ign = ~gi, gi
-    g_box, g_lab, g_img_r = _to_xywh(gb[real], box_format), gl[real], g_img[real]
-    pa, pg = _pairs(p_img, g_img_r, n)
-    iou = _iou(pb[pa], g_box[pg], crowd=False)
+    g_box, g_lab, g_img_r = to_xywh(gb[real], box_format), gl[real], g_img[real]
+    pa, pg = same_image_pairs(p_img, g_img_r, n)
+    iou = pair_iou(pb[pa], g_box[pg])
     same = pl[pa] == g_lab[pg]
-    matched = _match(pa, pg, rank, iou * same, len(g_lab), num, pos_thresh)
+    matched = greedy_match(pa, pg, rank, iou * same, len(g_lab), num, pos_thresh)
     used = np.zeros(len(g_lab), bool)
     used[matched[matched >= 0]] = True
     ignored = _ignored(pb, pl, p_img, gb[ign], gl[ign], g_img[ign], matched, n, box_format, pos_thresh)
@@ -211,33 +161,13 @@ def tide_errors(
     return _breakdown(pl, ps, g_lab, matched, used, ignored, kind, target, num)
 
 
-def _match(pa: np.ndarray, pg: np.ndarray, rank: np.ndarray, cls_iou: np.ndarray, num_gt: int, num: int,
-           pos_thresh: float) -> np.ndarray:
-    """TIDE's greedy matching, one step per score rank: (D,) matched box or -1."""
-    matched = np.full(num, -1)
-    used = np.zeros(num_gt, bool)
-    by_rank = np.argsort(rank[pa], kind="stable")  # pairs grouped by rank, then detection, then box
-    bounds = np.searchsorted(rank[pa][by_rank], np.arange((rank.max() + 2) if len(rank) else 1))
-    for k in range(len(bounds) - 1):
-        rows = by_rank[bounds[k]:bounds[k + 1]]
-        if not len(rows):
-            continue
-        dets, owner = np.unique(pa[rows], return_inverse=True)
-        best, first = _segment_max(np.where(used[pg[rows]], 0.0, cls_iou[rows]), owner, len(dets))
-        ok = best >= pos_thresh
-        boxes = pg[rows[first[ok]]]
-        matched[dets[ok]] = boxes
-        used[boxes] = True
-    return matched
-
-
 def _ignored(pb: np.ndarray, pl: np.ndarray, p_img: np.ndarray, ib: np.ndarray, il: np.ndarray, i_img: np.ndarray,
              matched: np.ndarray, n: int, box_format: str, pos_thresh: float) -> np.ndarray:
     """(D,) unmatched detections inside an ignore region of their class (crowd IoU ``> pos_thresh``)."""
     out = np.zeros(len(pl), bool)
-    pa, pr = _pairs(p_img, i_img, n)
+    pa, pr = same_image_pairs(p_img, i_img, n)
     if len(pa):
-        crowd = _iou(pb[pa], _to_xywh(ib, box_format)[pr], crowd=True)
+        crowd = crowd_iou(pb[pa], to_xywh(ib, box_format)[pr])
         hit = (matched[pa] < 0) & (crowd > pos_thresh) & ((il[pr] == pl[pa]) | (il[pr] == -1))
         out[pa[hit]] = True
     return out
@@ -250,10 +180,10 @@ def _classify(pa: np.ndarray, pg: np.ndarray, iou: np.ndarray, same: np.ndarray,
               matched: np.ndarray, p_img: np.ndarray, g_img: np.ndarray, n: int, num: int, pos_thresh: float,
               bg_thresh: float) -> tuple[np.ndarray, np.ndarray]:
     """(D,) error kind of each detection (``_TP`` when matched) and the box a loc/cls error points at."""
-    cls_max, cls_arg = _segment_max(np.where(same, iou, 0.0), pa, num)
-    other_max, other_arg = _segment_max(np.where(same, 0.0, iou), pa, num)
-    dupe_max, _ = _segment_max(np.where(same & used[pg], iou, 0.0), pa, num)
-    any_max, _ = _segment_max(iou, pa, num)
+    cls_max, cls_arg = segment_max(np.where(same, iou, 0.0), pa, num)
+    other_max, other_arg = segment_max(np.where(same, 0.0, iou), pa, num)
+    dupe_max, _ = segment_max(np.where(same & used[pg], iou, 0.0), pa, num)
+    any_max, _ = segment_max(iou, pa, num)
     has_gt = np.bincount(g_img, minlength=n)[p_img] > 0
     kind = np.full(num, _TP)
     rest = matched < 0
