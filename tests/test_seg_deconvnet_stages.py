@@ -92,7 +92,10 @@ def test_an_image_without_objects_gives_the_whole_image():
     ({"stage1": {}, "stage2": {"windows": "full"}}, "model.stages.stage1.max_iters"),
     ({"stage1": {"max_iters": 5, "size": 3}, "stage2": {"windows": "full"}}, "model.stages.stage1.size"),
     ({"stage1": {"max_iters": 5, "crop_size": 300}, "stage2": {"windows": "full"}}, "model.stages.stage1.crop_size"),
-    ({"stage1": {"max_iters": 5}, "stage2": {"windows": "proposals"}}, "model.stages.stage2.windows"),
+    ({"stage1": {"max_iters": 5}, "stage2": {"windows": "edges"}}, "model.stages.stage2.windows"),
+    ({"stage1": {"max_iters": 5}, "stage2": {"windows": "full", "min_iou": 0.5}}, "model.stages.stage2.min_iou"),
+    ({"stage1": {"max_iters": 5}, "stage2": {"windows": "proposals", "min_iou": 0}}, "model.stages.stage2.min_iou"),
+    ({"stage1": {"max_iters": 5}, "stage2": {"windows": "proposals", "resize": 10}}, "model.stages.stage2.crop_size"),
     ({"stage1": {"max_iters": 5}, "stage2": {}, "stage3": {}}, "model.stages.stage3"),
     ([1, 2], "model.stages"),
 ])
@@ -201,3 +204,71 @@ def test_killed_within_each_stage_and_between_them_the_run_resumes_to_the_uninte
     res = subprocess.run(_args(tiny, between, "--resume"), env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr
     _same_weights(whole / "checkpoint_last.pt", between / "checkpoint_last.pt")
+
+
+def test_training_windows_are_the_proposals_overlapping_an_object_enlarged():
+    from visiontasks.segmentation.deconvnet_windows import select_training_windows
+
+    props = [[0, 0, 9, 9], [0, 0, 4, 9], [20, 20, 29, 29]]  # IoU with the object: 1, 50/100 = 0.5, 0
+    gt = torch.tensor([[0, 0, 9, 9]])
+    assert select_training_windows(props, gt, 0.5, 1.0).tolist() == [[0, 0, 9, 9], [0, 0, 4, 9]]
+    assert select_training_windows(props, gt, 0.6, 1.2).tolist() == [[-1, -1, 10, 10]]
+    assert select_training_windows([], gt).shape == (0, 4)
+    assert select_training_windows(props, torch.zeros(0, 4)).shape == (0, 4)
+
+
+def test_proposal_windows_are_cached_per_image_and_every_window_is_a_sample(tmp_path):
+    from visiontasks.segmentation.deconvnet_stages import STAGE2_PROPOSAL_DEFAULTS
+    from visiontasks.segmentation.deconvnet_windows import ProposalWindowStage, WindowCrops
+
+    masks = [torch.zeros(20, 20, dtype=torch.int64) for _ in range(2)]
+    masks[0][0:10, 0:10] = 1    # object box 0..9
+    masks[1][10:20, 5:15] = 2   # object box (5, 10, 14, 19)
+    base = _Items([(torch.rand(3, 20, 20), {"mask": m, "image_id": str(i)}) for i, m in enumerate(masks)])
+    calls = []
+
+    def proposer(image):
+        calls.append(1)
+        return [[0, 0, 9, 9], [5, 10, 14, 19], [0, 0, 4, 9]]
+
+    settings = {**STAGE2_PROPOSAL_DEFAULTS, "enlarge": 1.0, "resize": 8, "crop_size": 8, "hflip_prob": 0.0}
+    stage = ProposalWindowStage(settings, proposer)
+    windows = stage.windows(base, tmp_path / "w")
+    assert [w.tolist() for w in windows] == [[[0, 0, 9, 9], [0, 0, 4, 9]], [[5, 10, 14, 19]]]
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["0.npy", "1.npy"] and len(calls) == 2
+    assert [w.tolist() for w in stage.windows(base, tmp_path / "w")] == [w.tolist() for w in windows]
+    assert len(calls) == 2  # read back, not proposed again
+    crops = WindowCrops(base, windows, resize=8, crop_size=8, hflip_prob=0.0)
+    assert len(crops) == 3
+    img, target = crops[2]
+    assert target["window"].tolist() == [5, 10, 14, 19] and target["image_id"] == "1"
+    assert img.shape == (3, 8, 8) and set(target["mask"].unique().tolist()) == {2}
+
+
+def test_stage2_on_proposals_is_declared_with_its_folder():
+    from visiontasks.registry import get_model
+
+    stages = get_model("fcn_small", num_classes=3, stages={"stage1": {"max_iters": 2},
+                                                            "stage2": {"windows": "proposals"}}).training_stages()
+    assert [s.name for s in stages] == ["stage1_object_crops", "stage2_proposal_windows"]
+    assert stages[1].folders == ("stage2_windows",) and not stages[1].skip_when_done
+    assert stages[1].settings["min_iou"] == 0.5 and stages[1].settings["resize"] == 250
+
+
+@pytest.mark.slow  # three real training processes with selective search: ~1-2 min on 2 shared cores
+def test_stage2_on_proposal_windows_resumes_after_a_kill(tiny, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    extra = ("model.stages.stage2.windows=proposals", "model.stages.stage2.resize=96",
+             "model.stages.stage2.crop_size=80", "model.stages.stage2.min_iou=0.3", "train.checkpoint_every=1")
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    done = subprocess.run(_args(tiny, whole, *extra), env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    state = json.loads((whole / "stages.json").read_text())
+    assert state["stage2_proposal_windows"]["status"] == "done" and state["stage2_proposal_windows"]["summary"]["windows"] > 0
+    assert sorted(p.name for p in (whole / "stage2_windows").iterdir()) == ["0.npy", "1.npy", "2.npy", "3.npy"]
+    proc = subprocess.Popen(_args(tiny, cut, *extra), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _kill_when(proc, cut / "checkpoint_last.pt", 3)
+    res = subprocess.run(_args(tiny, cut, "--resume", *extra), env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr
+    _same_weights(whole / "checkpoint_last.pt", cut / "checkpoint_last.pt")
+    assert _rows(whole / "log.csv") == _rows(cut / "log.csv")

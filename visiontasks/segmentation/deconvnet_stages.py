@@ -25,9 +25,12 @@ What we run:
   bilinear, labels nearest), a random 224×224 crop and a flip with probability 0.5. Inside the crop
   every pixel keeps its ground-truth label (other objects included): the released window layer
   does so, and the stage-1 crop script is not released. Its checkpoint and logs go to ``stage1/``.
-* :class:`FullImageStage` (``stage2``): SGD on the ``data:`` section's full training images
-  (random ``data.crop_size`` crops), starting from stage 1's weights — **not** the paper's
-  proposal windows (``stage2.windows: full`` is the only value; see docs/MODELS.md for why).
+* ``stage2``, from stage 1's weights, one of two kinds (``stage2.windows``):
+  ``full`` — :class:`FullImageStage`, SGD on the ``data:`` section's full training images (random
+  ``data.crop_size`` crops); ``proposals`` — the paper's: selective search windows that overlap a
+  ground-truth object (IoU >= ``min_iou``), cropped as in stage 1
+  (:class:`~visiontasks.segmentation.deconvnet_windows.ProposalWindowStage`, windows cached in
+  ``stage2_windows/``).
 
 Both stages use the ``train:`` section's optimiser and learning-rate schedule, each from a fresh
 solver as the released scripts; stage 1 runs ``stages.stage1.max_iters`` iterations, stage 2
@@ -35,7 +38,8 @@ solver as the released scripts; stage 1 runs ``stages.stage1.max_iters`` iterati
 
 Resuming (``--resume``): stage 1 is skipped once ``stages.json`` records it done, otherwise it
 continues from ``stage1/checkpoint_last.pt``; stage 2 continues from ``checkpoint_last.pt``, or
-starts from stage 1's weights when it has none yet.
+starts from stage 1's weights when it has none yet (with proposal windows it proposes only on the
+images ``stage2_windows/`` does not hold yet).
 
 Shape shorthand: H×W image, S the resize (250), C the crop (224), K classes.
 """
@@ -56,13 +60,17 @@ from visiontasks.errors import InputError
 from visiontasks.segmentation.common import load_matching_weights
 from visiontasks.segmentation.instance_wise import enlarge_windows, window_slices
 
-__all__ = ["ObjectCrops", "ObjectCropStage", "FullImageStage", "object_boxes", "parse_stages", "attach_stages",
-           "STAGE1_DEFAULTS"]
+__all__ = ["ObjectCrops", "ObjectCropStage", "FullImageStage", "object_boxes", "crop_sample", "parse_stages",
+           "attach_stages", "STAGE1_DEFAULTS", "STAGE2_PROPOSAL_DEFAULTS"]
 
 #: Stage 1's settings besides ``max_iters`` (paper / released prototxt; see the module docstring).
 STAGE1_DEFAULTS: dict[str, Any] = {"enlarge": 1.2, "resize": 250, "crop_size": 224, "hflip_prob": 0.5,
                                    "min_pixels": 1}
-_STAGE2_WINDOWS = ("full",)
+#: Stage 2 on proposal windows (``windows: proposals``): IoU threshold (ours; the paper says
+#: "sufficiently overlapped"), proposals per image, then as stage 1.
+STAGE2_PROPOSAL_DEFAULTS: dict[str, Any] = {"min_iou": 0.5, "num_proposals": 2000, "enlarge": 1.2, "resize": 250,
+                                            "crop_size": 224, "hflip_prob": 0.5}
+_STAGE2_WINDOWS = ("full", "proposals")
 
 
 def object_boxes(mask: torch.Tensor, instances: torch.Tensor | None = None, min_pixels: int = 1) -> torch.Tensor:
@@ -136,21 +144,46 @@ class ObjectCrops(Dataset):
             window = enlarge_windows(box[None].float(), self.enlarge)[0]
         else:
             window = torch.tensor([0, 0, w - 1, h - 1])
-        x1, y1, x2, y2 = window.tolist()
-        img = image.new_zeros((3, y2 - y1 + 1, x2 - x1 + 1))
-        lab = mask.new_full((y2 - y1 + 1, x2 - x1 + 1), 255)
-        rows, cols, wrows, wcols = window_slices(window.tolist(), h, w)
+        img, lab = crop_sample(image, mask, window, self.resize, self.crop_size, self.hflip_prob)
+        return img, {"mask": lab, "image_id": target.get("image_id", index), "window": window}
+
+
+def crop_sample(image: torch.Tensor, mask: torch.Tensor, window: torch.Tensor, resize: int, crop_size: int,
+                hflip_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training sample from one window: crop, resize to S×S, random C×C crop, random flip.
+
+    Outside the image the crop is black with label 255 (HyeonwooNoh/caffe
+    ``window_seg_data_layer.cpp``: ``copyMakeBorder`` with 0 and ``ignore_label``); the image is
+    resized bilinearly and the labels by nearest neighbour, as that layer.
+
+    Args:
+        image: (3, H, W) float in [0, 1].
+        mask: (H, W) int64 labels.
+        window: (4,) int64 inclusive ``xyxy`` window (may leave the image).
+        resize: S.
+        crop_size: C <= S.
+        hflip_prob: probability of a horizontal flip.
+
+    Returns:
+        ``(image (3, C, C), mask (C, C))``.
+    """
+    h, w = mask.shape
+    x1, y1, x2, y2 = (int(v) for v in window)
+    img = image.new_zeros((3, y2 - y1 + 1, x2 - x1 + 1))
+    lab = mask.new_full((y2 - y1 + 1, x2 - x1 + 1), 255)
+    parts = window_slices((x1, y1, x2, y2), h, w)
+    if parts is not None:
+        rows, cols, wrows, wcols = parts
         img[:, wrows, wcols] = image[:, rows, cols]
         lab[wrows, wcols] = mask[rows, cols]
-        s, c = self.resize, self.crop_size
-        img = F.interpolate(img[None], size=(s, s), mode="bilinear", align_corners=False, antialias=True)[0]
-        lab = F.interpolate(lab[None, None].float(), size=(s, s), mode="nearest")[0, 0].long()
-        top, left = int(torch.randint(s - c + 1, ())), int(torch.randint(s - c + 1, ()))
-        img, lab = img[:, top:top + c, left:left + c], lab[top:top + c, left:left + c]
-        if float(torch.rand(())) < self.hflip_prob:
-            img, lab = img.flip(-1), lab.flip(-1)
-        return img.contiguous(), {"mask": lab.contiguous(), "image_id": target.get("image_id", index),
-                                  "window": window}
+    s, c = resize, crop_size
+    img = F.interpolate(img[None], size=(s, s), mode="bilinear", align_corners=False, antialias=True)[0]
+    lab = F.interpolate(lab[None, None].float(), size=(s, s), mode="nearest")[0, 0].long()
+    top, left = int(torch.randint(s - c + 1, ())), int(torch.randint(s - c + 1, ()))
+    img, lab = img[:, top:top + c, left:left + c], lab[top:top + c, left:left + c]
+    if float(torch.rand(())) < hflip_prob:
+        img, lab = img.flip(-1), lab.flip(-1)
+    return img.contiguous(), lab.contiguous()
 
 
 def _positive_int(key: str, value: Any) -> int:
@@ -159,11 +192,25 @@ def _positive_int(key: str, value: Any) -> int:
     return int(value)
 
 
+def _check_crop_keys(prefix: str, d: dict[str, Any]) -> None:
+    """Checks (and makes int) ``resize``, ``crop_size``, ``enlarge``, ``hflip_prob`` of a stage's settings."""
+    for key in ("resize", "crop_size"):
+        d[key] = _positive_int(f"{prefix}.{key}", d[key])
+    if d["crop_size"] > d["resize"]:
+        raise InputError(f"{prefix}.crop_size", f"{d['crop_size']} exceeds resize {d['resize']}")
+    if isinstance(d["enlarge"], bool) or not isinstance(d["enlarge"], (int, float)) or d["enlarge"] <= 0:
+        raise InputError(f"{prefix}.enlarge", f"must be a number > 0, got {d['enlarge']!r}")
+    p = d["hflip_prob"]
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+        raise InputError(f"{prefix}.hflip_prob", f"must lie in [0, 1], got {p!r}")
+
+
 def parse_stages(stages: Any) -> dict[str, dict[str, Any]]:
-    """Validates ``model.stages``: ``{"stage1": {"max_iters", ...}, "stage2": {"windows": "full"}}``.
+    """Validates ``model.stages``: ``{"stage1": {"max_iters", ...}, "stage2": {"windows": "full" | "proposals", ...}}``.
 
     Returns:
-        ``{"stage1": {max_iters, enlarge, resize, crop_size, hflip_prob, min_pixels}, "stage2": {windows}}``.
+        ``{"stage1": {max_iters, enlarge, resize, crop_size, hflip_prob, min_pixels}, "stage2": {windows, ...}}``
+        with the defaults filled in (:data:`STAGE1_DEFAULTS`, :data:`STAGE2_PROPOSAL_DEFAULTS`).
 
     Raises:
         InputError: one line naming the first bad key (``model.stages.stage2``: missing, ...).
@@ -185,23 +232,27 @@ def parse_stages(stages: Any) -> dict[str, dict[str, Any]]:
     if "max_iters" not in one:
         raise InputError("model.stages.stage1.max_iters", "missing (stage 1's iterations; the released solver: 20000)")
     out1 = {**STAGE1_DEFAULTS, **one}
-    for key in ("max_iters", "resize", "crop_size", "min_pixels"):
+    for key in ("max_iters", "min_pixels"):
         out1[key] = _positive_int(f"model.stages.stage1.{key}", out1[key])
-    if out1["crop_size"] > out1["resize"]:
-        raise InputError("model.stages.stage1.crop_size", f"{out1['crop_size']} exceeds resize {out1['resize']}")
-    if isinstance(out1["enlarge"], bool) or not isinstance(out1["enlarge"], (int, float)) or out1["enlarge"] <= 0:
-        raise InputError("model.stages.stage1.enlarge", f"must be a number > 0, got {out1['enlarge']!r}")
-    p = out1["hflip_prob"]
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-        raise InputError("model.stages.stage1.hflip_prob", f"must lie in [0, 1], got {p!r}")
+    _check_crop_keys("model.stages.stage1", out1)
     two = dict(stages["stage2"])
-    for key in two:
-        if key != "windows":
-            raise InputError(f"model.stages.stage2.{key}", "unknown key (known: windows)")
     if two.get("windows") not in _STAGE2_WINDOWS:
         raise InputError("model.stages.stage2.windows",
-                         f"must be 'full' (the full training images), got {two.get('windows')!r}; the paper's "
-                         f"proposal windows are not implemented (docs/MODELS.md, DeconvNet)")
+                         f"must be 'full' (the full training images) or 'proposals' (the paper's proposal "
+                         f"windows), got {two.get('windows')!r}")
+    known = ("windows",) if two["windows"] == "full" else ("windows", *STAGE2_PROPOSAL_DEFAULTS)
+    for key in two:
+        if key not in known:
+            raise InputError(f"model.stages.stage2.{key}", f"unknown key with windows: {two['windows']} "
+                                                           f"(known: {', '.join(known)})")
+    if two["windows"] == "proposals":
+        two = {**STAGE2_PROPOSAL_DEFAULTS, **two}
+        _check_crop_keys("model.stages.stage2", two)
+        for key in ("num_proposals",):
+            two[key] = _positive_int(f"model.stages.stage2.{key}", two[key])
+        iou = two["min_iou"]
+        if isinstance(iou, bool) or not isinstance(iou, (int, float)) or not 0 < iou <= 1:
+            raise InputError("model.stages.stage2.min_iou", f"must lie in (0, 1], got {iou!r}")
     return {"stage1": out1, "stage2": two}
 
 
@@ -259,7 +310,22 @@ class FullImageStage(SGDStage):
 
 
 def attach_stages(model: nn.Module, stages: Any) -> nn.Module:
-    """Gives ``model`` the two stages (``model.training_stages()``), validating ``stages`` first."""
+    """Gives ``model`` the two stages (``model.training_stages()``), validating ``stages`` first.
+
+    With ``stage2.windows: proposals`` the windows come from selective search (``num_proposals``
+    boxes per training image).
+    """
     settings = parse_stages(stages)
-    model.training_stages = lambda: [ObjectCropStage(settings["stage1"]), FullImageStage()]
+
+    def training_stages() -> list[Stage]:
+        two = settings["stage2"]
+        if two["windows"] == "full":
+            return [ObjectCropStage(settings["stage1"]), FullImageStage()]
+        from visiontasks.segmentation.deconvnet_windows import ProposalWindowStage
+        from visiontasks.segmentation.instance_wise import selective_search_proposer
+
+        return [ObjectCropStage(settings["stage1"]),
+                ProposalWindowStage(two, selective_search_proposer(two["num_proposals"]))]
+
+    model.training_stages = training_stages
     return model
