@@ -1,6 +1,7 @@
 """Datasets from the ``data:`` section of a config (see docs/CONTRACTS.md, "Configs").
 
-Keys used: ``dataset`` (voc | embedded | coco | sbd, :mod:`visiontasks.data.sbd` with ``voc_root``),
+Keys used: ``dataset`` (voc | embedded | coco | sbd, :mod:`visiontasks.data.sbd` with ``voc_root`` | yolo,
+:mod:`visiontasks.data.yolo_txt`, ``root`` = the folder of data.yaml | labelme, :mod:`visiontasks.data.labelme`),
 ``root``, ``classes``, ``hflip_prob``,
 ``photometric``, ``jitter`` / ``saturation`` / ``exposure`` (YOLO's augmentation), ``min_size``,
 ``max_size``, ``crop_size`` and, for coco, ``images`` /
@@ -39,7 +40,7 @@ __all__ = ["build_dataset", "dataset_classes", "proposal_dir", "auto_proposal_di
 #: in the folder ``out`` (resumable), e.g. ``Detector.make_proposals`` with the model's own proposal method.
 MakeProposals = Callable[[Any, str, Path, int], Any]
 
-DATASETS = ("voc", "embedded", "coco", "sbd")
+DATASETS = ("voc", "embedded", "coco", "sbd", "yolo", "labelme")
 
 
 def _kind(cfg_data: Mapping[str, Any]) -> str:
@@ -68,6 +69,8 @@ def dataset_classes(cfg_data: Mapping[str, Any]) -> tuple[str, ...]:
         return VOC_CLASSES
     if kind == "embedded":
         return EMBEDDED_CLASSES
+    if kind in ("yolo", "labelme"):
+        return _own_format_classes(cfg_data, kind)
     annotations = cfg_data.get("annotations") or cfg_data.get("test_annotations")
     if not annotations:
         raise ValueError("dataset 'coco' needs data.annotations to know its classes")
@@ -180,6 +183,8 @@ def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: st
         from visiontasks.data.sbd import build_sbd_dataset
 
         return build_sbd_dataset(cfg_data, split, task, transforms, dataset_classes(cfg_data))
+    if kind in ("yolo", "labelme"):
+        return _own_format_dataset(cfg_data, kind, split, task, transforms, store_for)
     if kind == "coco":
         if task != "detection":
             raise ValueError("dataset 'coco' supports task 'detection' only")
@@ -203,3 +208,40 @@ def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: st
             part = VOCSegmentation(root, split, classes=dataset_classes(cfg_data), transforms=transforms)
         parts.append(part)
     return parts[0] if len(parts) == 1 else ConcatSplits(parts)
+
+
+def _own_format_classes(cfg_data: Mapping[str, Any], kind: str) -> tuple[str, ...]:
+    """Class names of a ``yolo`` (data.yaml's ``names``) or ``labelme`` (labels.txt / labels found) root."""
+    if not cfg_data.get("root"):
+        raise ValueError(f"dataset {kind!r} needs data.root")
+    if kind == "yolo":
+        from visiontasks.data.yolo_txt import yolo_classes
+
+        return yolo_classes(cfg_data["root"])
+    from visiontasks.data.labelme import labelme_classes
+
+    return labelme_classes(cfg_data["root"])
+
+
+def _own_format_dataset(cfg_data: Mapping[str, Any], kind: str, split: str, task: str, transforms: Any,
+                        store_for: Callable[[Any], Any]) -> Dataset:
+    """A ``yolo`` or ``labelme`` split (detection; labelme also segmentation)."""
+    if cfg_data.get("extra_train_roots"):
+        raise ValueError(f"data.extra_train_roots applies to dataset 'voc' only, got dataset {kind!r}")
+    classes = dataset_classes(cfg_data)
+    if kind == "yolo":
+        from visiontasks.data.yolo_txt import YOLODetection
+
+        if task != "detection":
+            raise ValueError("dataset 'yolo' supports task 'detection' only")
+        store = store_for(None)
+        dataset = YOLODetection(cfg_data["root"], split, classes=classes, transforms=transforms, proposals=store)
+    else:
+        from visiontasks.data.labelme import LabelMeDetection, LabelMeSegmentation
+
+        if task != "detection":
+            return LabelMeSegmentation(cfg_data["root"], split, classes=classes, transforms=transforms)
+        store = store_for(None)
+        dataset = LabelMeDetection(cfg_data["root"], split, classes=classes, transforms=transforms, proposals=store)
+    _check_proposal_files(store, dataset.ids)
+    return dataset
