@@ -17,6 +17,7 @@ from visiontasks.detection.rcnn import RCNN, rcnn
 from visiontasks.detection.roi_head import RoIHead, build_roi_head
 from visiontasks.detection.rpn import RegionProposalNetwork, RPNHead
 from visiontasks.detection.sampling import IGNORE, BalancedSampler, Matcher, inside_image
+from visiontasks.detection.settings import FitSettings, RoIHeadSettings, RPNSettings, TestSettings
 from visiontasks.detection.spp import SpatialPyramidPool, SpatialPyramidPooling2d, project_windows
 from visiontasks.detection.spp_net import (MultiScaleSPP, PyramidFeatures, ScalePyramid, SPPClassifier, choose_scales,
                                           spp_alexnet, spp_net)
@@ -31,7 +32,7 @@ __all__ = [
     "RoIPooler", "RoIPool", "RoIAlign", "build_pooler", "POOLERS", "PrecomputedProposals", "RoIHead",
     "SpatialPyramidPool", "SpatialPyramidPooling2d", "project_windows", "spp_net", "spp_alexnet", "SPPClassifier", "ScalePyramid",
     "PyramidFeatures", "MultiScaleSPP", "choose_scales",
-    "RegionProposalNetwork", "RPNHead", "Matcher", "BalancedSampler", "IGNORE", "inside_image",
+    "RegionProposalNetwork", "RPNHead", "RPNSettings", "RoIHeadSettings", "TestSettings", "FitSettings", "Matcher", "BalancedSampler", "IGNORE", "inside_image",
     "DetectionTransform", "WarpTransform", "build_transform", "IMAGENET_MEAN", "IMAGENET_STD", "TwoStageDetector",
     "YOLOv1", "yolov1", "fast_yolo",
 ]
