@@ -1,6 +1,6 @@
 """Build step of the wheel (metadata lives in pyproject.toml).
 
-The repository keeps its resources at the top level — ``weights/`` (the default detector),
+The repository keeps its resources at the top level — ``weights/`` (the default detector and segmenter),
 ``configs/`` and the command-line ``tools/`` — and they stay the source of truth. A wheel copies
 them into the package: ``visiontasks/_weights/``, ``visiontasks/configs/`` and
 ``visiontasks/tools/``, where ``visiontasks.load_model("default")`` and the ``visiontasks``
