@@ -59,7 +59,10 @@ def read_labelme(path: Path) -> dict[str, Any]:
         raise InputError(path, "LabelMe json not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(path, f"not valid JSON ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("shapes"), list) or not data.get("imagePath"):
+    except RecursionError:  # thousands of nested [ or { (tests/test_fuzz_yolo_labelme.py)
+        raise InputError(path, "not usable JSON: nested too deeply") from None
+    if not isinstance(data, dict) or not isinstance(data.get("shapes"), list) or not data.get("imagePath") \
+            or not isinstance(data["imagePath"], str):
         raise InputError(path, "not a LabelMe file (needs 'shapes' and 'imagePath')")
     for k, shape in enumerate(data["shapes"]):
         kind = shape.get("shape_type") or "polygon" if isinstance(shape, dict) else None
@@ -68,8 +71,10 @@ def read_labelme(path: Path) -> dict[str, Any]:
             label = shape["label"]
         except (KeyError, TypeError, ValueError):
             raise InputError(path, f"shape #{k} needs a 'label' and 'points' [[x, y], ...]") from None
-        if not isinstance(label, str) or not np.isfinite(pts).all():
+        if not isinstance(label, str) or not (np.abs(pts) < 3e38).all():  # finite, and within float32
             raise InputError(path, f"shape #{k}: label must be a string and points finite numbers")
+        if not isinstance(kind, str):  # e.g. a list: was a TypeError traceback (tests/test_fuzz_yolo_labelme.py)
+            raise InputError(path, f"shape #{k}: shape_type must be a string, got {kind!r}")
         need = {"rectangle": 2, "circle": 2, "polygon": 3}.get(kind)
         if need and (len(pts) < need or (kind != "polygon" and len(pts) != need)):
             raise InputError(path, f"shape #{k} ({kind}) has {len(pts)} points")
@@ -138,8 +143,8 @@ def labelme_classes(root: str | os.PathLike[str]) -> tuple[str, ...]:
 class _LabelMeBase(_VOCBase):
     """Split reading and image checks shared by detection and segmentation."""
 
-    def __init__(self, root: str | os.PathLike[str], split: str, classes: Sequence[str] | None,
-                 transforms: Callable[[Any, Any], tuple[Any, Any]] | None) -> None:
+    def __init__(self, root: str | os.PathLike[str], split: str = "train", classes: Sequence[str] | None = None,
+                 transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None) -> None:
         Dataset.__init__(self)
         self.root, self.split, self.transforms = Path(root), split, transforms
         self.classes: tuple[str, ...] = tuple(classes) if classes else labelme_classes(root)

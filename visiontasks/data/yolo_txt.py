@@ -65,8 +65,12 @@ def yolo_classes(root: str | os.PathLike[str]) -> tuple[str, ...]:
     names = data.get("names")
     if names is None and isinstance(data.get("nc"), int) and data["nc"] > 0:
         return tuple(f"class_{i}" for i in range(data["nc"]))
-    if isinstance(names, dict):
-        if sorted(names) != list(range(len(names))) or not all(isinstance(k, int) for k in names):
+    if isinstance(names, dict):  # keys made int, as ultralytics' check_class_names
+        try:
+            names = {int(k): v for k, v in names.items()}
+        except (TypeError, ValueError):
+            raise InputError(path, f"names: keys must be class indices, got {list(names)}") from None
+        if sorted(names) != list(range(len(names))):
             raise InputError(path, f"names: keys must be the indices 0..{len(names) - 1}, got {sorted(names, key=str)}")
         names = [names[i] for i in range(len(names))]
     if not isinstance(names, list) or not names:
@@ -149,7 +153,7 @@ def parse_label_file(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarr
             cls, values = float(cols[0]), np.array([float(c) for c in cols[1:]], np.float64)
         except ValueError:
             raise InputError(path, f"line {n}: not numbers: {line.strip()!r}") from None
-        if cls != int(cls) or not 0 <= cls < num_classes:
+        if not 0 <= cls < num_classes or cls != int(cls):  # range first: int(nan/inf) raises (fuzz)
             raise InputError(path, f"line {n}: class index {cols[0]} is not one of 0..{num_classes - 1} (data.yaml names)")
         if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
             raise InputError(path, f"line {n}: coordinates must be normalised to [0, 1], got {' '.join(cols[1:])}")
