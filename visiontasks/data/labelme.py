@@ -143,8 +143,8 @@ def labelme_classes(root: str | os.PathLike[str]) -> tuple[str, ...]:
 class _LabelMeBase(_VOCBase):
     """Split reading and image checks shared by detection and segmentation."""
 
-    def __init__(self, root: str | os.PathLike[str], split: str, classes: Sequence[str] | None,
-                 transforms: Callable[[Any, Any], tuple[Any, Any]] | None) -> None:
+    def __init__(self, root: str | os.PathLike[str], split: str = "train", classes: Sequence[str] | None = None,
+                 transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None) -> None:
         Dataset.__init__(self)
         self.root, self.split, self.transforms = Path(root), split, transforms
         self.classes: tuple[str, ...] = tuple(classes) if classes else labelme_classes(root)

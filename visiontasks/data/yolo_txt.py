@@ -65,8 +65,12 @@ def yolo_classes(root: str | os.PathLike[str]) -> tuple[str, ...]:
     names = data.get("names")
     if names is None and isinstance(data.get("nc"), int) and data["nc"] > 0:
         return tuple(f"class_{i}" for i in range(data["nc"]))
-    if isinstance(names, dict):
-        if sorted(names) != list(range(len(names))) or not all(isinstance(k, int) for k in names):
+    if isinstance(names, dict):  # keys made int, as ultralytics' check_class_names
+        try:
+            names = {int(k): v for k, v in names.items()}
+        except (TypeError, ValueError):
+            raise InputError(path, f"names: keys must be class indices, got {list(names)}") from None
+        if sorted(names) != list(range(len(names))):
             raise InputError(path, f"names: keys must be the indices 0..{len(names) - 1}, got {sorted(names, key=str)}")
         names = [names[i] for i in range(len(names))]
     if not isinstance(names, list) or not names:
