@@ -19,7 +19,8 @@ __all__ = ["COMMANDS", "tools_dir", "load_tool", "main"]
 
 #: command → file in tools/ (without .py)
 COMMANDS = {"train-det": "train_det", "train-seg": "train_seg", "eval": "eval", "predict": "predict",
-            "propose": "propose", "export": "export", "summary": "summary", "compress": "compress"}
+            "propose": "propose", "export": "export", "summary": "summary", "compress": "compress",
+            "check-data": "check_data"}
 
 
 def tools_dir() -> Path:
