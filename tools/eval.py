@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     det.add_argument("--cache-dir", metavar="DIR", help="annotation cache (keyed by path, size and mtime; default "
                      "$VISIONTASKS_HOME/annotation-cache or ~/.cache/visiontasks/annotation-cache)")
     det.add_argument("--no-cache", action="store_true", help="parse every annotation file, write no cache")
-    det.add_argument("--images", help="COCO images folder (--metric coco with --checkpoint)")
+    det.add_argument("--images", help="COCO images folder (--metric coco with --checkpoint); --report: the gallery's")
     det.add_argument("--annotations", help="COCO annotation json (--metric coco)")
     det.add_argument("--iou-type", default="bbox", choices=["bbox", "segm"], help="--metric coco: boxes or masks")
     det.add_argument("--write-results", metavar="DIR", help="with --checkpoint: write VOC comp4 results files")
@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     seg.add_argument("--save-predictions", metavar="DIR", help="write predicted label maps as VOC-palette PNGs")
     for p in (det, seg):
         p.add_argument("--device", default="cpu")
+        p.add_argument("--report", metavar="DIR", help="write DIR/index.html: metrics, plots, errors, gallery")
         p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                        help="with --checkpoint: bf16 autocast on CPUs with native bf16 / CUDA (default: %(default)s)")
     prop.add_argument("--classes", nargs="+", default=None, help="class names (default: VOC's 20; 'auto')")
@@ -138,11 +139,12 @@ def _eval_det_checkpoint(args: argparse.Namespace, voc: dict) -> dict:
     dataset = (COCODetection(args.images, args.annotations) if args.metric == "coco" else
                VOCDetection(args.root, args.split, classes=args.classes or predictor.classes))
     attach_proposals(predictor.model, dataset, args.proposals)
-    preds: list[dict] = []  # kept for --write-results (the boxes of one inference pass)
+    pairs: list[tuple] = []  # (prediction, target) of one inference pass, for --write-results and --report
     result = evaluate_detection(predictor.model, dataset, args.metric, args.device, errors=args.errors,
-                                on_prediction=lambda pred, _: preds.append(pred), **voc)
+                                on_prediction=lambda pred, tgt: pairs.append((pred, tgt)), **voc)
+    args.recorded = (dataset, pairs)
     if args.write_results:
-        write_voc_results(args.write_results, args.split, dataset.classes, dataset.ids, preds)
+        write_voc_results(args.write_results, args.split, dataset.classes, dataset.ids, [p for p, _ in pairs])
     return result
 
 
@@ -159,6 +161,8 @@ def eval_seg(args: argparse.Namespace) -> dict:
 
     save = None if not args.save_predictions else (
         lambda pred, tgt: save_label_png(Path(args.save_predictions) / f"{tgt['image_id']}.png", pred))
+    hooks = [h for h in (save, getattr(args, "seg_records", None)) if h is not None]  # --report keeps the worst
+    save = (lambda pred, tgt: [h(pred, tgt) for h in hooks]) if hooks else None
     if args.method:
         from visiontasks.classic.evaluate import evaluate_classic
 
@@ -174,6 +178,9 @@ def eval_seg(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "report", None):  # checked before the run: a bad folder costs nothing
+        from visiontasks.evaluation.report_cli import prepare_report, write_report
+        prepare_report(args)
     if args.task == "proposals":
         from visiontasks.engine.evaluate import evaluate_proposals
 
@@ -186,13 +193,15 @@ def main(argv: list[str] | None = None) -> int:
         plot_pr_curves(result["curves"], list(result["per_class"]), args.pr_curves)
     if result.get("summary"):
         print(result["summary"])
-    result = public_metrics(result)
+    full, result = result, public_metrics(result)
     if args.task != "proposals":
         print(format_metrics(result))
         warn_undefined(result, f"split {args.split!r} of {args.root}" if args.root else str(args.annotations))
     if args.out:
         write_json(result, args.out)
         print(f"wrote {args.out}")
+    if getattr(args, "report", None):  # after --out: a failing report loses no figure
+        print(f"wrote {write_report(args, full, argv)}")
     return 0
 
 

@@ -101,6 +101,7 @@ def tide_errors(
     pos_thresh: float = POS_THRESH,
     bg_thresh: float = BG_THRESH,
     max_dets: int = MAX_DETS,
+    per_detection: bool = False,
 ) -> dict[str, Any]:
     """TIDE's error breakdown of per-image detections against per-image ground truth.
 
@@ -121,11 +122,18 @@ def tide_errors(
         pos_thresh: foreground IoU (TIDE: 0.5).
         bg_thresh: background IoU (TIDE: 0.1).
         max_dets: detections kept per image, the highest-scored (TIDE: 100).
+        per_detection: also say which detection got which error and which boxes were missed (for
+            a report's gallery; the figures are the same either way).
 
     Returns:
         ``{"ap50", "main": {cls, loc, both, dupe, bkg, miss}, "special": {false_pos, false_neg},
         "counts": {error type: number}}``; AP and its gains as fractions in [0, 1] (TIDE prints
-        them in percent).
+        them in percent). With ``per_detection``, also ``"detections"``: ``{"image", "index"}``
+        (D,) int arrays (image and row of each kept detection in the input), ``"error"`` (D,) str
+        (``"tp"`` or a main error name), ``"ignored"`` (D,) bool (left out of the AP: inside an
+        ignore region), ``"gt"`` (D,) int (the box a loc/cls error points at, as its row in the
+        image's ground truth; -1 otherwise); and ``"missed": {"image", "index"}`` of the boxes
+        counted as **miss**.
     """
     if box_format not in FORMATS:
         raise ValueError(f"box_format must be one of {FORMATS}, got {box_format!r}")
@@ -158,7 +166,18 @@ def tide_errors(
     used[matched[matched >= 0]] = True
     ignored = _ignored(pb, pl, p_img, gb[ign], gl[ign], g_img[ign], matched, n, box_format, pos_thresh)
     kind, target = _classify(pa, pg, iou, same, used, matched, p_img, g_img_r, n, num, pos_thresh, bg_thresh)
-    return _breakdown(pl, ps, g_lab, matched, used, ignored, kind, target, num)
+    result, missed = _breakdown(pl, ps, g_lab, matched, used, ignored, kind, target, num)
+    if per_detection:
+        p_start = np.concatenate(([0], np.cumsum([len(np.asarray(s).reshape(-1)) for s in pred_scores])))
+        g_start = np.concatenate(([0], np.cumsum([len(np.asarray(g).reshape(-1)) for g in gt_labels])))
+        g_row = np.flatnonzero(real)  # row in the concatenated ground truth of each real box
+        names = np.array(["tp", "bkg", "loc", "cls", "dupe", "both"])  # indexed by the _TP.._BOTH codes
+        safe = np.maximum(target, 0) if len(g_row) else np.zeros(0, np.int64)
+        box = np.where(target >= 0, g_row[safe] - g_start[g_img_r[safe]], -1) if len(g_row) else target
+        result["detections"] = {"image": p_img, "index": order - p_start[p_img], "error": names[kind],
+                                "ignored": ignored & (kind != _TP), "gt": box}
+        result["missed"] = {"image": g_img_r[missed], "index": g_row[missed] - g_start[g_img_r[missed]]}
+    return result
 
 
 def _ignored(pb: np.ndarray, pl: np.ndarray, p_img: np.ndarray, ib: np.ndarray, il: np.ndarray, i_img: np.ndarray,
@@ -200,8 +219,9 @@ def _classify(pa: np.ndarray, pg: np.ndarray, iou: np.ndarray, same: np.ndarray,
 
 
 def _breakdown(pl: np.ndarray, ps: np.ndarray, g_lab: np.ndarray, matched: np.ndarray, used: np.ndarray,
-               ignored: np.ndarray, kind: np.ndarray, target: np.ndarray, num: int) -> dict[str, Any]:
-    """The baseline AP, the oracle runs and the counts."""
+               ignored: np.ndarray, kind: np.ndarray, target: np.ndarray,
+               num: int) -> tuple[dict[str, Any], np.ndarray]:
+    """The baseline AP, the oracle runs and the counts; and which real boxes count as missed."""
     num_classes = int(max(pl.max(initial=-1), g_lab.max(initial=-1))) + 1
     npos = np.bincount(g_lab, minlength=num_classes)
     det = np.arange(num)
@@ -239,7 +259,7 @@ def _breakdown(pl: np.ndarray, ps: np.ndarray, g_lab: np.ndarray, matched: np.nd
         cat = [np.concatenate(x) for x in (cls, score, hit, key)]
         return _ap_table(*cat, pos)
 
-    gt_class = np.where(target >= 0, g_lab[np.maximum(target, 0)], -1)
+    gt_class = np.where(target >= 0, g_lab[np.maximum(target, 0)], -1) if len(g_lab) else target
     main = {}
     for name, code in (("cls", _CLS), ("loc", _LOC)):
         own = kind == code
@@ -259,7 +279,7 @@ def _breakdown(pl: np.ndarray, ps: np.ndarray, g_lab: np.ndarray, matched: np.nd
     counts["miss"] = int(missed.sum())
     return {"ap50": base / 100, "main": main,
             "special": {"false_pos": (false_pos - base) / 100, "false_neg": (false_neg - base) / 100},
-            "counts": counts}
+            "counts": counts}, missed
 
 
 def _table(rows: list[list[str]], title: str) -> list[str]:
