@@ -60,6 +60,7 @@ DEFAULTS: dict[str, Any] = {
         "lr": 0.001,
         "momentum": 0.9,
         "weight_decay": 0.0005,
+        "optimizer": "sgd",  # sgd | nesterov | adagrad | rmsprop | adam | adamw (engine/optim.py)
         "schedule": "step",
         "steps": [],
         "gamma": 0.1,

@@ -1,4 +1,4 @@
-"""SGD with the Caffe bias convention and per-iteration learning-rate schedules.
+"""Optimizers with the Caffe bias convention and per-iteration learning-rate schedules.
 
 The papers of this lineage (R-CNN, Fast/Faster R-CNN, FCN) were trained in Caffe with
 ``bias_lr_mult: 2`` and ``bias_decay_mult: 0`` on every layer (py-faster-rcnn's
@@ -6,6 +6,25 @@ The papers of this lineage (R-CNN, Fast/Faster R-CNN, FCN) were trained in Caffe
 default: parameters whose name ends in ``bias`` get ``lr * bias_lr_factor`` and
 ``weight_decay * bias_weight_decay`` (pass ``bias_lr_factor=1.0, bias_weight_decay=None`` for the
 plain PyTorch convention, where biases are treated like weights).
+
+``train.optimizer`` picks the update rule of the lecture notes (CS231n's "Parameter updates"),
+each a ``torch.optim`` class (:data:`OPTIMIZERS`):
+
+    sgd       SGD with (heavy-ball) momentum ``momentum``          the papers' solver
+    nesterov  SGD with Nesterov momentum ``momentum``              Caffe's ``type: "Nesterov"``
+    adagrad   Adagrad (eps 1e-10)                                   Caffe's ``type: "AdaGrad"``
+    rmsprop   RMSprop, decay 0.99, eps 1e-8, no momentum           Caffe's ``type: "RMSProp"``
+    adam      Adam, betas (0.9, 0.999), eps 1e-8, L2 decay         Caffe's ``type: "Adam"``
+    adamw     AdamW, betas (0.9, 0.999), decoupled weight decay    (after Caffe's time; Loshchilov & Hutter)
+
+The bias convention applies to all six: Caffe multiplies the rate by each blob's ``lr_mult`` in
+every solver (BVLC/caffe ``src/caffe/solvers/adam_solver.cpp``, ``AdamSolver::ComputeUpdateValue``:
+``local_rate = rate * net_params_lr[param_id]``; the same line in ``sgd_solver.cpp``,
+``adagrad_solver.cpp``, ``rmsprop_solver.cpp``, ``nesterov_solver.cpp``) and regularises with
+``weight_decay * decay_mult`` in ``SGDSolver::Regularize``, which all solvers inherit. So biases
+get ``lr * bias_lr_factor`` and ``weight_decay * bias_weight_decay`` whichever rule runs (for
+``adamw`` the decay is decoupled, and with the default factor 0 the biases still get none).
+``momentum`` is read only by ``sgd`` and ``nesterov``.
 
 :func:`build_scheduler` returns a :class:`torch.optim.lr_scheduler.LambdaLR` stepped once per
 iteration: during iteration ``it`` (0-based) every group's LR is ``base_lr * factor(it)`` with
@@ -22,14 +41,48 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
 
-__all__ = ["build_optimizer", "build_scheduler", "lr_factor", "SCHEDULES"]
+from visiontasks.errors import InputError
+
+__all__ = ["build_optimizer", "build_scheduler", "lr_factor", "SCHEDULES", "OPTIMIZERS"]
 
 SCHEDULES = ("step", "cosine", "constant")
+
+
+def _sgd(groups: list[dict], lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def _nesterov(groups: list[dict], lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    if momentum <= 0:
+        raise ValueError(f"train.optimizer nesterov needs momentum > 0, got {momentum!r}")
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
+
+
+def _adagrad(groups: list[dict], lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    return torch.optim.Adagrad(groups, lr=lr, weight_decay=weight_decay, eps=1e-10)
+
+
+def _rmsprop(groups: list[dict], lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(groups, lr=lr, alpha=0.99, eps=1e-8, weight_decay=weight_decay)
+
+
+def _adam(groups: list[dict], lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
+
+
+def _adamw(groups: list[dict], lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
+
+
+#: ``train.optimizer`` value -> ``fn(param_groups, lr, momentum, weight_decay)`` (see the module docstring)
+OPTIMIZERS: dict[str, Callable[[list[dict], float, float, float], torch.optim.Optimizer]] = {
+    "sgd": _sgd, "nesterov": _nesterov, "adagrad": _adagrad, "rmsprop": _rmsprop, "adam": _adam, "adamw": _adamw,
+}
 
 
 def build_optimizer(
@@ -39,9 +92,10 @@ def build_optimizer(
     weight_decay: float = 0.0005,
     bias_lr_factor: float = 2.0,
     bias_weight_decay: float | None = 0.0,
+    optimizer: str = "sgd",
     **_: Any,
-) -> torch.optim.SGD:
-    """SGD over the trainable parameters of ``model`` (``requires_grad=True``).
+) -> torch.optim.Optimizer:
+    """The optimizer ``optimizer`` over the trainable parameters of ``model`` (``requires_grad=True``).
 
     Args:
         model: the network (its parameters are shared, not copied; a parameter reached under
@@ -52,11 +106,18 @@ def build_optimizer(
         bias_lr_factor: LR multiplier of the biases (Caffe's ``bias_lr_mult``; 2 in the papers).
         bias_weight_decay: weight decay multiplier of the biases (Caffe's ``bias_decay_mult``;
             0 in the papers); ``None`` = same decay as the weights.
+        optimizer: ``train.optimizer``, a key of :data:`OPTIMIZERS` (default "sgd").
         **_: other keys (e.g. the rest of a ``train:`` config) are ignored.
 
     Returns:
-        An SGD optimizer with up to two parameter groups: weights first, then biases.
+        The optimizer, with up to two parameter groups: weights first, then biases.
+
+    Raises:
+        InputError: ``optimizer`` is not a key of :data:`OPTIMIZERS` (one line naming the choices).
+        ValueError: a number out of range.
     """
+    if optimizer not in OPTIMIZERS:
+        raise InputError("train.optimizer", f"must be one of {' | '.join(OPTIMIZERS)}, got {optimizer!r}")
     if lr <= 0:
         raise ValueError(f"lr must be positive, got {lr!r}")
     if not 0 <= momentum < 1:
@@ -78,7 +139,7 @@ def build_optimizer(
         groups.append({"params": weights, "lr": lr, "weight_decay": weight_decay})
     if biases:
         groups.append({"params": biases, "lr": lr * bias_lr_factor, "weight_decay": bias_decay})
-    return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return OPTIMIZERS[optimizer](groups, lr, momentum, weight_decay)
 
 
 def lr_factor(

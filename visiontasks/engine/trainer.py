@@ -72,7 +72,9 @@ class Trainer:
         out_dir: the run directory (``log.csv``, ``tb/``, ``checkpoint_last.pt``, ``loss.png``).
         max_iters: total SGD iterations.
         batch_size: images per iteration per process.
-        lr, momentum, weight_decay: SGD (Caffe bias convention, see :func:`build_optimizer`).
+        lr, momentum, weight_decay: the optimizer's (Caffe bias convention, see :func:`build_optimizer`).
+        optimizer: the update rule, sgd | nesterov | adagrad | rmsprop | adam | adamw
+            (:data:`visiontasks.engine.optim.OPTIMIZERS`; momentum is read by sgd and nesterov only).
         schedule, steps, gamma, warmup_iters, warmup_factor: see :func:`build_scheduler`.
         amp: mixed precision, see :func:`visiontasks.precision.resolve_amp`: "auto" (also True/None:
             float16 + GradScaler on CUDA; bfloat16 on a CPU with native bf16, else fp32), "none" (also False), "bf16" (bfloat16
@@ -109,7 +111,7 @@ class Trainer:
     def __init__(
         self, model: nn.Module, train_dataset: Dataset, collate_fn: Callable[[list], Any],
         out_dir: str | os.PathLike[str], *, max_iters: int, batch_size: int = 1, lr: float = 0.001,
-        momentum: float = 0.9, weight_decay: float = 0.0005, schedule: str = "step",
+        momentum: float = 0.9, weight_decay: float = 0.0005, optimizer: str = "sgd", schedule: str = "step",
         steps: Sequence[int] = (), gamma: float = 0.1, warmup_iters: int = 0, warmup_factor: float = 0.001,
         amp: str | bool | None = "auto", bias_lr_factor: float | None = None, bias_weight_decay: float | None = None,
         clip_grad_norm: float | None = None, accumulate: int = 1, eval_every: int = 0,
@@ -146,7 +148,8 @@ class Trainer:
             optim["bias_lr_factor"] = bias_lr_factor
         if bias_weight_decay is not None:
             optim["bias_weight_decay"] = bias_weight_decay
-        self.optimizer = build_optimizer(self.model, lr=lr, momentum=momentum, weight_decay=weight_decay, **optim)
+        self.optimizer = build_optimizer(self.model, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                         optimizer=optimizer, **optim)
         self.scheduler = build_scheduler(self.optimizer, max_iters, schedule=schedule, steps=steps, gamma=gamma,
                                          warmup_iters=warmup_iters, warmup_factor=warmup_factor)
         self.amp_dtype = resolve_amp(amp, self.device)
