@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from visiontasks import cli
 
@@ -61,8 +62,9 @@ def _build_wheel(dest: Path) -> Path:
 def test_wheel_installs_and_predicts_with_the_default_weights(tmp_path: Path, embedded_root: Path) -> None:
     wheel = _build_wheel(tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"visiontasks/_weights/default_det.pt", "visiontasks/tools/predict.py", "visiontasks/tools/_common.py",
-            "visiontasks/configs/detection/default.yaml"} <= names
+    assert {"visiontasks/_weights/default_det.pt", "visiontasks/_weights/default_seg.pt",
+            "visiontasks/tools/predict.py", "visiontasks/tools/_common.py",
+            "visiontasks/configs/detection/default.yaml", "visiontasks/configs/segmentation/default.yaml"} <= names
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
     bindir = venv / ("Scripts" if sys.platform == "win32" else "bin")
@@ -82,6 +84,20 @@ def test_wheel_installs_and_predicts_with_the_default_weights(tmp_path: Path, em
     assert (outside / "preds" / f"{image.stem}_pred.png").is_file()
     lines = [line for line in done.stdout.splitlines() if line.startswith("  ")]
     assert lines and all(line.split()[0] in ("circle", "square", "triangle") for line in lines)
+    # the default segmenter: load_model("default-seg") reads the wheel's copy and gives a mask of the image's size
+    code = ("import sys, visiontasks, visiontasks.api as a; p = visiontasks.load_model('default-seg'); "
+            "m = p.predict(sys.argv[1]).mask; print(a.DEFAULT_SEG_WEIGHTS, p.task, *m.shape, *m.unique().tolist())")
+    seg = subprocess.run([str(bindir / "python"), "-c", code, str(image)], cwd=outside, capture_output=True, text=True,
+                         timeout=600)
+    assert seg.returncode == 0, seg.stderr
+    seg_weights, task, height, width, *labels = seg.stdout.split()
+    assert seg_weights.startswith(str(venv)) and seg_weights.endswith("default_seg.pt") and task == "segmentation"
+    assert (int(width), int(height)) == Image.open(image).size
+    assert {int(v) for v in labels} <= {0, 1, 2, 3} and len(labels) >= 2  # background and a shape
+    done = subprocess.run([str(bindir / "visiontasks"), "predict", "--task", "seg", str(image), "--out", "seg_preds"],
+                          cwd=outside, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "classes [" in done.stdout and (outside / "seg_preds" / f"{image.stem}_pred.png").is_file()
     # train-det with the shipped default config writes its run under the current folder, not the package
     fast = ["train.max_iters=1", "train.batch_size=1", "train.warmup_iters=0", "train.log_every=1",
             "train.checkpoint_every=1", "data.num_workers=0", f"data.root={embedded_root.parent}"]
