@@ -190,25 +190,20 @@ def test_convert_labelme_to_voc_and_yolo_to_coco(tmp_path: Path) -> None:
     assert doc["annotations"][0]["bbox"] == [12, 4, 8, 8] and doc["annotations"][0]["area"] == 64
 
 
-def test_convert_tool_voc_to_yolo_to_voc(tmp_path: Path) -> None:
-    import subprocess
-    import sys
+def test_convert_tool_voc_to_yolo_to_voc(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from visiontasks.cli import load_tool
 
-    tool = Path(__file__).resolve().parents[1] / "tools" / "convert.py"
+    tool = load_tool("convert")
+    run_cli = __import__("sys").modules["_common"].run_cli
     voc_root = make_voc(tmp_path / "voc", VOC_OBJECTS)
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(tool), *args], capture_output=True, text=True, timeout=300)
-
-    classes = ["--classes", *CLASSES]
-    assert run("--dataset", "voc", "--root", str(voc_root), "--split", "train", *classes, "--to", "yolo",
-               "--out", str(tmp_path / "y")).returncode == 0
-    done = run("--dataset", "yolo", "--root", str(tmp_path / "y"), "--split", "train", "--to", "voc",
-               "--out", str(tmp_path / "back"))
-    assert done.returncode == 0, done.stderr
+    assert run_cli(tool.main, ["--dataset", "voc", "--root", str(voc_root), "--split", "train", "--classes", *CLASSES,
+                               "--to", "yolo", "--out", str(tmp_path / "y")]) == 0
+    assert run_cli(tool.main, ["--dataset", "yolo", "--root", str(tmp_path / "y"), "--split", "train", "--to", "voc",
+                               "--out", str(tmp_path / "back")]) == 0
     a, b = VOCDetection(voc_root, "train", classes=CLASSES), VOCDetection(tmp_path / "back", "train", classes=CLASSES)
     for i in range(len(a)):
         assert torch.allclose(a.get_annotation(i)["boxes"], b.get_annotation(i)["boxes"], atol=1e-3)
-    bad = run("--dataset", "yolo", "--root", str(tmp_path / "none"), "--split", "train", "--to", "voc",
-              "--out", str(tmp_path / "z"))
-    assert bad.returncode == 2 and "data.yaml not found" in bad.stderr
+    capsys.readouterr()
+    assert run_cli(tool.main, ["--dataset", "yolo", "--root", str(tmp_path / "none"), "--split", "train",
+                               "--to", "voc", "--out", str(tmp_path / "z")]) == 2
+    assert "data.yaml not found" in capsys.readouterr().err
