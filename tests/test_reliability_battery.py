@@ -155,7 +155,8 @@ def _image(ctx, name="photo.jpg", size=(40, 30)) -> Path:
 
 PREDICT_CASES = {
     "missing": (lambda c: [str(c["tmp"] / "gone.jpg")], "gone.jpg: image file not found"),
-    "folder": (lambda c: [str(c["tmp"])], "is a folder"),
+    "folder": (lambda c: ((c["tmp"] / "nothing").mkdir(), [str(c["tmp"] / "nothing")])[1],
+               "is a folder holding no image"),  # a folder with images is an input (tests/test_predict_inputs.py)
     "empty_file": (lambda c: ((c["tmp"] / "e.jpg").write_bytes(b""), [str(c["tmp"] / "e.jpg")])[1], "e.jpg"),
     "text_as_jpg": (lambda c: ((c["tmp"] / "t.jpg").write_text("hi"), [str(c["tmp"] / "t.jpg")])[1], "t.jpg"),
     "second_of_two_bad": (lambda c: [str(_image(c)), str(c["tmp"] / "gone.png")], "gone.png"),
