@@ -178,3 +178,36 @@ def test_coco128_table_matches_docs() -> None:
     doc = (REPO / "docs" / "OWN_DATA.md").read_text(encoding="utf-8")
     body = "\n".join(line for line in table.splitlines()[2:] if line.strip())
     assert body in "\n".join(line for line in doc.splitlines() if line.strip()), "docs/OWN_DATA.md's coco128-voc table differs from the doctor's: rerun the command there"
+
+
+def test_training_check_refuses_degenerate_boxes_and_warns_of_duplicates(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    from visiontasks.data import VOCDetection
+    from visiontasks.data.check import check_boxes, check_split
+    from visiontasks.errors import InputError
+
+    bad = VOCDetection(make_voc(tmp_path / "v", {"a": (64, 48, [("cat", 10, 5, 10, 20)])}), "train", classes=CLASSES)
+    with pytest.raises(InputError, match=r"image 'a' of split 'train': object #0 box \[9.0, 4.0, 9.0, 19.0\] has zero"):
+        check_split(bad, "train")
+    dup = VOCDetection(make_voc(tmp_path / "w", {"a": (64, 48, [("cat", 3, 3, 9, 9), ("cat", 3, 3, 9, 9)])}), "train",
+                       classes=CLASSES)
+    capsys.readouterr()
+    assert check_boxes(dup, "train") == 2
+    assert "1 exact duplicate box(es) (first in image 'a')" in capsys.readouterr().err
+
+
+def test_wall_time_estimate_after_the_first_window(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from visiontasks.engine import logger as logger_module
+
+    clock = iter([0.0, 3.0, 5.0, 7.0, 9.0, 11.0])  # t0, then one reading per logged row
+    monkeypatch.setattr(logger_module.time, "perf_counter", lambda: next(clock))
+    log = logger_module.TrainLogger(tmp_path, max_iters=10, log_every=2)
+    for it in range(1, 11):
+        log.log_iteration(it, 0.1, {"loss": 1.0})
+    log.close()
+    out = capsys.readouterr()
+    lines = [ln for ln in (out.out + out.err).splitlines() if "estimated wall time" in ln]
+    # 2 iterations in 3 s: 1.5 s/iter, 8 left -> 12 s; printed once
+    assert len(lines) == 1 and "estimated wall time: 12 s for the 8 iterations left (1.500 s/iter over the last 2" \
+        in lines[0]

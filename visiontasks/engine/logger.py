@@ -160,6 +160,7 @@ class TrainLogger:
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}  # a loss may be missing from some iterations
         self._count = 0
+        self._estimated = False  # the wall-time estimate is printed once
         self._t0 = time.perf_counter()
         self._fields: list[str] = []
         self._writer = None
@@ -205,7 +206,14 @@ class TrainLogger:
         now = time.perf_counter()
         row = {"iteration": iteration, "lr": lr, **{k: s / self._counts[k] for k, s in self._sums.items()},
                "sec_per_iter": (now - self._t0) / self._count}
+        window = self._count
         self._sums, self._counts, self._count, self._t0 = {}, {}, 0, now
+        if self.enabled and not self._estimated and iteration < self.max_iters:
+            self._estimated = True  # once, after the first logged window (docs/OWN_DATA.md)
+            left = (self.max_iters - iteration) * row["sec_per_iter"]
+            self.write(f"estimated wall time: {_duration(left)} for the {self.max_iters - iteration} iterations left "
+                       f"({row['sec_per_iter']:.3f} s/iter over the last {window}; evaluation and checkpoints "
+                       "not included)")
         if self.enabled:
             self._write_row(row)
             for key, value in row.items():
@@ -258,6 +266,14 @@ class TrainLogger:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def _duration(seconds: float) -> str:
+    """``1 h 02 min``, ``3 min 05 s`` or ``12 s``."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
 def plot_loss_curve(csv_path: str | os.PathLike[str], png_path: str | os.PathLike[str]) -> Path:
