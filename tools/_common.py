@@ -5,7 +5,9 @@ code 2: ``InputError``/``ValueError`` (bad files, configs, options), a missing f
 loss, and operating-system errors (permission denied, no space left, a file where a folder is
 wanted, …) with the path they concern. ``--debug`` anywhere on the command line (or
 ``VISIONTASKS_DEBUG=1``) lets the traceback through instead. Ctrl-C exits 130 keeping the last
-checkpoint. Progress bars are closed before the error line, so the line is the last thing printed.
+checkpoint; during training SIGINT/SIGTERM stop at a step boundary with a new checkpoint and exit
+130/143 (``visiontasks.engine.preempt``). Progress bars are closed before the error line, so the
+line is the last thing printed.
 Command-line mistakes (an unknown option, a bad choice, a missing argument) are one line too,
 ``error: <tool>: <what argparse says> (see --help)``, not argparse's usage block.
 """
@@ -81,7 +83,7 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
         argv: the arguments (default ``sys.argv[1:]``); ``--debug`` is taken out and re-raises errors.
 
     Returns:
-        ``main``'s exit code, 2 for bad input, 130 on Ctrl-C.
+        ``main``'s exit code, 2 for bad input, 130 on Ctrl-C, 143 when SIGTERM stopped training.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("VISIONTASKS_DEBUG", "") not in ("", "0")
@@ -100,3 +102,11 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
         _close_progress_bars()
         print("interrupted: the last checkpoint is kept; rerun with --resume to continue", file=sys.stderr)
         return 130
+    except BaseException as exc:  # SIGTERM/SIGINT during training: stopped at a step boundary
+        preempt = sys.modules.get("visiontasks.engine.preempt")  # not imported: it cannot be a Preempted
+        if preempt is None or not isinstance(exc, preempt.Preempted):
+            raise
+        _close_progress_bars()
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, one line, not one per process
+            print(f"interrupted: {exc}; rerun with --resume to continue", file=sys.stderr)
+        return exc.exit_code

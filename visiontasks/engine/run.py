@@ -19,6 +19,7 @@ from visiontasks.data.check import check_split, split_source
 from visiontasks.device import check_device
 from visiontasks.engine.distributed import init_distributed, is_dist, is_main_process
 from visiontasks.engine.evaluate import evaluate_detection, evaluate_segmentation
+from visiontasks.engine.preempt import handling_signals
 from visiontasks.engine.rundir import RunLock, check_out_dir, check_resume, open_run_dir
 from visiontasks.engine.stages import (StageContext, declared, model_stages, recorded_folders, run_stages,
                                        stage_folders)
@@ -117,6 +118,10 @@ def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = Fals
 
     Returns:
         The final metrics (as written to ``metrics.json``).
+
+    Raises:
+        Preempted: SIGTERM/SIGINT stopped training at a step boundary after writing its state
+            (:mod:`visiontasks.engine.preempt`); ``resume=True`` continues it.
     """
     task = cfg["task"]
     forward_fn, evaluate = TASK_ENGINE[task]
@@ -180,16 +185,17 @@ def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = Fals
         ctx = StageContext(cfg=cfg, out_dir=out, model=model, train_dataset=train_ds, test_dataset=test_ds,
                            device=device, resume=resume, make_trainer=make_trainer, eval_fn=eval_fn,
                            extra={"sgd_threads": sgd_threads})
-        run_stages(stages, ctx)
-        metrics = ctx.metrics if ctx.metrics is not None else eval_fn(model.eval())
-        result = public_metrics(metrics)
-        if is_main_process():
-            write_json(result, out / "metrics.json")
-            curves = metrics.get("curves")
-            if curves is not None:
-                from visiontasks.evaluation import plot_pr_curves
+        with handling_signals():  # SIGTERM/SIGINT: the stages stop at a step boundary (engine/preempt.py)
+            run_stages(stages, ctx)
+            metrics = ctx.metrics if ctx.metrics is not None else eval_fn(model.eval())
+            result = public_metrics(metrics)
+            if is_main_process():
+                write_json(result, out / "metrics.json")
+                curves = metrics.get("curves")
+                if curves is not None:
+                    from visiontasks.evaluation import plot_pr_curves
 
-                plot_pr_curves(curves, classes, out / "pr_curves.png")
+                    plot_pr_curves(curves, classes, out / "pr_curves.png")
     finally:
         if lock is not None:
             lock.release()

@@ -21,7 +21,8 @@ asks the stages instead of knowing any model or stage by name:
   (each option defaults to the run's) and gets a Trainer built for them.
 
 ``stages.json`` is written atomically. Each stage logs its start and end on the console and in
-``stages.json`` with its duration.
+``stages.json`` with its duration. After SIGTERM/SIGINT (:mod:`visiontasks.engine.preempt`) no
+further stage starts; a stage stopped inside stays ``running`` and is entered again on resume.
 
 Shape shorthand: none (orchestration only).
 """
@@ -38,6 +39,7 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from visiontasks.engine.distributed import is_main_process
+from visiontasks.engine.preempt import Preempted, stop_agreed
 from visiontasks.errors import InputError
 from visiontasks.io import atomic_write
 
@@ -211,6 +213,10 @@ def run_stages(stages: Sequence[Any], ctx: StageContext, log: Callable[[str], No
             if is_main_process():
                 log(f"{prefix}: done in an earlier run, skipped")
             continue
+        signum = stop_agreed()  # SIGTERM/SIGINT (engine/preempt.py): stop between stages
+        if signum is not None:
+            raise Preempted(signum, f"stages.json records the finished stages; stage {i}/{len(stages)} "
+                                    f"({stage.name}) not started")
         if is_main_process() and len(stages) > 1:
             log(f"{prefix}: started")
         folders = stage_folders([stage])

@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from visiontasks.engine import distributed as D
+from visiontasks.engine import preempt
 from visiontasks.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from visiontasks.engine.common import resolve_device, seed_everything, to_device
 from visiontasks.engine.logger import TrainLogger, plot_loss_curve
@@ -168,6 +169,7 @@ class Trainer:
         self.iteration = 0
         self._logger = TrainLogger(self.out_dir, max_iters, 0, log_every, enabled=False)  # validates log_every
         self._logger_state: dict = {}
+        self._eval_pending = False  # stopped by a signal before an evaluation that was due
 
     # ------------------------------------------------------------------ data
     def _loader_iter(self) -> Any:
@@ -233,8 +235,12 @@ class Trainer:
         Returns:
             The final evaluation metrics (``{}`` without ``eval_fn``), on every rank.
 
+        A SIGTERM/SIGINT received under :func:`visiontasks.engine.preempt.handling_signals` stops
+        it after the current step (every rank at the same iteration), with a checkpoint.
+
         Raises:
             NonFiniteLossError: the loss became NaN/inf (nothing new is saved).
+            Preempted: a signal stopped it; ``checkpoint_last.pt`` holds the last finished step.
         """
         main = D.is_main_process()
         self._logger = TrainLogger(self.out_dir, self.max_iters, self.iteration, self.log_every, enabled=main)
@@ -243,15 +249,28 @@ class Trainer:
         batches = self._loader_iter() if ran else None
         try:
             self.train_model.train()
+            if self._eval_pending and ran:  # a signal stopped the run before this iteration's evaluation
+                self.evaluate()
+            self._eval_pending = False
             while self.iteration < self.max_iters:
-                images, targets = next(batches)
+                try:
+                    images, targets = next(batches)
+                except Exception:  # e.g. a spawned loader worker ended by the same Ctrl-C: no step taken
+                    if preempt.stop_requested() is None:
+                        raise
+                    self._stop(preempt.stop_requested(), saved=False, eval_due=False)
                 lr, losses = self._step(images, targets)
                 self._logger.log_iteration(self.iteration, lr, losses)
                 if self.iteration == self.max_iters:
                     break
-                if self.checkpoint_every and self.iteration % self.checkpoint_every == 0:
+                saved = bool(self.checkpoint_every and self.iteration % self.checkpoint_every == 0)
+                if saved:
                     self.save()
-                if self.eval_every and self.iteration % self.eval_every == 0:
+                eval_due = bool(self.eval_every and self.iteration % self.eval_every == 0)
+                signum = preempt.stop_agreed()  # every rank, every step: all stop at the same iteration
+                if signum is not None:
+                    self._stop(signum, saved, eval_due)
+                if eval_due:
                     self.evaluate()
             batches = None  # shuts the DataLoader workers down
             if ran or not self.checkpoint_path.is_file():
@@ -263,6 +282,18 @@ class Trainer:
         if main and (self.out_dir / "log.csv").is_file():
             plot_loss_curve(self.out_dir / "log.csv", self.out_dir / "loss.png")
         return metrics
+
+    def _stop(self, signum: int, saved: bool, eval_due: bool) -> None:
+        """Stops for a signal after a finished step: writes the checkpoint (unless this iteration's
+        is written; an evaluation due now is left for ``--resume`` to run first) and raises.
+
+        Raises:
+            Preempted: always, on every rank.
+        """
+        self._eval_pending = eval_due
+        if not saved or eval_due:
+            self.save()
+        raise preempt.Preempted(signum, f"checkpoint written at iteration {self.iteration}: {self.checkpoint_path}")
 
     def evaluate(self) -> dict[str, Any]:
         """Runs ``eval_fn`` on the unwrapped model in eval mode (rank 0), logs and shares the result.
@@ -301,7 +332,7 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "iteration": self.iteration, "rng": all_rng, "logger": self._logger.state_dict(),
-            "config": self.config, "meta": self.meta,
+            "config": self.config, "meta": self.meta, "eval_pending": self._eval_pending,
         }
 
     def save(self, path: str | os.PathLike[str] | None = None) -> Path:
@@ -355,4 +386,5 @@ class Trainer:
         else:  # resumed with another number of processes: a fresh, still deterministic, seed
             seed_everything(mix_seed(self.seed, self.rank, self.iteration))
         self._logger_state = state.get("logger") or {}
+        self._eval_pending = bool(state.get("eval_pending", False))
         return self.iteration
