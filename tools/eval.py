@@ -7,6 +7,7 @@ Detection, segmentation, proposals (made by tools/propose.py)::
     python tools/eval.py det --metric coco --annotations gt.json --detections dets.json [--iou-type segm]
     python tools/eval.py det --checkpoint runs/x/checkpoint_last.pt --root VOC2007 --split test \\
         [--write-results DIR]          # also writes VOC comp4 files for the official server
+    python tools/eval.py det --onnx model_int8.onnx --root VOC2007 --split test   # an export (tools/export.py)
     python tools/eval.py seg --root VOC2012 --split val --predictions DIR_OF_PNG [--out r.json]
     python tools/eval.py seg --checkpoint runs/x/checkpoint_last.pt --root VOC2012 --split val
     python tools/eval.py seg --method otsu|adaptive|region_growing|split_merge|edges [--oracle-labels] \\
@@ -51,7 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     det.add_argument("--classes", nargs="+", default=None, help="default VOC's 20; 'auto': names in the GT and results")
     det.add_argument("--detections", help="dir of comp4_det_<split>_<class>.txt files, or a COCO results json")
     det.add_argument("--checkpoint", help="evaluate a trained model instead of results files")
+    det.add_argument("--onnx", metavar="FILE", help="evaluate an exported .onnx (float or int8, tools/export.py) "
+                     "instead, run with onnxruntime on 2 threads")
     det.add_argument("--metric", default="voc07", choices=["voc07", "voc12", "coco"])
+    det.add_argument("--dataset", default="voc", choices=["voc", "yolo", "labelme"], help="with --checkpoint: the "
+                     "layout of --root (yolo: the folder of data.yaml; docs/OWN_DATA.md)")
+    seg.add_argument("--dataset", default="voc", choices=["voc", "labelme"], help="layout of --root")
     det.add_argument("--iou", type=float, default=None, help="VOC metrics: overlap a true positive needs (default 0.5)")
     det.add_argument("--reference", default=None, choices=["devkit", "voc_eval"], help="VOC metrics: 'devkit' "
                      "(VOCevaldet.m: >= T, 0:0.1:1; default) or 'voc_eval' (py-faster-rcnn: > T, np.arange)")
@@ -98,6 +104,16 @@ def _classes(args: argparse.Namespace) -> list[str] | str | None:
 def _load(args: argparse.Namespace, task: str):
     import visiontasks
 
+    if getattr(args, "onnx", None):
+        from visiontasks.export.onnx_predictor import load_onnx_predictor
+
+        if args.checkpoint:
+            raise ValueError("give --checkpoint or --onnx, not both")
+        predictor = load_onnx_predictor(args.onnx)
+        args.checkpoint = None
+        if predictor.task != task:
+            raise InputError(args.onnx, f"is a {predictor.task} export, but 'eval.py {args.task}' scores {task}")
+        return predictor
     predictor = visiontasks.load_model(args.checkpoint, device=args.device, preset="evaluate", precision=args.precision)
     if predictor.task != task:
         raise InputError(args.checkpoint, f"is a {predictor.task} checkpoint, but 'eval.py {args.task}' scores {task}; "
@@ -109,7 +125,7 @@ def eval_det(args: argparse.Namespace) -> dict:
     from visiontasks.evaluation.voc.score import voc_options
 
     voc = voc_options(args.metric, args.iou, args.reference)
-    if args.checkpoint:
+    if args.checkpoint or getattr(args, "onnx", None):
         return _eval_det_checkpoint(args, voc)
     if args.metric == "coco":
         from visiontasks.evaluation.coco import evaluate_coco_files
@@ -120,13 +136,17 @@ def eval_det(args: argparse.Namespace) -> dict:
     from visiontasks.evaluation.voc.score import evaluate_voc_files
 
     _need(args, "root", "detections")
+    if args.dataset != "voc":
+        raise ValueError(f"results files are scored against VOC layout; for --dataset {args.dataset} use --checkpoint "
+                         "or convert the ground truth first (tools/convert.py --to voc)")
     return evaluate_voc_files(args.root, args.split, args.detections, _classes(args), args.metric, **voc,
                               cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
                               errors=args.errors)
 
 
 def _eval_det_checkpoint(args: argparse.Namespace, voc: dict) -> dict:
-    from visiontasks.data import COCODetection, VOCDetection
+    from visiontasks.data import COCODetection
+    from visiontasks.data.factory import open_dataset
     from visiontasks.engine.evaluate import attach_proposals, evaluate_detection
     from visiontasks.evaluation import write_voc_results
 
@@ -137,7 +157,7 @@ def _eval_det_checkpoint(args: argparse.Namespace, voc: dict) -> dict:
     _need(args, *(("images", "annotations") if args.metric == "coco" else ("root",)))
     predictor = _load(args, "detection")
     dataset = (COCODetection(args.images, args.annotations) if args.metric == "coco" else
-               VOCDetection(args.root, args.split, classes=args.classes or predictor.classes))
+               open_dataset(args.dataset, args.root, args.split, args.classes or predictor.classes))
     attach_proposals(predictor.model, dataset, args.proposals)
     pairs: list[tuple] = []  # (prediction, target) of one inference pass, for --write-results and --report
     result = evaluate_detection(predictor.model, dataset, args.metric, args.device, errors=args.errors,
@@ -153,11 +173,14 @@ def eval_seg(args: argparse.Namespace) -> dict:
 
     background, classes = split_background(args.classes)
     if args.predictions:
+        if args.dataset != "voc":
+            raise ValueError("--predictions are scored against VOC layout; for --dataset labelme use --checkpoint")
         from visiontasks.evaluation.seg_files import score_label_pngs
         from visiontasks.evaluation.voc.ground_truth import DEFAULT_CLASSES
 
         return score_label_pngs(args.root, args.split, args.predictions, [background, *(classes or DEFAULT_CLASSES)])
-    from visiontasks.data import VOCSegmentation, save_label_png
+    from visiontasks.data import save_label_png
+    from visiontasks.data.factory import open_dataset
 
     save = None if not args.save_predictions else (
         lambda pred, tgt: save_label_png(Path(args.save_predictions) / f"{tgt['image_id']}.png", pred))
@@ -166,12 +189,12 @@ def eval_seg(args: argparse.Namespace) -> dict:
     if args.method:
         from visiontasks.classic.evaluate import evaluate_classic
 
-        dataset = VOCSegmentation(args.root, args.split, classes=classes)
+        dataset = open_dataset(args.dataset, args.root, args.split, classes, task="segmentation")
         return evaluate_classic(args.method, dataset, args.oracle_labels, background, on_prediction=save)
     from visiontasks.engine.evaluate import evaluate_segmentation
 
     predictor = _load(args, "segmentation")
-    dataset = VOCSegmentation(args.root, args.split, classes=classes or predictor.classes)
+    dataset = open_dataset(args.dataset, args.root, args.split, classes or predictor.classes, task="segmentation")
     return evaluate_segmentation(predictor.model, dataset, device=args.device, on_prediction=save,
                                  background=background)
 

@@ -11,6 +11,9 @@ detectors; Fast R-CNN takes its proposals (R, 4) as a second input. Segmenters t
 batch at the exported size and return ``logits`` and ``mask``. The score threshold is the preset's.
 Beside the .onnx a .json names the classes, inputs, outputs and the check results.
 Needs the export extra: pip install -e ".[export]". R-CNN and SPP-net are refused with the reason.
+
+    python tools/export.py --quantize int8 --out default_int8.onnx   # int8, calibrated on the embedded trainval
+    python tools/export.py --run R --quantize int8 --calib-root VOC2007 --calib-split trainval --calib-images 64 --out q.onnx
 """
 from __future__ import annotations
 
@@ -39,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="detectors: the score threshold built into the graph (default %(default)s)")
     parser.add_argument("--check-images", nargs="*", default=[], help="more images to compare PyTorch and onnxruntime on")
     parser.add_argument("--num-proposals", type=int, default=300, help="proposal-fed detectors: boxes used to check")
+    parser.add_argument("--quantize", choices=["int8"], help="int8 static quantization (onnxruntime QDQ, per channel), "
+                        "calibrated on training images; the float graph is written beside --out as *.fp32.onnx")
+    parser.add_argument("--calib-root", help="--quantize: VOC-layout folder of calibration images (default: the "
+                        "embedded dataset, the shipped default detector's training data)")
+    parser.add_argument("--calib-split", default="trainval", help="--quantize: its split (default %(default)s)")
+    parser.add_argument("--calib-images", type=int, default=32, help="--quantize: how many (default %(default)s)")
     args = parser.parse_args(argv)
 
     from visiontasks.engine.run import write_json
@@ -54,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"{path}: the segmenter is exported for {args.input}, the image is "
                              f"{'x'.join(map(str, image.shape))}")
         checks.append((path, image))
+    if args.quantize:
+        from visiontasks.export.int8 import export_int8
+
+        return export_int8(predictor, name, args.out, size, checks, args.calib_root, args.calib_split,
+                           args.calib_images, args.num_proposals)
     report = export_onnx(predictor.model, predictor.task, args.out, name=name, image_size=size,
                          num_proposals=args.num_proposals, check_images=checks)
     meta = {"model": name, "task": predictor.task, "classes": list(predictor.classes), "inputs": report.inputs,

@@ -1,0 +1,139 @@
+"""int8 export (onnxruntime static quantization) and ``eval.py det --onnx`` (issue 24).
+
+Tolerances stated here, not tuned: on images of the embedded dataset the int8 detector finds
+at least 90 % of the float graph's boxes with score ≥ 0.5 (same label, IoU ≥ 0.5) and the int8
+segmenter gives the float graph's class on at least 97 % of the pixels.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime", reason="the export extra is not installed (pip install -e '.[export]')")
+pytest.importorskip("onnx", reason="the export extra is not installed (pip install -e '.[export]')")
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+
+import eval as eval_tool  # noqa: E402
+import export as export_tool  # noqa: E402
+from _common import run_cli  # noqa: E402
+
+from visiontasks.errors import InputError  # noqa: E402
+from visiontasks.export import quantize  # noqa: E402
+from visiontasks.export.onnx_predictor import load_onnx  # noqa: E402
+from visiontasks.export.quantize import (calibration_images, detection_agreement, has_vnni,  # noqa: E402
+                                         mask_agreement, vnni_warning)
+
+
+def _dets(boxes: list, scores: list, labels: list) -> dict:
+    return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), "scores": torch.tensor(scores),
+            "labels": torch.tensor(labels, dtype=torch.int64)}
+
+
+def test_detection_agreement_hand_computed() -> None:
+    ref = _dets([[0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 10, 10]], [0.9, 0.8, 0.3], [1, 2, 1])
+    # IoU([0,0,10,10], [0,0,10,12]) = 100/120 ≥ 0.5: found; the label-2 box is matched only by a label-1 box
+    test = _dets([[0, 0, 10, 12], [20, 20, 30, 30]], [0.7, 0.6], [1, 1])
+    assert detection_agreement(ref, test) == pytest.approx(1 / 2)
+    # IoU([0,0,10,10], [0,0,10,25]) = 0.4 < 0.5: not found
+    assert detection_agreement(ref, _dets([[0, 0, 10, 25], [20, 20, 30, 30]], [0.7, 0.6], [1, 2])) == pytest.approx(1 / 2)
+    assert detection_agreement(ref, _dets([], [], [])) == 0.0
+    assert detection_agreement(_dets([[0, 0, 1, 1]], [0.2], [1]), test) is None  # nothing confident to find
+    a = torch.zeros(1, 3, 2, 2)
+    a[0, 1] = 1.0
+    b = a.clone()
+    b[0, 2, 0, 0] = 5.0  # one of four pixels changes class
+    assert mask_agreement(a, b) == pytest.approx(0.75)
+
+
+def test_vnni_check_is_a_flag_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert has_vnni({"avx2", "avx512_vnni"}) and has_vnni({"avx_vnni"}) and not has_vnni({"avx2", "avx512f"})
+    line = vnni_warning({"avx2"})
+    assert line is not None and "\n" not in line and "slower" in line
+    assert vnni_warning({"avx512_vnni"}) is None
+    monkeypatch.setattr(quantize, "cpu_flags", lambda: {"sse4_2", "avx2"})
+    assert not has_vnni() and vnni_warning() is not None
+
+
+def test_calibration_images_that_do_not_exist(tmp_path: Path, embedded_root: Path) -> None:
+    with pytest.raises(InputError, match="calibration folder does not exist"):
+        calibration_images(tmp_path / "nowhere", "trainval", 4)
+    with pytest.raises(InputError, match="no split 'nosuch'"):
+        calibration_images(embedded_root, "nosuch", 4)
+    fake = tmp_path / "voc"
+    (fake / "ImageSets" / "Main").mkdir(parents=True)
+    (fake / "JPEGImages").mkdir()
+    (fake / "ImageSets" / "Main" / "trainval.txt").write_text("missing_001\n")
+    with pytest.raises(InputError, match=r"missing_001\.jpg: calibration image does not exist"):
+        calibration_images(fake, "trainval", 4)
+    images = calibration_images(embedded_root, "trainval", 2, size=(3, 48, 64))
+    assert len(images) == 2 and images[0].shape == (3, 48, 64) and 0.0 <= float(images[0].min()) <= 1.0
+
+
+def test_tool_bad_inputs_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cases = [(["--config", str(REPO / "configs/detection/rcnn_small.yaml")], "WarpedRegionPooler"),
+             (["--config", str(REPO / "configs/detection/spp_net_small.yaml")], "ScalePyramid"),
+             (["--config", str(REPO / "configs/detection/fast_rcnn_small.yaml")], "takes proposals"),
+             (["--calib-root", str(tmp_path / "nowhere")], "calibration folder does not exist")]
+    for extra, words in cases:
+        assert run_cli(export_tool.main, [*extra, "--quantize", "int8", "--out", str(tmp_path / "q.onnx")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], (extra, err)
+        assert not (tmp_path / "q.onnx").exists()
+    assert run_cli(eval_tool.main, ["det", "--onnx", str(tmp_path / "none.onnx"), "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such ONNX file" in err[0]
+
+
+def test_no_vnni_warns_one_line_and_still_writes(tmp_path: Path, embedded_root: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(quantize, "cpu_flags", lambda: {"sse4_2", "avx2"})
+    out = tmp_path / "seg_int8.onnx"
+    assert run_cli(export_tool.main, ["--config", str(REPO / "configs/segmentation/default.yaml"), "--input",
+                                      "3x64x64", "--quantize", "int8", "--calib-root", str(embedded_root),
+                                      "--calib-images", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert sum("no VNNI" in line for line in printed) == 1
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["precision"] == "int8" and meta["calibration"]["images"] == 2
+    assert out.is_file() and (tmp_path / "seg_int8.fp32.onnx").is_file()
+
+
+@pytest.mark.slow
+def test_default_detector_int8_close_to_float_and_eval_onnx(tmp_path: Path, embedded_root: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "det_int8.onnx"
+    assert run_cli(export_tool.main, ["--quantize", "int8", "--calib-root", str(embedded_root), "--calib-images", "16",
+                                      "--preset", "evaluate", "--out", str(out)]) == 0
+    fp32, int8 = load_onnx(tmp_path / "det_int8.fp32.onnx"), load_onnx(out)
+    test_ids = (embedded_root / "ImageSets/Main/test.txt").read_text().split()[:12]
+    from visiontasks.api import to_tensor_image
+
+    shares = []
+    for image_id in test_ids:  # test images: not seen by calibration
+        image = to_tensor_image(str(embedded_root / "JPEGImages" / f"{image_id}.jpg"))
+        share = detection_agreement(fp32([image])[0], int8([image])[0])
+        if share is not None:
+            shares.append(share)
+    assert len(shares) >= 8 and sum(shares) / len(shares) >= 0.9, shares
+    capsys.readouterr()
+    assert run_cli(eval_tool.main, ["det", "--onnx", str(out), "--root", str(embedded_root), "--split", "test",
+                                    "--out", str(tmp_path / "r.json")]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert set(result["per_class"]) == {"circle", "square", "triangle"} and 0.0 <= result["mAP"] <= 1.0
+
+
+@pytest.mark.slow
+def test_default_segmenter_int8_pixel_agreement(tmp_path: Path, embedded_root: Path) -> None:
+    out = tmp_path / "seg_int8.onnx"
+    assert run_cli(export_tool.main, ["--config", "default-seg", "--input", "3x160x160", "--quantize", "int8",
+                                      "--calib-root", str(embedded_root), "--calib-images", "16", "--out", str(out)]) == 0
+    fp32, int8 = load_onnx(tmp_path / "seg_int8.fp32.onnx"), load_onnx(out)
+    images = calibration_images(embedded_root, "test", 8, size=(3, 160, 160))
+    batch = torch.stack(images)
+    assert mask_agreement(fp32(batch)["out"], int8(batch)["out"]) >= 0.97
