@@ -207,3 +207,29 @@ def test_convert_tool_voc_to_yolo_to_voc(tmp_path: Path, capsys: pytest.CaptureF
     assert run_cli(tool.main, ["--dataset", "yolo", "--root", str(tmp_path / "none"), "--split", "train",
                                "--to", "voc", "--out", str(tmp_path / "z")]) == 2
     assert "data.yaml not found" in capsys.readouterr().err
+
+
+def test_eval_checkpoint_scores_a_yolo_split_as_its_voc_original(embedded_root: Path, tmp_path: Path) -> None:
+    import sys
+
+    from visiontasks.api import DEFAULT_WEIGHTS
+    from visiontasks.data import EMBEDDED_CLASSES
+    from visiontasks.cli import load_tool
+
+    tool = load_tool("eval")
+    run_cli = sys.modules["_common"].run_cli
+    test = VOCDetection(embedded_root, "test", classes=EMBEDDED_CLASSES)
+    # YOLO txt has no 'difficult' flag (VOC ignores those objects when scoring): images without one
+    ids = [test.ids[i] for i in range(len(test)) if not test.get_annotation(i)["difficult"].any()][:6]
+    (embedded_root / "ImageSets" / "Main" / "yolo_probe.txt").write_text("\n".join(ids) + "\n")
+    convert(VOCDetection(embedded_root, "yolo_probe", classes=EMBEDDED_CLASSES), "yolo", tmp_path / "y", "val")
+    scores = {}
+    for kind, root, split in (("voc", embedded_root, "yolo_probe"), ("yolo", tmp_path / "y", "val")):
+        out = tmp_path / f"{kind}.json"
+        argv = ["det", "--checkpoint", str(DEFAULT_WEIGHTS), "--dataset", kind, "--root", str(root), "--split", split,
+                "--out", str(out)]
+        assert run_cli(tool.main, argv) == 0
+        scores[kind] = json.loads(out.read_text())["mAP"]
+    assert scores["yolo"] == pytest.approx(scores["voc"], abs=1e-6), scores
+    assert run_cli(tool.main, ["det", "--dataset", "yolo", "--root", str(tmp_path / "y"), "--split", "val",
+                               "--detections", str(tmp_path)]) == 2

@@ -34,7 +34,8 @@ from visiontasks.data.voc import VOC_CLASSES, VOCDetection, VOCSegmentation
 from visiontasks.errors import InputError
 from visiontasks.tasks import TASKS
 
-__all__ = ["build_dataset", "dataset_classes", "proposal_dir", "auto_proposal_dir", "DATASETS", "MakeProposals"]
+__all__ = ["build_dataset", "dataset_classes", "open_dataset", "proposal_dir", "auto_proposal_dir", "DATASETS",
+           "MakeProposals"]
 
 #: ``make_proposals(root, split, out, workers)``: proposes every image of a VOC-layout split without a file
 #: in the folder ``out`` (resumable), e.g. ``Detector.make_proposals`` with the model's own proposal method.
@@ -245,3 +246,33 @@ def _own_format_dataset(cfg_data: Mapping[str, Any], kind: str, split: str, task
         dataset = LabelMeDetection(cfg_data["root"], split, classes=classes, transforms=transforms, proposals=store)
     _check_proposal_files(store, dataset.ids)
     return dataset
+
+
+def open_dataset(kind: str, root: Any, split: str, classes: Any = None, task: str = "detection") -> Dataset:
+    """A split of a ``voc``, ``yolo`` or ``labelme`` folder without transforms (for ``tools/eval.py --dataset``).
+
+    Args:
+        kind: ``voc``, ``yolo`` or ``labelme`` (COCO is opened from its images folder and json).
+        root: the dataset folder (the folder of data.yaml for ``yolo``).
+        split: the split name.
+        classes: class names (default: the format's own; VOC's 20 for ``voc``).
+        task: ``detection`` or ``segmentation`` (``voc`` and ``labelme``).
+
+    Returns:
+        The dataset.
+    """
+    if kind not in ("voc", "yolo", "labelme"):
+        raise ValueError(f"dataset must be voc, yolo or labelme here, got {kind!r}")
+    if not root:
+        raise ValueError(f"dataset {kind!r} needs --root")
+    if kind == "yolo":
+        from visiontasks.data.yolo_txt import YOLODetection
+
+        if task != "detection":
+            raise ValueError("dataset 'yolo' holds boxes: detection only")
+        return YOLODetection(root, split, classes=classes)
+    if kind == "labelme":
+        from visiontasks.data.labelme import LabelMeDetection, LabelMeSegmentation
+
+        return (LabelMeDetection if task == "detection" else LabelMeSegmentation)(root, split, classes=classes)
+    return (VOCDetection if task == "detection" else VOCSegmentation)(root, split, classes=classes)
