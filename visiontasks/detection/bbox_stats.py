@@ -38,6 +38,7 @@ from torchvision.ops import box_iou
 from visiontasks.detection.base import drop_difficult
 from visiontasks.detection.box_coder import BoxCoder
 from visiontasks.engine.distributed import is_main_process
+from visiontasks.engine.preempt import polled
 from visiontasks.engine.stages import Stage
 from visiontasks.errors import InputError
 from visiontasks.io import atomic_write
@@ -146,7 +147,8 @@ class BoxTargetStatsStage(Stage):
         data_cfg = ctx.cfg["data"]
         dataset = build_dataset(data_cfg, data_cfg["train_split"], train=False, task="detection",
                                 proposal_params=ctx.model.proposal_params, make_proposals=ctx.model.make_proposals)
-        for i in range(len(dataset)):
+        # SIGTERM/SIGINT: stop between images; nothing is written, resume computes them again
+        for i in polled(range(len(dataset)), "box-target statistics not written yet"):
             target = drop_difficult(dataset[i][1])
             if "proposals" not in target:
                 raise ValueError("box-target statistics need proposals in the dataset (set data.proposals)")

@@ -56,6 +56,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from visiontasks.engine.distributed import is_dist, is_main_process
+from visiontasks.engine.preempt import polled
 from visiontasks.engine.stages import Stage, StageContext
 from visiontasks.errors import InputError
 
@@ -274,7 +275,10 @@ class ProposalStep(Stage):
         rpn.post_nms_top_n = (saved[1][0], saved[1][0])  # the training count after it (2000)
         model.to(device).eval()
         try:
-            for i in tqdm(todo if is_main_process() else [], desc=self.name, leave=False):
+            def kept() -> str:  # what a stop by SIGTERM/SIGINT keeps (engine/preempt.py)
+                return f"proposals of {len(ids) - len(todo) + len(counts)} of {len(ids)} images in {out}"
+
+            for i in polled(tqdm(todo if is_main_process() else [], desc=self.name, leave=False), kept):
                 image, _ = dataset[i]
                 image = image.to(device)
                 batch, _ = model.transform([image])

@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 from torchvision.ops import box_iou
 
 from visiontasks.engine.distributed import is_main_process
+from visiontasks.engine.preempt import polled
 from visiontasks.engine.stages import Stage, StageContext
 from visiontasks.io import atomic_write
 from visiontasks.segmentation.common import load_matching_weights
@@ -111,7 +112,7 @@ class ProposalWindowStage(Stage):
     def windows(self, base: Dataset, folder: Path) -> list[torch.Tensor]:
         """Each image's windows, read from ``folder`` or proposed and written there."""
         out = []
-        for i in range(len(base)):
+        for i in polled(range(len(base)), lambda: f"windows of {len(out)} of {len(base)} images in {folder}"):
             path = folder / f"{i}.npy"
             if path.is_file():
                 out.append(torch.from_numpy(np.load(path)).reshape(-1, 4))

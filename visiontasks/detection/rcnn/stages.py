@@ -54,6 +54,7 @@ from visiontasks.detection.rcnn.features import (feature_mean_norm, features_pat
                                                  write_image_features)
 from visiontasks.detection.rcnn.svm import mine_hard_negatives, svm_objective, train_linear_svm
 from visiontasks.engine.distributed import is_main_process
+from visiontasks.engine.preempt import polled
 from visiontasks.engine.stages import Stage
 from visiontasks.errors import InputError
 
@@ -114,6 +115,11 @@ def _dataset_ids(dataset: Any) -> list[str]:
     return [str(i) for i in ids]
 
 
+def _kept(folder: Path, what: str, total: int) -> Callable[[], str]:
+    """The message of a stop by SIGTERM/SIGINT (engine/preempt.py): what ``folder`` holds."""
+    return lambda: f"{what}: {sum(1 for p in folder.glob('*.npz'))} of {total} written in {folder}"
+
+
 def _device(ctx) -> torch.device:
     from visiontasks.engine.common import resolve_device
 
@@ -166,7 +172,8 @@ class FeatureCacheStage(Stage):
                             num_workers=int(ctx.cfg["data"].get("num_workers", 0)))
         rows = 0
         try:
-            for images, targets in tqdm(loader, total=len(todo), desc="features", leave=False):
+            kept = _kept(folder, "feature cache (images)", len(ids))
+            for images, targets in polled(tqdm(loader, total=len(todo), desc="features", leave=False), kept):
                 target = targets[0]  # difficult objects stay ground truth (roidb_from_voc.m)
                 record = target_record(target, partial(model.extract, images[0].to(device)), len(dataset.classes))
                 write_image_features(folder, str(target["image_id"]), record)
@@ -196,9 +203,10 @@ class _PerClassFitStage(Stage):
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def prepare(self, feats: Path, manifest: dict[str, Any], todo: list[int], p: dict[str, Any], scale: float
-                ) -> Callable[[int, str], tuple[np.ndarray, Any, dict[str, Any]]]:
-        """Reads what the classes ``todo`` need and returns ``fit(label, name) -> (weight, bias, stats)``."""
+    def prepare(self, feats: Path, manifest: dict[str, Any], todo: list[int], p: dict[str, Any], scale: float,
+                kept: Callable[[], str] = str) -> Callable[[int, str], tuple[np.ndarray, Any, dict[str, Any]]]:
+        """Reads what the classes ``todo`` need and returns ``fit(label, name) -> (weight, bias, stats)``;
+        its per-image loops stop between images after SIGTERM/SIGINT (``polled(..., kept)``)."""
         raise NotImplementedError
 
     def run(self, ctx) -> dict[str, Any]:
@@ -217,8 +225,9 @@ class _PerClassFitStage(Stage):
                 if not _settings_match(class_file(folder, c, classes[c - 1]), settings)]
         summary: dict[str, Any] = {f"{self.feature}_mean_norm": mean_norm, "fitted": [classes[c - 1] for c in todo]}
         if todo:
-            fit = self.prepare(feats, manifest, todo, p, scale)
-            for c in todo:
+            kept = _kept(folder, f"{self.name} (classes)", len(classes))
+            fit = self.prepare(feats, manifest, todo, p, scale, kept)
+            for c in polled(todo, kept):
                 name = classes[c - 1]
                 weight, bias, stats = fit(c, name)
                 _save_npz(class_file(folder, c, name), {"weight": weight, "bias": bias, "scale": scale,
@@ -241,10 +250,10 @@ class SVMStage(_PerClassFitStage):
     def __init__(self, name: str = "svm") -> None:
         super().__init__(name)
 
-    def prepare(self, feats: Path, manifest: dict[str, Any], todo: list[int], p: dict[str, Any], scale: float
-                ) -> Callable[[int, str], tuple[np.ndarray, Any, dict[str, Any]]]:
+    def prepare(self, feats: Path, manifest: dict[str, Any], todo: list[int], p: dict[str, Any], scale: float,
+                kept: Callable[[], str] = str) -> Callable[[int, str], tuple[np.ndarray, Any, dict[str, Any]]]:
         ids = manifest["image_ids"]
-        positives = self._positives(feats, ids, todo)
+        positives = self._positives(feats, ids, todo, kept)
         train = partial(train_linear_svm, C=p["svm_C"], pos_weight=p["svm_pos_weight"], bias_mult=p["svm_bias_mult"])
         objective = partial(svm_objective, C=p["svm_C"], pos_weight=p["svm_pos_weight"], bias_mult=p["svm_bias_mult"])
 
@@ -254,7 +263,7 @@ class SVMStage(_PerClassFitStage):
             if len(x_pos) == 0:
                 stats.update(num_neg=0, retrains=0, added=0, note="no positives: never reported")
                 return np.zeros(manifest["fc7_dim"], np.float32), NO_POSITIVES_BIAS, stats
-            negs = (self._negatives(feats, image_id, c, p["neg_iou_thresh"], scale) for image_id in ids)
+            negs = (self._negatives(feats, image_id, c, p["neg_iou_thresh"], scale) for image_id in polled(ids, kept))
             res = mine_hard_negatives(x_pos, tqdm(negs, total=len(ids), desc=f"svm {name}", leave=False), train,
                                       retrain_limit=p["svm_retrain_limit"], hard_thresh=p["svm_hard_thresh"],
                                       evict_thresh=p["svm_evict_thresh"], objective=objective)
@@ -265,10 +274,11 @@ class SVMStage(_PerClassFitStage):
         return fit
 
     @staticmethod
-    def _positives(feats: Path, ids: list[str], labels: list[int]) -> dict[int, np.ndarray]:
+    def _positives(feats: Path, ids: list[str], labels: list[int], kept: Callable[[], str] = str
+                   ) -> dict[int, np.ndarray]:
         found: dict[int, list[np.ndarray]] = {c: [] for c in labels}
         dim = None
-        for image_id in tqdm(ids, desc="svm positives", leave=False):
+        for image_id in polled(tqdm(ids, desc="svm positives", leave=False), kept):
             d = read_image_features(feats, image_id, ("labels", "fc7"))
             dim = d["fc7"].shape[1]
             for c in labels:
@@ -296,14 +306,14 @@ class BoxRegressionStage(_PerClassFitStage):
     def __init__(self, name: str = "bbox_reg") -> None:
         super().__init__(name)
 
-    def prepare(self, feats: Path, manifest: dict[str, Any], todo: list[int], p: dict[str, Any], scale: float
-                ) -> Callable[[int, str], tuple[np.ndarray, Any, dict[str, Any]]]:
+    def prepare(self, feats: Path, manifest: dict[str, Any], todo: list[int], p: dict[str, Any], scale: float,
+                kept: Callable[[], str] = str) -> Callable[[int, str], tuple[np.ndarray, Any, dict[str, Any]]]:
         ids = manifest["image_ids"]
-        examples = self._examples(feats, ids, todo, p["bbox_iou_thresh"])
+        examples = self._examples(feats, ids, todo, p["bbox_iou_thresh"], kept)
 
         def fit(c: int, name: str) -> tuple[np.ndarray, Any, dict[str, Any]]:
             acc = RidgeAccumulator(manifest["pool5_dim"])
-            for i, rows, targets in tqdm(examples[c], desc=f"bbox_reg {name}", leave=False):
+            for i, rows, targets in polled(tqdm(examples[c], desc=f"bbox_reg {name}", leave=False), kept):
                 pool5 = read_image_features(feats, ids[i], ("pool5",))["pool5"]
                 acc.add(pool5[rows].astype(np.float32) * np.float32(scale), targets)
             weight, bias = acc.solve(p["bbox_lambda"])
@@ -312,12 +322,12 @@ class BoxRegressionStage(_PerClassFitStage):
         return fit
 
     @staticmethod
-    def _examples(feats: Path, ids: list[str], labels: list[int], thresh: float
+    def _examples(feats: Path, ids: list[str], labels: list[int], thresh: float, kept: Callable[[], str] = str
                   ) -> dict[int, list[tuple[int, np.ndarray, np.ndarray]]]:
         """Per class: (image index, rows, (n, 4) targets) of the rows with IoU > ``thresh`` with
         their best ground-truth box (whose class they take), as ``rcnn_train_bbox_regressor.m``."""
         out: dict[int, list] = {c: [] for c in labels}
-        for i, image_id in enumerate(tqdm(ids, desc="bbox_reg examples", leave=False)):
+        for i, image_id in polled(enumerate(tqdm(ids, desc="bbox_reg examples", leave=False)), kept):
             d = read_image_features(feats, image_id, ("boxes", "labels", "max_iou", "best_gt"))
             rows = np.flatnonzero((d["max_iou"] > thresh) & (d["best_gt"] >= 0))
             if not len(rows):
