@@ -10,7 +10,13 @@ selective search per image, without decoding and writing). Resumable: images who
 are skipped, so rerunning the same command after a kill continues. A DIR made with other
 parameters is refused (one line naming its manifest) unless ``--overwrite``, which deletes the
 proposal files, manifest and timing it holds and starts over. Bad input exits 2 with one line.
+
+More than one machine (docs/DISTRIBUTED.md): under ``torchrun --nproc_per_node K [--nnodes M]``
+each rank proposes every (world size)-th image and rank 0 writes the manifest after a barrier;
+in a job array each task runs ``--shard I/N`` and a last job runs ``--merge`` (same options),
+which writes the manifest once every image has its file. Each shard resumes on its own.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,6 +28,8 @@ from _common import run_cli
 from visiontasks.data.proposals import proposals_path
 from visiontasks.detection.proposals import proposal_params
 from visiontasks.detection.proposals.precompute import precompute_proposals, read_split_ids
+from visiontasks.detection.proposals.shards import clear_folder, merge_shards, parse_shard
+from visiontasks.engine import distributed as D
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default: %(default)s)")
     parser.add_argument("--out", required=True, help="proposals folder")
     parser.add_argument("--overwrite", action="store_true", help="delete DIR's proposals and start over")
+    split = parser.add_mutually_exclusive_group()
+    split.add_argument("--shard", help="I/N: propose only shard I of N (a job array task); then --merge")
+    split.add_argument("--merge", action="store_true",
+                       help="after all --shard I/N jobs: check every image has its file, write the manifest")
     return parser
 
 
@@ -47,16 +59,34 @@ def main(argv: list[str] | None = None) -> int:
     params = proposal_params(mode=args.mode, resize_width=args.resize_width or None, min_size=args.min_size,
                              max_proposals=args.max_proposals)
     out = Path(args.out)
+    shard = parse_shard(args.shard) if args.shard else None
+    if args.merge:
+        merged = merge_shards(out, read_split_ids(args.root, args.split), params)
+        print(f"merged {merged} shard folder(s); wrote {out / 'manifest.json'}")
+        return 0
+    rank, world, _ = D.init_distributed()  # under torchrun: this rank's shard, rank 0 merges
+    if world > 1:
+        if args.overwrite and rank == 0:
+            clear_folder(out)
+        D.barrier()
+        shard, args.overwrite = (rank, world), False
     try:
         summary = precompute_proposals(args.root, args.split, params, out, workers=args.workers,
-                                       overwrite=args.overwrite)
+                                       overwrite=args.overwrite, shard=shard, progress=rank == 0)
+        if world > 1:
+            D.barrier()
+            if rank == 0:
+                merge_shards(out, read_split_ids(args.root, args.split), params)
+            D.barrier()
+            D.cleanup()
     except KeyboardInterrupt:
         ids = read_split_ids(args.root, args.split)
         finished = sum(proposals_path(out, i).is_file() for i in ids)
         print(f"interrupted: {finished} of {len(ids)} images have proposals in {out}; "
               "rerun the same command to continue", file=sys.stderr)
         return 130
-    print(f"{args.split}: {summary.done} images proposed, {summary.skipped} skipped (already done), "
+    where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
+    print(f"{args.split}{where}: {summary.done} images proposed, {summary.skipped} skipped (already done), "
           f"{summary.total} in the split")
     if summary.done:
         print(f"mean {summary.boxes / summary.done:.1f} boxes per image; selective search "

@@ -4,7 +4,9 @@ auto`` run.
 One file per image in the proposal folder (:mod:`visiontasks.data.proposals`), written atomically by worker processes
 with a tqdm bar; images whose file exists are skipped (resumable); the manifest is written first
 and a folder made with other parameters is refused (or, with ``overwrite``, cleared);
-``timing.json`` records seconds of proposing per image.
+``timing.json`` records seconds of proposing per image. With ``shard=(I, N)`` only every N-th image
+from the I-th is proposed and the manifest waits for :func:`~visiontasks.detection.proposals.shards.merge_shards`
+(``shards.py``: ``--shard I/N`` and ``torchrun``).
 
 Shape shorthand: none (files in, files out).
 """
@@ -24,6 +26,7 @@ from visiontasks.data.proposals import (MANIFEST, TIMING, check_params, proposal
                                         write_manifest, write_proposals, write_timing)
 from visiontasks.data.voc import read_image, read_split_ids
 from visiontasks.detection.proposals.selective_search import propose
+from visiontasks.detection.proposals.shards import prepare_shard, shard_ids
 from visiontasks.errors import InputError
 
 __all__ = ["precompute_proposals", "read_split_ids", "prepare_folder", "PrecomputeSummary"]
@@ -87,8 +90,8 @@ def _work(job: tuple[str, str, str, dict]) -> tuple[str, int, float, tuple[str, 
 
 def precompute_proposals(root: str | Path, split: str, params: Mapping[str, Any], out: str | Path,
                          workers: int = 1, overwrite: bool = False, progress: bool = True,
-                         hint: str = "pass --overwrite to delete them and start over, or choose another --out"
-                         ) -> PrecomputeSummary:
+                         hint: str = "pass --overwrite to delete them and start over, or choose another --out",
+                         shard: tuple[int, int] | None = None) -> PrecomputeSummary:
     """Proposes every image of a split that has no file in ``out`` yet.
 
     Args:
@@ -100,17 +103,27 @@ def precompute_proposals(root: str | Path, split: str, params: Mapping[str, Any]
         overwrite: clear a folder made with other parameters instead of refusing it.
         progress: show a tqdm bar.
         hint: how to resolve a parameter mismatch (appended to that error).
+        shard: ``(I, N)``: propose only shard I of N (``shards.py``); the folder's manifest is then
+            written by ``merge_shards`` once all shards are done. ``overwrite`` is refused with it.
 
     Returns:
-        A :class:`PrecomputeSummary`.
+        A :class:`PrecomputeSummary` (of this shard's images).
     """
     if int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers!r}")
     root, out = Path(root), Path(out)
     ids = read_split_ids(root, split)
-    prepare_folder(out, params, overwrite, hint)
+    timing_dir = out
+    if shard is None:
+        prepare_folder(out, params, overwrite, hint)
+    else:
+        if overwrite:
+            raise ValueError("--overwrite with a shard would delete the other shards' files; clear the folder "
+                             "once before starting the shards")
+        timing_dir = prepare_shard(out, params, *shard)
+        ids = shard_ids(ids, *shard)
     todo = [i for i in ids if not proposals_path(out, i).is_file()]
-    timing = {k: v for k, v in read_timing(out).items() if proposals_path(out, k).is_file()}
+    timing = {k: v for k, v in read_timing(timing_dir).items() if proposals_path(out, k).is_file()}
     jobs = [(i, str(root / "JPEGImages" / f"{i}.jpg"), str(out), dict(params)) for i in todo]
     start = time.perf_counter()
     done, boxes, empty = 0, 0, []
@@ -134,10 +147,10 @@ def precompute_proposals(root: str | Path, split: str, params: Mapping[str, Any]
                 if n == 0:
                     empty.append(image_id)
                 if time.monotonic() - last_flush > FLUSH_EVERY_S:
-                    write_timing(out, timing)
+                    write_timing(timing_dir, timing)
                     last_flush = time.monotonic()
     finally:
-        write_timing(out, timing)
+        write_timing(timing_dir, timing)
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
     return PrecomputeSummary(total=len(ids), done=done, skipped=len(ids) - len(todo), boxes=boxes,
