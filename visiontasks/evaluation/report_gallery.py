@@ -66,7 +66,8 @@ def _picks(inputs: DetectionInputs, tide: dict[str, Any], kind: str) -> list[tup
     """(image, detection row or None, ground-truth rows to draw) of the top ``PER_TYPE`` of one type."""
     if kind == "miss":
         miss = tide["missed"]
-        boxes = [np.asarray(_xyxy(inputs.gts[0][i][j], inputs.box_format)) for i, j in zip(miss["image"], miss["index"])]
+        boxes = [np.asarray(_xyxy(inputs.gts[0][i][j], inputs.box_format))
+                 for i, j in zip(miss["image"], miss["index"])]
         area = [float(np.prod(np.clip(b[2:] - b[:2], 0, None))) for b in boxes]
         return [(int(miss["image"][k]), None, [int(miss["index"][k])]) for k in np.argsort(area, kind="stable")[::-1]]
     det = tide["detections"]
