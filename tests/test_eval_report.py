@@ -210,3 +210,32 @@ def _chromium(browser: str, page: Path, shot: Path) -> list[str]:
                           capture_output=True, text=True, timeout=120)
     assert shot.is_file(), proc.stderr[-2000:]
     return [line for line in proc.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+
+
+def _subset(embedded_root: Path, tmp_path: Path, count: int = 3) -> Path:
+    """The first ``count`` test images of the embedded dataset as their own VOC layout."""
+    ids = (embedded_root / "ImageSets" / "Main" / "test.txt").read_text().split()[:count]
+    root = tmp_path / "subset"
+    for sub, ext in (("Annotations", ".xml"), ("JPEGImages", ".jpg"), ("SegmentationClass", ".png")):
+        (root / sub).mkdir(parents=True)
+        for i in ids:
+            shutil.copy(embedded_root / sub / f"{i}{ext}", root / sub / f"{i}{ext}")
+    for split_dir, split in (("Main", "test"), ("Segmentation", "val")):
+        (root / "ImageSets" / split_dir).mkdir(parents=True)
+        (root / "ImageSets" / split_dir / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+def test_checkpoint_reports_draw_the_dataset_images(embedded_root: Path, tmp_path: Path) -> None:
+    weights = Path(__file__).resolve().parents[1] / "weights"
+    root = _subset(embedded_root, tmp_path)
+    rc, _, err = run(["det", "--checkpoint", str(weights / "default_det.pt"), "--root", str(root), "--split", "test",
+                      "--report", str(tmp_path / "det")])
+    assert rc == 0, err
+    page = check_page(tmp_path / "det", DET_SECTIONS)
+    assert "No gallery" not in page and "gallery" not in err  # the images come from the dataset
+    rc, _, err = run(["seg", "--checkpoint", str(weights / "default_seg.pt"), "--root", str(root), "--split", "val",
+                      "--report", str(tmp_path / "seg")])
+    assert rc == 0, err
+    page = check_page(tmp_path / "seg", ("metrics", "per-class", "confusion", "worst"))
+    assert page.count("<figcaption>") == 3

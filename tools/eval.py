@@ -23,7 +23,8 @@ with --errors ``"errors": {"ap50", "main", "special"}`` (TIDE), ``"confusion"``,
 "pixel_accuracy", "mean_class_accuracy", "per_class", "per_class_accuracy"}`` for segmentation;
 ``{"recall_50", "recall_70", "average_recall", "mabo", "boxes_per_image", "seconds_per_image"}`` for
 proposals (the proposer's time from DIR/timing.json). Nothing to score (a class without ground truth, an
-untimed proposer) is null, with one warning line. Bad input exits 2 with one line.
+untimed proposer) is null, with one warning line. Bad input exits 2 with one line. det|seg --report DIR [--images
+DIR]: DIR/index.html, plots, error gallery (visiontasks.evaluation.report_cli; docs/EVALUATION.md).
 """
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ report shows; :func:`write_report` runs after the result has been printed and wr
 so a failing report loses nothing. Both read the tool's options namespace: ``task``, ``report``,
 ``root``, ``split``, ``classes``, ``images``, ``checkpoint``; for ``det`` also ``detections``,
 ``metric``, ``annotations``, ``iou_type``, ``errors``, ``cache_dir``/``no_cache`` and ``recorded``
-(``(dataset, [(prediction, target), ...])`` of a ``--checkpoint`` run); for ``seg`` also
+(``(dataset, [(prediction, target), ...])`` of a model run, ``--checkpoint`` or ``--onnx``, any
+``--dataset`` format: the boxes the evaluator saw, the images from ``dataset.image_path``); for ``seg`` also
 ``predictions`` and ``seg_records`` (the hook the tool passes as ``on_prediction``). ``det --report``
 implies ``--errors``; with ``--iou-type segm`` (masks) it is refused in one line, as ``--errors`` is.
 
@@ -58,23 +59,40 @@ def _finder(folder: Path | None, names: list[str]) -> Callable[[int], Path | Non
     return find
 
 
+def _recorded_inputs(args: argparse.Namespace) -> DetectionInputs:
+    """The boxes of a model run (``--checkpoint``/``--onnx``, any dataset format) as the evaluator saw them."""
+    dataset, pairs = args.recorded
+    index = {str(i): k for k, i in enumerate(dataset.ids)}
+
+    def column(items: list[dict], key: str, dtype: type, shape: tuple[int, ...]) -> list[np.ndarray]:
+        # a target without "difficult" has none (as VOCDetectionEvaluator.update reads it)
+        return [np.asarray(d[key] if d.get(key) is not None else np.zeros(len(d["labels"])), dtype).reshape(shape)
+                for d in items]
+
+    def image_path(i: int) -> Path | None:
+        path = Path(dataset.image_path(index[ids[i]]))
+        return path if path.is_file() else None
+
+    preds, tgts = [p for p, _ in pairs], [t for _, t in pairs]
+    ids = [str(t["image_id"]) for t in tgts]
+    return DetectionInputs(
+        (column(preds, "boxes", np.float64, (-1, 4)), column(preds, "labels", np.int64, (-1,)),
+         column(preds, "scores", np.float64, (-1,))),
+        (column(tgts, "boxes", np.float64, (-1, 4)), column(tgts, "labels", np.int64, (-1,)),
+         column(tgts, "difficult", bool, (-1,))),
+        list(dataset.classes), ids, "voc", image_path)
+
+
 def _voc_inputs(args: argparse.Namespace, classes: list[str]) -> DetectionInputs:
     from visiontasks.evaluation.voc.cache import default_cache_dir
     from visiontasks.evaluation.voc.ground_truth import load_detection_ground_truth
+    from visiontasks.evaluation.voc.results import read_voc_results
 
     cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
     gt = load_detection_ground_truth(args.root, args.split, classes, cache_dir=cache)
-    if args.checkpoint:
-        by_id = {str(t["image_id"]): p for p, t in args.recorded[1]}
-        preds = tuple([np.asarray(by_id[i][k], np.float64 if k != "labels" else np.int64).reshape(shape)
-                       for i in gt.ids] for k, shape in (("boxes", (-1, 4)), ("labels", (-1,)), ("scores", (-1,))))
-    else:
-        from visiontasks.evaluation.voc.results import read_voc_results
-
-        preds = read_voc_results(args.detections, args.split, gt.classes, gt.ids)
-    folder = Path(args.images) if args.images else (Path(args.root) / "JPEGImages" if args.checkpoint else None)
+    preds = read_voc_results(args.detections, args.split, gt.classes, gt.ids)
     return DetectionInputs(preds, (gt.boxes, gt.labels, gt.difficult), gt.classes, list(gt.ids), "voc",
-                           _finder(folder, list(gt.ids)))
+                           _finder(Path(args.images) if args.images else None, list(gt.ids)))
 
 
 def _coco_inputs(args: argparse.Namespace) -> DetectionInputs:
@@ -98,7 +116,12 @@ def _coco_inputs(args: argparse.Namespace) -> DetectionInputs:
 def _det_report(args: argparse.Namespace, result: Mapping[str, Any]) -> list[str]:
     from visiontasks.evaluation.tide import tide_errors
 
-    inputs = _voc_inputs(args, list(result["per_class"])) if args.metric != "coco" else _coco_inputs(args)
+    if args.metric == "coco":
+        inputs = _coco_inputs(args)
+    elif getattr(args, "recorded", None) is not None:
+        inputs = _recorded_inputs(args)
+    else:
+        inputs = _voc_inputs(args, list(result["per_class"]))
     tide = None
     if result.get("errors"):
         tide = tide_errors(*inputs.preds, *inputs.gts, box_format=inputs.box_format, per_detection=True)
