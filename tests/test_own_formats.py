@@ -233,3 +233,11 @@ def test_eval_checkpoint_scores_a_yolo_split_as_its_voc_original(embedded_root: 
     assert scores["yolo"] == pytest.approx(scores["voc"], abs=1e-6), scores
     assert run_cli(tool.main, ["det", "--dataset", "yolo", "--root", str(tmp_path / "y"), "--split", "val",
                                "--detections", str(tmp_path)]) == 2
+
+
+def test_yolo_txt_list_split_of_a_shared_folder(tmp_path: Path) -> None:
+    root = make_yolo(tmp_path, {"x": "0 0.5 0.5 0.5 0.5\n", "y": "1 0.5 0.5 0.25 0.25\n"})
+    (root / "val.txt").write_text("./images/train/y.png\n")
+    (root / "data.yaml").write_text("train: images/train\nval: val.txt\nnames: [cat, dog]\n")
+    val = YOLODetection(root, "val")  # x's label file is not an orphan: the list names a subset
+    assert val.ids == ["y"] and val.get_annotation(0)["boxes"].tolist() == [[12, 6, 20, 10]]

@@ -109,14 +109,14 @@ def diagnose(records: Sequence[ImageRecord], classes: Sequence[str], drops_degen
     per_class = np.zeros(len(classes) + 1, np.int64)
     sizes = []
     for rec in records:
+        if rec.problem:  # its image path may be a guess (or a label file): not looked at
+            hit("annotation", 1, rec.problem)
+            continue
         header, error = _header_size(rec)
         if error == "missing":
             hit("missing", 1, str(rec.path))
         elif error:
             hit("unreadable", 1, error)
-        if rec.problem:
-            hit("annotation", 1, rec.problem)
-            continue
         if header is not None:
             sizes.append(header)
             if rec.size is not None and tuple(rec.size) != header:

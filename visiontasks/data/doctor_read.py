@@ -89,7 +89,7 @@ def _yolo(root: Path, split: str, classes: Sequence[str] | None) -> tuple[tuple[
 
     classes = tuple(classes or yolo_classes(root))
     files = split_images(root, split)
-    records = [ImageRecord(p.stem, p, problem=f"{p}: label file without an image") for p in orphan_labels(files)]
+    records = [ImageRecord(p.stem, p, problem=f"{p}: label file without an image") for p in orphan_labels(root, split, files)]
     for p in files:
         rec = ImageRecord(p.stem, p)
         try:

@@ -175,12 +175,24 @@ def to_xyxy(cxcywh: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return (rel * np.array([w, h, w, h], np.float64)).astype(np.float32)
 
 
-def orphan_labels(images: Sequence[Path]) -> list[Path]:
-    """Label files in the ``labels`` folders of ``images`` that have no image (ultralytics ignores them)."""
+def orphan_labels(root: str | os.PathLike[str], split: str, images: Sequence[Path]) -> list[Path]:
+    """Label files without an image, in the ``labels`` folder of each image folder ``split`` names.
+
+    Only folder entries are looked at: a ``.txt`` list may name a subset of a shared folder.
+    """
+    path, data = read_data_yaml(root)
+    base = path.parent
+    if data.get("path"):
+        base = Path(str(data["path"])) if Path(str(data["path"])).is_absolute() else base / str(data["path"])
+    entries = data.get("validation" if split == "val" and "val" not in data else split) or []
     have = {label_path(p) for p in images}
-    folders = {label_path(p).parent for p in images}
-    tops = {f for f in folders if not any(o != f and o in f.parents for o in folders)}
-    return sorted(f for top in tops if top.is_dir() for f in top.rglob("*.txt") if f not in have)
+    out = []
+    for entry in entries if isinstance(entries, list) else [entries]:
+        folder = _resolve(base, str(entry))
+        labels = label_path(folder / "x.jpg").parent
+        if folder.is_dir() and labels != folder and labels.is_dir():
+            out += [f for f in labels.rglob("*.txt") if f not in have]
+    return sorted(out)
 
 
 class YOLODetection(_VOCBase):
@@ -210,7 +222,7 @@ class YOLODetection(_VOCBase):
         self.classes: tuple[str, ...] = tuple(classes or names)
         self.split_file = self.yaml_path
         self.files = split_images(root, split)
-        for orphan in orphan_labels(self.files):
+        for orphan in orphan_labels(root, split, self.files):
             raise InputError(orphan, "label file without an image (no image of this name in the split's images folder)")
         self.ids = [p.stem for p in self.files]
         if len(set(self.ids)) != len(self.ids):
