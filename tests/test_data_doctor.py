@@ -49,7 +49,7 @@ def test_clean_split_counts_and_passes(tmp_path: Path) -> None:
     ({"a": (64, 48, [("cat", 10, 5, 10, 20)])}, "degenerate boxes", 1, "FAIL"),  # xmin = xmax: zero width
     ({"a": (64, 48, [("cat", 70, 5, 80, 20)])}, "boxes wholly outside the image", 1, "FAIL"),
     ({"a": (64, 48, [("cat", 50, 5, 70, 20), ("dog", 1, 1, 64, 48)])}, "boxes partly outside the image", 1, "warn"),
-    ({"a": (64, 48, [("cat", 10, 10, 15, 30), ("dog", 1, 1, 9, 9)])}, "tiny boxes", 1, "warn"),  # 5 px wide; 8x8 is not tiny
+    ({"a": (64, 48, [("cat", 10, 10, 15, 30), ("dog", 1, 1, 9, 9)])}, "tiny boxes", 1, "warn"),  # 5 px; 8 px: not
     ({"a": (64, 48, [("cat", 3, 3, 30, 30), ("cat", 3, 3, 30, 30), ("dog", 3, 3, 30, 30)])},
      "exact duplicate boxes", 1, "warn"),
     ({"a": (64, 48, [("cow", 3, 3, 30, 30)])}, "annotation files the reader refuses", 1, "FAIL"),
@@ -177,7 +177,8 @@ def test_coco128_table_matches_docs() -> None:
     table = format_table(report)
     doc = (REPO / "docs" / "OWN_DATA.md").read_text(encoding="utf-8")
     body = "\n".join(line for line in table.splitlines()[2:] if line.strip())
-    assert body in "\n".join(line for line in doc.splitlines() if line.strip()), "docs/OWN_DATA.md's coco128-voc table differs from the doctor's: rerun the command there"
+    assert body in "\n".join(line for line in doc.splitlines() if line.strip()), \
+        "docs/OWN_DATA.md's coco128-voc table differs from the doctor's: rerun the command there"
 
 
 def test_training_check_refuses_degenerate_boxes_and_warns_of_duplicates(tmp_path: Path,

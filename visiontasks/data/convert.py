@@ -56,7 +56,8 @@ def _voc_xml(image_id: str, size: tuple[int, int], boxes: np.ndarray, names: lis
     objects = "".join(
         f"  <object>\n    <name>{escape(n)}</name>\n    <pose>Unspecified</pose>\n    <truncated>0</truncated>\n"
         f"    <difficult>{int(d)}</difficult>\n    <bndbox>\n      <xmin>{_num(b[0] + 1)}</xmin>\n"
-        f"      <ymin>{_num(b[1] + 1)}</ymin>\n      <xmax>{_num(b[2] + 1)}</xmax>\n      <ymax>{_num(b[3] + 1)}</ymax>\n"
+        f"      <ymin>{_num(b[1] + 1)}</ymin>\n      <xmax>{_num(b[2] + 1)}</xmax>\n"
+        f"      <ymax>{_num(b[3] + 1)}</ymax>\n"
         f"    </bndbox>\n  </object>\n" for b, n, d in zip(boxes.astype(np.float64), names, difficult))
     return (f"<annotation>\n  <folder>VOC</folder>\n  <filename>{escape(image_id)}.jpg</filename>\n"
             f"  <size>\n    <width>{w}</width>\n    <height>{h}</height>\n    <depth>3</depth>\n  </size>\n"
@@ -141,7 +142,8 @@ def write_yolo(dataset: Any, out: str | os.PathLike[str], split: str) -> Path:
         ann = dataset.get_annotation(i)
         rows = []
         for box, label in zip(np.asarray(ann["boxes"], np.float64).reshape(-1, 4), np.asarray(ann["labels"]).tolist()):
-            cx, cy, bw, bh = (box[0] + box[2]) / 2 / w, (box[1] + box[3]) / 2 / h, (box[2] - box[0]) / w, (box[3] - box[1]) / h
+            cx, cy = (box[0] + box[2]) / 2 / w, (box[1] + box[3]) / 2 / h
+            bw, bh = (box[2] - box[0]) / w, (box[3] - box[1]) / h
             rows.append(f"{int(label) - 1} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}\n")
         (labels / f"{image_id}.txt").write_text("".join(rows), encoding="utf-8")
     path = out / "data.yaml"

@@ -85,11 +85,13 @@ def _coco(images: Path, annotations: Path) -> tuple[tuple[str, ...], list[ImageR
 
 def _yolo(root: Path, split: str, classes: Sequence[str] | None) -> tuple[tuple[str, ...], list[ImageRecord]]:
     from visiontasks.data.voc import image_size
-    from visiontasks.data.yolo_txt import label_path, orphan_labels, parse_label_file, split_images, to_xyxy, yolo_classes
+    from visiontasks.data.yolo_txt import (label_path, orphan_labels, parse_label_file, split_images, to_xyxy,
+                                           yolo_classes)
 
     classes = tuple(classes or yolo_classes(root))
     files = split_images(root, split)
-    records = [ImageRecord(p.stem, p, problem=f"{p}: label file without an image") for p in orphan_labels(root, split, files)]
+    records = [ImageRecord(p.stem, p, problem=f"{p}: label file without an image")
+               for p in orphan_labels(root, split, files)]
     for p in files:
         rec = ImageRecord(p.stem, p)
         try:

@@ -51,7 +51,8 @@ def read_data_yaml(root: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InputError(path, "data.yaml not found (dataset 'yolo' needs data.root = the folder of data.yaml)") from None
+        raise InputError(path, "data.yaml not found (dataset 'yolo' needs data.root = the folder of data.yaml)") \
+            from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise InputError(path, f"not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
@@ -154,7 +155,8 @@ def parse_label_file(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarr
         except ValueError:
             raise InputError(path, f"line {n}: not numbers: {line.strip()!r}") from None
         if not 0 <= cls < num_classes or cls != int(cls):  # range first: int(nan/inf) raises (fuzz)
-            raise InputError(path, f"line {n}: class index {cols[0]} is not one of 0..{num_classes - 1} (data.yaml names)")
+            raise InputError(path, f"line {n}: class index {cols[0]} is not one of 0..{num_classes - 1} "
+                                   "(data.yaml names)")
         if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
             raise InputError(path, f"line {n}: coordinates must be normalised to [0, 1], got {' '.join(cols[1:])}")
         if len(cols) > 5:  # polygon -> its box (ultralytics segments2boxes)
@@ -171,7 +173,8 @@ def to_xyxy(cxcywh: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     h, w = size
     cx, cy, bw, bh = (cxcywh[:, k] for k in range(4))
     rel = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
-    rel = np.where((rel < 0) & (rel > -1e-6), 0.0, np.where((rel > 1) & (rel < 1 + 1e-6), 1.0, rel))  # 6-decimal rounding
+    # the 6-decimal rounding of a box at the border is not "outside"
+    rel = np.where((rel < 0) & (rel > -1e-6), 0.0, np.where((rel > 1) & (rel < 1 + 1e-6), 1.0, rel))
     return (rel * np.array([w, h, w, h], np.float64)).astype(np.float32)
 
 
