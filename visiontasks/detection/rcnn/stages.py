@@ -29,8 +29,13 @@ class over fc7 (R-CNN's ``rcnn_train.m`` makes one pass for all classes; a pass 
 memory to one class's negative cache and makes each class resumable), the box-regression stage
 one pass over the images holding the class's examples, summing ``AᵀA`` (``(F + 1)²`` numbers).
 
-Under DDP the fitting stages run on rank 0 only (the other ranks keep the fine-tuned softmax;
-only rank 0 evaluates and writes).
+Under DDP (``torchrun``, one machine or several) the feature cache is split over the ranks: rank 0
+clears, checks or writes ``features/manifest.json`` (the settings; the engine's ``stages.json``
+records the stage done only after every rank has finished), then rank ``r`` of ``W`` caches the
+images ``r, r + W, …`` of the split that have no file yet (so each rank resumes its own share),
+and all ranks meet at a barrier. The files are those of one process: each depends only on its
+image and the (identical, DDP-synchronised) weights. The fitting stages run on rank 0 only (the
+other ranks keep the fine-tuned softmax; only rank 0 evaluates and writes).
 
 Shape shorthand: C = object classes, D = fc7 width, F = pool5 width.
 """
@@ -53,6 +58,7 @@ from visiontasks.detection.rcnn.features import (feature_mean_norm, features_pat
                                                  read_image_features, target_record, write_features_manifest,
                                                  write_image_features)
 from visiontasks.detection.rcnn.svm import mine_hard_negatives, svm_objective, train_linear_svm
+from visiontasks.engine import distributed as D
 from visiontasks.engine.distributed import is_main_process
 from visiontasks.engine.preempt import polled
 from visiontasks.engine.stages import Stage
@@ -135,12 +141,51 @@ class FeatureCacheStage(Stage):
         self.name = name
 
     def run(self, ctx) -> dict[str, Any]:
-        if not is_main_process():
-            return {}
         from visiontasks.data import collate_fn
 
+        rank, world = D.get_rank(), D.get_world_size()
         model = ctx.model
         folder = Path(ctx.out_dir) / "features"
+        error = None
+        if rank == 0:
+            try:
+                dataset, ids = self._prepare(ctx, folder)
+            except InputError as exc:  # every rank stops with the same line (no rank left at the barrier)
+                error = (exc.path, exc.problem)
+        error = _from_rank0(error)
+        if error is not None:
+            raise InputError(*error)
+        if rank != 0:
+            dataset = _cache_dataset(ctx)
+            ids = _dataset_ids(dataset)
+        todo = [i for i in range(rank, len(ids), world) if not features_path(folder, ids[i]).is_file()]
+        device = _device(ctx)
+        was_training = model.training
+        model.to(device).eval()
+        loader = DataLoader(Subset(dataset, todo), batch_size=1, shuffle=False, collate_fn=collate_fn,
+                            num_workers=int(ctx.cfg["data"].get("num_workers", 0)))
+        rows = 0
+        try:
+            kept = _kept(folder, "feature cache (images)", len(ids))
+            for images, targets in polled(tqdm(loader, total=len(todo), desc="features", leave=False,
+                                               disable=rank != 0), kept):
+                target = targets[0]  # difficult objects stay ground truth (roidb_from_voc.m)
+                record = target_record(target, partial(model.extract, images[0].to(device)), len(dataset.classes))
+                write_image_features(folder, str(target["image_id"]), record)
+                rows += len(record["boxes"])
+        finally:
+            model.train(was_training)
+        counts = D.all_reduce_dict({"computed": torch.tensor(float(len(todo))), "rows": torch.tensor(float(rows))})
+        D.barrier()  # the fitting stages (rank 0) read every rank's files
+        size = sum(p.stat().st_size for p in folder.glob("*.npz"))
+        return {"images": len(ids), "computed": round(counts["computed"] * world),
+                "rows_computed": round(counts["rows"] * world), "megabytes": round(size / 2**20, 3),
+                "bytes_per_image": round(size / max(len(ids), 1)), "ranks": world}
+
+    @staticmethod
+    def _prepare(ctx, folder: Path) -> tuple[Any, list[str]]:
+        """Rank 0: clears a fresh run's later stages, reads the dataset, checks or writes the manifest."""
+        model = ctx.model
         if not ctx.resume:  # new features make the fitted models of an earlier run stale
             for later in ("svm", "bbox_reg"):
                 shutil.rmtree(Path(ctx.out_dir) / later, ignore_errors=True)
@@ -164,25 +209,18 @@ class FeatureCacheStage(Stage):
                                            f"{folder} or start a fresh run")
         else:
             write_features_manifest(folder, info)
-        todo = [i for i, image_id in enumerate(ids) if not features_path(folder, image_id).is_file()]
-        device = _device(ctx)
-        was_training = model.training
-        model.to(device).eval()
-        loader = DataLoader(Subset(dataset, todo), batch_size=1, shuffle=False, collate_fn=collate_fn,
-                            num_workers=int(ctx.cfg["data"].get("num_workers", 0)))
-        rows = 0
-        try:
-            kept = _kept(folder, "feature cache (images)", len(ids))
-            for images, targets in polled(tqdm(loader, total=len(todo), desc="features", leave=False), kept):
-                target = targets[0]  # difficult objects stay ground truth (roidb_from_voc.m)
-                record = target_record(target, partial(model.extract, images[0].to(device)), len(dataset.classes))
-                write_image_features(folder, str(target["image_id"]), record)
-                rows += len(record["boxes"])
-        finally:
-            model.train(was_training)
-        size = sum(p.stat().st_size for p in folder.glob("*.npz"))
-        return {"images": len(ids), "computed": len(todo), "rows_computed": rows, "megabytes": round(size / 2**20, 3),
-                "bytes_per_image": round(size / max(len(ids), 1))}
+        return dataset, ids
+
+
+def _from_rank0(value: Any) -> Any:
+    """``value`` of rank 0 on every rank (itself in a single process)."""
+    if not D.is_dist():
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 class _PerClassFitStage(Stage):
