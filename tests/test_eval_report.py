@@ -239,3 +239,29 @@ def test_checkpoint_reports_draw_the_dataset_images(embedded_root: Path, tmp_pat
     assert rc == 0, err
     page = check_page(tmp_path / "seg", ("metrics", "per-class", "confusion", "worst"))
     assert page.count("<figcaption>") == 3
+
+
+def test_classic_method_report_scores_foreground_background(embedded_root: Path, tmp_path: Path) -> None:
+    root = _subset(embedded_root, tmp_path, count=2)
+    rc, _, err = run(["seg", "--method", "otsu", "--root", str(root), "--split", "val", "--out", str(tmp_path / "r.json"),
+                      "--report", str(tmp_path / "rep")])
+    assert rc == 0, err
+    page = check_page(tmp_path / "rep", ("metrics", "per-class", "confusion", "worst"))
+    ious = [float(c.rsplit("IoU ", 1)[1]) for c in re.findall(r"<figcaption>([^<]*)</figcaption>", page)]
+    assert len(ious) == 2 and ious == sorted(ious)  # worst first
+    assert "foreground" in page
+
+
+def test_worst_segmentations_iou_hand_computed() -> None:
+    from visiontasks.evaluation.report_gallery import WorstSegmentations
+
+    gt, pred = np.array([[0, 2], [255, 3]]), np.array([[0, 1], [1, 0]])
+    # foreground/background: gt [[0, 1], [void, 1]]: bg IoU 1/2, fg IoU 1/2
+    binary = WorstSegmentations(foreground_background=True)
+    binary.add("x", pred, gt)
+    assert binary.matrix(2).tolist() == [[1, 0], [1, 1]]
+    # by class: class 0 IoU 1/2, classes 1, 2, 3 IoU 0: mean 1/8
+    classes = WorstSegmentations()
+    classes.add("x", pred, gt)
+    assert '<figcaption>x: IoU 50.0</figcaption>' in binary.html(lambda i: None, ["background", "foreground"])
+    assert '<figcaption>x: IoU 12.5</figcaption>' in classes.html(lambda i: None, ["bg", "a", "b", "c"])

@@ -45,7 +45,7 @@ def prepare_report(args: argparse.Namespace) -> None:
             raise ValueError("--report draws box detections and their errors; --iou-type segm is not supported")
         args.errors = True
     elif not args.predictions:
-        args.seg_records = WorstSegmentations()
+        args.seg_records = WorstSegmentations(foreground_background=bool(args.method and not args.oracle_labels))
 
 
 def _finder(folder: Path | None, names: list[str]) -> Callable[[int], Path | None] | None:

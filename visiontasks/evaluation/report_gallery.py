@@ -136,11 +136,13 @@ class WorstSegmentations:
     """Keeps the ``keep`` images of lowest IoU and the dataset's confusion matrix, image by image.
 
     Call it as an ``on_prediction(pred, target)`` hook (``target["mask"]``, ``target["image_id"]``)
-    or with :meth:`add`.
+    or with :meth:`add`. ``foreground_background``: the ground truth is scored as 0 / 1 (every
+    class is 1, void stays 255), as the classic methods without oracle labels are.
     """
 
-    def __init__(self, keep: int = 8) -> None:
+    def __init__(self, keep: int = 8, foreground_background: bool = False) -> None:
         self.keep = keep
+        self.foreground_background = foreground_background
         self._confusion = np.zeros((255, 255), np.int64)  # labels 0..254 (255: void); cut to K by matrix()
         self._heap: list[tuple[float, int, str, np.ndarray, np.ndarray]] = []
         self._seen = 0
@@ -150,6 +152,8 @@ class WorstSegmentations:
 
     def add(self, image_id: str, pred: np.ndarray, gt: np.ndarray) -> None:
         """Adds one image: (H, W) predicted and ground-truth label maps (255 in ``gt``: void)."""
+        if self.foreground_background:
+            gt = np.where(gt == 255, 255, gt > 0).astype(np.uint8)
         k = 255
         valid = (gt < k) & (pred < k)
         cm = np.bincount(k * gt[valid].astype(np.int64) + pred[valid].astype(np.int64),
