@@ -106,6 +106,14 @@ def test_report_into_a_foreign_folder_is_one_line_and_writes_nothing(voc, tmp_pa
     assert out == ""  # refused before the evaluation ran
 
 
+def test_images_that_are_not_a_folder_are_one_line(voc, tmp_path: Path) -> None:
+    root, dets = voc
+    rc, out, err = run(["det", "--root", str(root), "--detections", str(dets), "--classes", "cat", "dog",
+                        "--images", str(tmp_path / "nowhere"), "--report", str(tmp_path / "rep")])
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "nowhere" in err and out == ""
+    assert not (tmp_path / "rep").exists()
+
+
 def test_report_without_images_says_so_in_one_line(voc, tmp_path: Path) -> None:
     root, dets = voc
     rc, out, err = run(["det", "--root", str(root), "--detections", str(dets), "--classes", "cat", "dog",
