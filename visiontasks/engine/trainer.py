@@ -11,7 +11,8 @@ checkpoints (:mod:`visiontasks.engine.checkpoint`), periodic and final evaluatio
 A run is exactly resumable: the checkpoint holds model, optimizer, scheduler, scaler, the
 iteration, every rank's RNG states and the log window; data order and augmentation depend only on
 ``(seed, position in the stream)``. On the CPU an interrupted-and-resumed run logs bit-identical
-losses to an uninterrupted one.
+losses to an uninterrupted one. After SIGTERM/SIGINT (:mod:`visiontasks.engine.preempt`) the loop
+stops after the current step, every DDP rank at the same iteration, with a checkpoint.
 
 Shape shorthand: ``images`` is whatever ``collate_fn`` returns first (a list of (3, H, W)
 tensors for the toolkit's datasets), ``targets`` the second (a list of dicts of tensors).
