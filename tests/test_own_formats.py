@@ -241,3 +241,12 @@ def test_yolo_txt_list_split_of_a_shared_folder(tmp_path: Path) -> None:
     (root / "data.yaml").write_text("train: images/train\nval: val.txt\nnames: [cat, dog]\n")
     val = YOLODetection(root, "val")  # x's label file is not an orphan: the list names a subset
     assert val.ids == ["y"] and val.get_annotation(0)["boxes"].tolist() == [[12, 6, 20, 10]]
+
+
+def test_labelme_detection_through_the_training_transforms(tmp_path: Path) -> None:
+    root = make_labelme(tmp_path, "one", [_shape("dog", [[15, 20], [5, 5]], "rectangle")])
+    ds = build_dataset({"dataset": "labelme", "root": str(root), "hflip_prob": 1.0}, "train", train=True)
+    image, target = ds[0]
+    assert image.shape[-2:] == (30, 40)
+    assert target["labels"].tolist() == [2 - 1]  # the only label found: 'dog' is class 1
+    assert target["boxes"].tolist() == [[24, 5, 34, 20]]  # always flipped, x -> W - 1 - x (data/transforms.py)
