@@ -20,7 +20,7 @@ __all__ = ["COMMANDS", "tools_dir", "load_tool", "main"]
 #: command → file in tools/ (without .py)
 COMMANDS = {"train-det": "train_det", "train-seg": "train_seg", "eval": "eval", "predict": "predict",
             "propose": "propose", "export": "export", "summary": "summary", "compress": "compress",
-            "check-data": "check_data"}
+            "check-data": "check_data", "benchmark": "benchmark"}
 
 
 def tools_dir() -> Path:

@@ -29,8 +29,11 @@ __all__ = ["OnnxDetector", "OnnxSegmenter", "OnnxPredictor", "load_onnx", "load_
            "read_meta"]
 
 
-def ort_session(path: str | os.PathLike, threads: int = 2):
+def ort_session(path: str | os.PathLike, threads: int = 2, spin: bool = True):
     """An onnxruntime CPU session with ``threads`` intra-op threads (one inter-op thread).
+
+    ``spin=False`` stops its threads busy-waiting after each run (onnxruntime spins by default),
+    so that a benchmark interleaving it with PyTorch calls does not slow those down.
 
     Raises:
         InputError: the file is missing or onnxruntime cannot load it.
@@ -45,6 +48,8 @@ def ort_session(path: str | os.PathLike, threads: int = 2):
     opts = onnxruntime.SessionOptions()
     opts.intra_op_num_threads = max(1, int(threads))
     opts.inter_op_num_threads = 1
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return onnxruntime.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # a truncated or foreign file
@@ -71,10 +76,11 @@ class OnnxDetector(nn.Module):
         classes: class names (background excluded); default from the ``.json`` beside the file.
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int = 2, classes: list[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, threads: int = 2, classes: list[str] | None = None,
+                 spin: bool = True) -> None:
         super().__init__()
         self.path = Path(path)
-        self.session = ort_session(path, threads)
+        self.session = ort_session(path, threads, spin)
         meta = read_meta(path)
         if meta.get("task", "detection") != "detection":
             raise InputError(path, f"is a {meta['task']} export; score it with 'eval.py seg'")
@@ -107,10 +113,11 @@ class OnnxSegmenter(nn.Module):
     Exported segmenters take one fixed size (``meta["input_size"]``); onnxruntime refuses others.
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int = 2, classes: list[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, threads: int = 2, classes: list[str] | None = None,
+                 spin: bool = True) -> None:
         super().__init__()
         self.path = Path(path)
-        self.session = ort_session(path, threads)
+        self.session = ort_session(path, threads, spin)
         meta = read_meta(path)
         self.classes = list(classes or meta.get("classes", []))
 
@@ -144,9 +151,9 @@ def load_onnx_predictor(path: str | os.PathLike, threads: int = 2) -> OnnxPredic
     return OnnxPredictor(model, task, model.classes, meta.get("precision", "fp32"))
 
 
-def load_onnx(path: str | os.PathLike, threads: int = 2) -> OnnxDetector | OnnxSegmenter:
+def load_onnx(path: str | os.PathLike, threads: int = 2, spin: bool = True) -> OnnxDetector | OnnxSegmenter:
     """An :class:`OnnxDetector` or :class:`OnnxSegmenter` for the file, by its inputs."""
     session = ort_session(path, threads)
     names = [i.name for i in session.get_inputs()]
     del session
-    return (OnnxSegmenter if "images" in names else OnnxDetector)(path, threads)
+    return (OnnxSegmenter if "images" in names else OnnxDetector)(path, threads, spin=spin)
