@@ -87,6 +87,8 @@ def _handler(signum: int, frame) -> None:
 
 
 def _say(line: str) -> None:
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
+        return
     try:  # os.write: no buffered stream may be re-entered from a signal handler
         os.write(2, (line + "\n").encode())
     except OSError:
