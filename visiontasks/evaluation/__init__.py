@@ -1,6 +1,8 @@
 """Evaluation: VOC detection AP (devkit-exact, vectorised), COCO through pycocotools, segmentation mIoU,
 and why detections fall short: TIDE's error breakdown (``tide``), the detection confusion matrix
-(``det_confusion``), AP by object size (``voc.score``).
+(``det_confusion``), AP by object size (``voc.score``); the HTML report of ``tools/eval.py --report``
+(``report_html`` page and sections, ``report_gallery`` error gallery and worst segmentations,
+``report_draw`` pictures, ``report_cli`` the tool's before/after calls).
 
 Pure functions on numpy arrays return dicts; accumulators (``update``/``compute``) wrap them for
 the training loop. Names are imported on first use (PEP 562), so that scoring results files
