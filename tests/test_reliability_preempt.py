@@ -207,3 +207,41 @@ def test_a_second_signal_exits_at_once_leaving_a_loadable_checkpoint(tmp_path):
     whole.train()
     for k, v in _weights(tmp_path / "whole").items():
         assert torch.equal(v, _weights(out)[k]), k
+
+
+# ---------------------------------------------------------------- the stages' own loops stop between items
+def test_stage_loops_stop_between_images(tmp_path, monkeypatch):
+    """Fast R-CNN's bbox_stats and DeconvNet's proposal windows: a signal during an image stops before the next."""
+    import visiontasks.data
+    from visiontasks.detection.bbox_stats import BoxTargetStatsStage
+    from visiontasks.segmentation.deconvnet_windows import ProposalWindowStage
+
+    box = torch.tensor([[2.0, 2.0, 12.0, 12.0]])
+    items = [(torch.zeros(3, 16, 16), {"boxes": box, "labels": torch.tensor([1]), "proposals": box,
+                                       "difficult": torch.tensor([False])}) for _ in range(3)]
+
+    class Signalling(list):
+        def __getitem__(self, i):
+            if i == 1:
+                preempt.request(signal.SIGTERM)
+            return list.__getitem__(self, i)
+
+    monkeypatch.setattr(visiontasks.data, "build_dataset", lambda *a, **k: Signalling(items))
+    ctx = StageContext(cfg={"data": {"train_split": "train"}}, out_dir=tmp_path, model=torch.nn.Linear(1, 1),
+                       train_dataset=None, test_dataset=None, device="cpu", resume=False, make_trainer=None,
+                       eval_fn=None)
+    ctx.model.proposal_params, ctx.model.make_proposals = None, None
+    try:
+        with pytest.raises(preempt.Preempted, match="box-target statistics not written yet"):
+            list(BoxTargetStatsStage._examples(ctx))
+    finally:
+        preempt.clear()
+    mask = torch.zeros(16, 16, dtype=torch.int64)
+    mask[2:12, 2:12] = 1
+    stage = ProposalWindowStage({"min_iou": 0.5, "enlarge": 1.2}, lambda image: box)
+    try:
+        with pytest.raises(preempt.Preempted, match="windows of 2 of 3 images"):
+            stage.windows(Signalling([(image, {"mask": mask}) for image, _ in items]), tmp_path)
+    finally:
+        preempt.clear()
+    assert sorted(p.name for p in tmp_path.glob("*.npy")) == ["0.npy", "1.npy"]  # the image in hand finished
