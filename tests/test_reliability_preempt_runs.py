@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-import torch.nn as nn
 from _reliability import tiny  # noqa: F401 (fixture)
 from _reliability import REPO, det_args
 from test_reliability_preempt import _interrupted_line, _logged_iterations, _rows, _signal_once, _weights
