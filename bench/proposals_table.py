@@ -2,7 +2,7 @@
 
     python bench/proposals_table.py [--images 20] [--root ../shared/data/coco128-voc/VOC2007] [--json out.json]
 
-Rows (``visiontasks.evaluation.proposal_table.TABLE_ROWS``): ``paper`` (Uijlings et al.'s fast
+Rows (``visiontasks.detection.proposals.table.TABLE_ROWS``): ``paper`` (Uijlings et al.'s fast
 mode, ranked their way), OpenCV's ``fast`` and ``quality`` presets, all at R-CNN's 500 px width
 with no minimum box side, and ``paper`` with R-CNN's 20 px filter at that width. Columns: boxes
 per image, recall at IoU 0.5 and 0.7, average recall (0.5:0.95), MABO, proposer seconds per
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from visiontasks.evaluation.proposal_table import TABLE_ROWS, format_proposal_table, proposal_table  # noqa: E402
+from visiontasks.detection.proposals.table import TABLE_ROWS, format_proposal_table, proposal_table  # noqa: E402
 
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "coco128-voc" / "VOC2007"
 

@@ -81,11 +81,11 @@ def test_no_ground_truth_is_nan_and_bad_input_is_named():
         recall_vs_proposals(PROPS, GT, LABELS, counts=[0])
 
 
-# --- the selective-search table (visiontasks/evaluation/proposal_table.py) ---------------------------------------
+# --- the selective-search table (visiontasks/detection/proposals/table.py) ---------------------------------------
 
 
 def test_cap_like_cuts_each_image_to_the_reference_count():
-    from visiontasks.evaluation.proposal_table import cap_like
+    from visiontasks.detection.proposals.table import cap_like
 
     cut = cap_like(PROPS, [np.zeros((1, 4)), np.zeros((5, 4))])  # image A to 1 box; B has 2 < 5: both kept
     assert [len(c) for c in cut] == [1, 2]
@@ -99,7 +99,7 @@ def test_cap_like_cuts_each_image_to_the_reference_count():
 def test_measure_proposals_scores_and_times_the_named_proposer(monkeypatch):
     import importlib
 
-    from visiontasks.evaluation.proposal_table import measure_proposals
+    from visiontasks.detection.proposals.table import measure_proposals
 
     ss_mod = importlib.import_module("visiontasks.detection.proposals.selective_search")  # the module, not the function
 
@@ -120,7 +120,7 @@ def test_measure_proposals_scores_and_times_the_named_proposer(monkeypatch):
 
 
 def test_table_prints_measured_rows_then_the_papers():
-    from visiontasks.evaluation.proposal_table import format_proposal_table
+    from visiontasks.detection.proposals.table import format_proposal_table
 
     row = dict(label="paper", boxes_per_image=2500.4, recall_50=0.8261, recall_70=0.5, average_recall=0.45,
                mabo=0.81, seconds_per_image=3.214)

@@ -161,3 +161,31 @@ def test_eval_bad_proposal_file_is_one_line(proposed, tmp_path, capsys, damage, 
     assert rc == 2
     line = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(line) == 1 and str(copy / "img1.npy") in line[0] and problem in line[0]
+
+
+def test_eval_proposals_needs_a_folder_or_table(tmp_path, capsys):
+    root = _voc_tree(tmp_path / "VOC")
+    rc, _, err = _run(eval_tool.main, ["proposals", "--root", str(root), "--split", "test"], capsys)
+    assert rc == 2
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--proposals" in lines[0] and "--table" in lines[0]
+
+
+def test_propose_paper_mode_with_seed_writes_its_parameters(tmp_path, capsys):
+    root, out = _voc_tree(tmp_path / "VOC"), tmp_path / "props"
+    rc, _, err = _run(propose_tool.main, ["--root", str(root), "--split", "test", *FAST, "--mode", "paper",
+                                          "--seed", "3", "--out", str(out)], capsys)
+    assert rc == 0, err
+    params = read_manifest(out)["params"]
+    assert params["mode"] == "paper" and params["seed"] == 3
+    assert all(read_proposals(out, i).shape[1] == 4 for i in OBJECTS)
+
+
+@pytest.mark.slow
+def test_eval_proposals_table_runs_every_mode(tmp_path, capsys):
+    root = _voc_tree(tmp_path / "VOC")
+    rc, out, err = _run(eval_tool.main, ["proposals", "--root", str(root), "--split", "test", "--table",
+                                         "--classes", "box", "--images", "1"], capsys)
+    assert rc == 0, err
+    for row in ("paper", "fast", "quality", "paper + 20 px filter", "Uijlings 2013 VOC07 fast"):
+        assert any(line.startswith(row) for line in out.splitlines()), row

@@ -13,6 +13,7 @@ Detection, segmentation, proposals (made by tools/propose.py)::
     python tools/eval.py seg --method otsu|adaptive|region_growing|split_merge|edges [--oracle-labels] \\
         --root VOC2012 --split val [--save-predictions DIR]
     python tools/eval.py proposals --root VOC2007 --split test --proposals DIR [--out r.json] [--plot r.png]
+    python tools/eval.py proposals --root VOC2007 --split test --table [--images 20]  # every selective-search mode
 
 Scoring results files reads only the annotations (Annotations/ or SegmentationClass/) and the
 split file, never JPEGImages/; ``det`` on comp4 files imports no torch.
@@ -32,7 +33,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from _common import run_cli
+from _common import UsageError, run_cli
 
 from visiontasks.errors import InputError
 from visiontasks.evaluation.report import format_metrics, public_metrics, warn_undefined, write_json
@@ -87,7 +88,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                        help="with --checkpoint: bf16 autocast on CPUs with native bf16 / CUDA (default: %(default)s)")
     prop.add_argument("--classes", nargs="+", default=None, help="class names (default: VOC's 20; 'auto')")
-    prop.add_argument("--proposals", required=True, help="folder written by tools/propose.py")
+    prop.add_argument("--proposals", help="folder written by tools/propose.py")
+    prop.add_argument("--table", action="store_true", help="instead: run every selective-search mode on the split "
+                      "and print boxes/recall/AR/MABO/seconds beside the paper's VOC07 figures")
+    prop.add_argument("--images", type=int, default=None, help="with --table: only the first N images")
     prop.add_argument("--top-n", type=int, default=None, help="score only the first N proposals of each image")
     prop.add_argument("--plot", metavar="PNG", help="draw recall against the number of proposals")
     return parser
@@ -205,7 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "report", None):  # checked before the run: a bad folder costs nothing
         from visiontasks.evaluation.report_cli import prepare_report, write_report
         prepare_report(args)
+    if args.task == "proposals" and args.table:
+        from visiontasks.detection.proposals.table import format_proposal_table, proposal_table
+
+        rows = proposal_table(args.root, args.split, limit=args.images, progress=print, classes=args.classes)
+        print(format_proposal_table(rows, f"{args.root} {args.split}"))
+        return 0
     if args.task == "proposals":
+        if not args.proposals:
+            raise UsageError("proposals: give --proposals DIR (a folder of tools/propose.py) or --table")
         from visiontasks.engine.evaluate import evaluate_proposals
 
         result = evaluate_proposals(args.root, args.split, args.proposals, _classes(args), args.top_n, plot=args.plot)

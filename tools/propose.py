@@ -29,6 +29,7 @@ from visiontasks.data.proposals import proposals_path
 from visiontasks.detection.proposals import proposal_params
 from visiontasks.detection.proposals.precompute import precompute_proposals, read_split_ids
 from visiontasks.detection.proposals.shards import clear_folder, merge_shards, parse_shard
+from visiontasks.detection.proposals.selective_search import MODES
 from visiontasks.engine import distributed as D
 
 
@@ -36,11 +37,16 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", required=True, help="VOC-layout folder (ImageSets/Main/, JPEGImages/)")
     parser.add_argument("--split", required=True, help="name of ImageSets/Main/<split>.txt")
-    parser.add_argument("--mode", default="fast", choices=["fast", "quality"])
+    parser.add_argument("--mode", default="fast", choices=list(MODES),
+                        help="paper: Uijlings et al.'s fast mode (the VOC07 configs' proposals); fast, quality: "
+                             "OpenCV's presets (default: %(default)s, as DEFAULT_PROPOSER)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the paper mode's ranking noise "
+                        "(default: %(default)s)")
     parser.add_argument("--resize-width", type=int, default=500,
                         help="resize to this width before proposing, 0 = keep the size (default: %(default)s)")
     parser.add_argument("--min-size", type=float, default=20,
-                        help="drop boxes with a side below this many original pixels (default: %(default)s)")
+                        help="drop boxes with a side below this many pixels of the resized (working) image, as "
+                             "selective_search_boxes.m (default: %(default)s)")
     parser.add_argument("--max-proposals", type=int, default=None, help="keep the first N per image (default: all)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default: %(default)s)")
     parser.add_argument("--out", required=True, help="proposals folder")
@@ -57,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     params = proposal_params(mode=args.mode, resize_width=args.resize_width or None, min_size=args.min_size,
-                             max_proposals=args.max_proposals)
+                             max_proposals=args.max_proposals, seed=args.seed)
     out = Path(args.out)
     shard = parse_shard(args.shard) if args.shard else None
     if args.merge:

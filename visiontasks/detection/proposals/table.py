@@ -101,7 +101,8 @@ def measure_proposals(images: Sequence[Callable[[], np.ndarray]], gt_boxes: Sequ
 def proposal_table(root: str | os.PathLike[str], split: str = "test", limit: int | None = None,
                    rows: Sequence[tuple[str, Mapping[str, Any]]] = TABLE_ROWS, resize_width: int | None = 500,
                    capped: Sequence[tuple[str, str]] = CAPPED_ROWS,
-                   progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+                   progress: Callable[[str], None] | None = None,
+                   classes: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Measures every row of the table on a VOC-layout split.
 
     Args:
@@ -114,6 +115,7 @@ def proposal_table(root: str | os.PathLike[str], split: str = "test", limit: int
             <reference>"``: the row's boxes cut per image to the reference's count (its seconds
             are the row's). Pairs naming a row not in ``rows`` are skipped.
         progress: called with one line after each row (e.g. ``print``).
+        classes: the annotation's class names (None: VOC's 20).
 
     Returns:
         Per row, :func:`measure_proposals`' dict plus ``"label"``.
@@ -127,7 +129,7 @@ def proposal_table(root: str | os.PathLike[str], split: str = "test", limit: int
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive int or None, got {limit!r}")
     params = [(label, proposal_params(**{"resize_width": resize_width, **kw})) for label, kw in rows]
-    dataset = VOCDetection(root, split)
+    dataset = VOCDetection(root, split, classes)
     n = len(dataset) if limit is None else min(limit, len(dataset))
     targets = [dataset.get_annotation(i) for i in range(n)]
     gts = ([t["boxes"].numpy() for t in targets], [t["labels"].numpy() for t in targets],
