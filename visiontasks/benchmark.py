@@ -242,7 +242,11 @@ def benchmark(rows: Sequence[str], columns: Sequence[Column], image_path: str | 
             if (why := col.unsupported()) is not None:
                 cells[row][col.name] = {"skipped": why}
                 continue
-            call, model = make_runner(sources[row], col, image, workdir, calib)
+            try:
+                call, model = make_runner(sources[row], col, image, workdir, calib)
+            except ValueError as exc:  # ExportError / InputError: this cell cannot run; the others still do
+                cells[row][col.name] = {"skipped": str(exc).splitlines()[0][:200]}
+                continue
             runners.append((row, col, call))
             models.setdefault((row, col.precision, col.runtime), (col, model))
     times: dict[tuple[str, str], list[float]] = {(r, c.name): [] for r, c, _ in runners}
@@ -268,7 +272,7 @@ def benchmark(rows: Sequence[str], columns: Sequence[Column], image_path: str | 
                 from visiontasks.data import build_embedded_dataset
 
                 root = str(build_embedded_dataset(data.get("root")))
-        if root is None or not _has_weights(sources[row]):
+        if root is None or not _has_weights(sources[row]) or "skipped" in cells[row].get(col.name, {}):
             continue
         score = _map(sources[row], col, model, Path(root), map_split, map_images)
         for c in columns:
