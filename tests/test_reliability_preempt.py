@@ -214,7 +214,7 @@ def test_stage_loops_stop_between_images(tmp_path, monkeypatch):
     """Fast R-CNN's bbox_stats and DeconvNet's proposal windows: a signal during an image stops before the next."""
     import visiontasks.data
     from visiontasks.detection.bbox_stats import BoxTargetStatsStage
-    from visiontasks.segmentation.deconvnet_windows import ProposalWindowStage
+    from visiontasks.segmentation.deconvnet.windows import ProposalWindowStage
 
     box = torch.tensor([[2.0, 2.0, 12.0, 12.0]])
     items = [(torch.zeros(3, 16, 16), {"boxes": box, "labels": torch.tensor([1]), "proposals": box,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from visiontasks.segmentation.instance_wise import (
+from visiontasks.segmentation.deconvnet.instance_wise import (
     InstanceWiseInference, aggregate_windows, crop_windows, enlarge_windows, paste_max, select_windows,
 )
 

@@ -17,7 +17,7 @@ from _reliability import REPO, call, one_error_line, seg_args, train_seg
 
 from visiontasks.engine.checkpoint import load_checkpoint
 from visiontasks.errors import InputError
-from visiontasks.segmentation.deconvnet_stages import ObjectCrops, object_boxes, parse_stages
+from visiontasks.segmentation.deconvnet.stages import ObjectCrops, object_boxes, parse_stages
 
 CONFIG = REPO / "configs" / "segmentation" / "fcn_small_twostage_embedded.yaml"
 STAGES = {"stage1": {"max_iters": 5}, "stage2": {"windows": "full"}}
@@ -207,7 +207,7 @@ def test_killed_within_each_stage_and_between_them_the_run_resumes_to_the_uninte
 
 
 def test_training_windows_are_the_proposals_overlapping_an_object_enlarged():
-    from visiontasks.segmentation.deconvnet_windows import select_training_windows
+    from visiontasks.segmentation.deconvnet.windows import select_training_windows
 
     props = [[0, 0, 9, 9], [0, 0, 4, 9], [20, 20, 29, 29]]  # IoU with the object: 1, 50/100 = 0.5, 0
     gt = torch.tensor([[0, 0, 9, 9]])
@@ -218,8 +218,8 @@ def test_training_windows_are_the_proposals_overlapping_an_object_enlarged():
 
 
 def test_proposal_windows_are_cached_per_image_and_every_window_is_a_sample(tmp_path):
-    from visiontasks.segmentation.deconvnet_stages import STAGE2_PROPOSAL_DEFAULTS
-    from visiontasks.segmentation.deconvnet_windows import ProposalWindowStage, WindowCrops
+    from visiontasks.segmentation.deconvnet.stages import STAGE2_PROPOSAL_DEFAULTS
+    from visiontasks.segmentation.deconvnet.windows import ProposalWindowStage, WindowCrops
 
     masks = [torch.zeros(20, 20, dtype=torch.int64) for _ in range(2)]
     masks[0][0:10, 0:10] = 1    # object box 0..9

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from visiontasks.segmentation.ensemble import EnsembleSegmenter
+from visiontasks.segmentation.deconvnet.ensemble import EnsembleSegmenter
 
 
 class Stub(nn.Module):

@@ -5,8 +5,8 @@ Every model maps (B, 3, H, W) images in [0, 1] to ``{"out": (B, K, H, W) logits}
 ``dilated_frontend``, ``dilated_context``, ``fcn_small``, ``edeconvnet`` (DeconvNet + FCN-8s ensemble).
 """
 from visiontasks.segmentation.context import ContextModule
-from visiontasks.segmentation.deconvnet import DeconvNet, deconvnet
-from visiontasks.segmentation.ensemble import EnsembleSegmenter, edeconvnet
+from visiontasks.segmentation.deconvnet import DeconvNet, EnsembleSegmenter, deconvnet, edeconvnet
+
 from visiontasks.segmentation.dilated import DilatedContextNet, DilatedFrontEnd, dilated_context, dilated_frontend
 from visiontasks.segmentation.fcn import FCN, fcn8s, fcn16s, fcn32s
 from visiontasks.segmentation.small import SmallFCN, fcn_small

@@ -55,12 +55,12 @@ class SmallFCN(nn.Module):
 def fcn_small(num_classes: int = 21, width: int = 32, pretrained_backbone: bool = False,
               stages: dict | None = None) -> SmallFCN:
     """The small FCN; ``stages`` trains it in DeconvNet's two stages (the CPU stand-in the tests use,
-    see :mod:`visiontasks.segmentation.deconvnet_stages`)."""
+    see :mod:`visiontasks.segmentation.deconvnet.stages`)."""
     if pretrained_backbone:
         raise ValueError("the small backbone has no ImageNet weights; use pretrained_backbone=False")
     model = SmallFCN(num_classes=num_classes, width=width)
     if stages is not None:
-        from visiontasks.segmentation.deconvnet_stages import attach_stages
+        from visiontasks.segmentation.deconvnet.stages import attach_stages
 
         attach_stages(model, stages)
     return model

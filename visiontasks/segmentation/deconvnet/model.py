@@ -16,10 +16,10 @@ Architecture (paper Fig. 2 / Table 1):
 
 Inference (``inference``): ``"full"`` runs the network once on the whole image (below);
 ``"instance"`` is the paper's instance-wise inference — a pass per proposal window, the windows'
-maps merged by pixel-wise max (:mod:`visiontasks.segmentation.instance_wise`, which cites the
+maps merged by pixel-wise max (:mod:`visiontasks.segmentation.deconvnet.instance_wise`, which cites the
 released code; selective search stands in for EdgeBoxes). It applies in eval mode only: training
 always runs the full network. Training in the paper's two stages (object-centred crops, then
-full images): ``stages``, :mod:`visiontasks.segmentation.deconvnet_stages`.
+full images): ``stages``, :mod:`visiontasks.segmentation.deconvnet.stages`.
 
 For whole images of any size the input is zero-padded (in normalised space, i.e. with the
 mean colour) at the bottom/right to a multiple of 32 and at least 224×224 (so that fc6's 7×7 window
@@ -42,7 +42,7 @@ from visiontasks.registry import register_model
 from visiontasks.segmentation.common import (
     ImageNetNormalize, check_num_classes, init_from_checkpoint, pad_to_multiple, vgg16_fc_as_conv,
 )
-from visiontasks.segmentation.instance_wise import InstanceWiseInference
+from visiontasks.segmentation.deconvnet.instance_wise import InstanceWiseInference
 
 __all__ = ["DeconvNet", "deconvnet", "DECODER_WIDTHS", "INFERENCE_MODES"]
 
@@ -63,7 +63,7 @@ class DeconvNet(nn.Module):
         pretrained_backbone: load torchvision's ImageNet VGG16 into the convolution network.
         inference: "full" (one pass over the whole image) or "instance" (the paper's
             instance-wise inference, in eval mode).
-        instance: the :class:`~visiontasks.segmentation.instance_wise.InstanceWiseInference`
+        instance: the :class:`~visiontasks.segmentation.deconvnet.instance_wise.InstanceWiseInference`
             used when ``inference == "instance"`` (default: its defaults, selective search).
     """
 
@@ -150,14 +150,14 @@ def deconvnet(num_classes: int = 21, pretrained_backbone: bool = False,
         instance_proposals: selective search boxes asked per image (the paper: ~2000 EdgeBoxes).
         proposer: ``proposer(image (3, H, W)) -> (R, 4)`` ranked boxes replacing selective search.
         stages: the paper's two-stage training (``model.stages``: ``stage1`` object-centred crops,
-            ``stage2`` full images; :mod:`visiontasks.segmentation.deconvnet_stages`); None trains in
+            ``stage2`` full images; :mod:`visiontasks.segmentation.deconvnet.stages`); None trains in
             one SGD stage on the ``data:`` section.
     """
     instance = InstanceWiseInference(proposer, instance_top_n, instance_enlarge, instance_min_side,
                                      instance_input_size, instance_proposals)
     model = init_from_checkpoint(DeconvNet(num_classes, pretrained_backbone, inference, instance), init_from)
     if stages is not None:
-        from visiontasks.segmentation.deconvnet_stages import attach_stages
+        from visiontasks.segmentation.deconvnet.stages import attach_stages
 
         attach_stages(model, stages)
     return model

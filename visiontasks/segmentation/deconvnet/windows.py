@@ -11,7 +11,7 @@ by released code (``data/get_data.sh`` l. 24-27), so the overlap threshold is no
 
 1. proposes on every training image (selective search, ``num_proposals`` boxes, or the model's
    instance-wise proposer), keeps the proposals whose box IoU with a ground-truth object box
-   (:func:`~visiontasks.segmentation.deconvnet_crops.object_boxes`) is at least ``min_iou`` (ours:
+   (:func:`~visiontasks.segmentation.deconvnet.crops.object_boxes`) is at least ``min_iou`` (ours:
    0.5), enlarges them ×``enlarge`` and stores them in ``stage2_windows/<index>.npy`` — one file per
    image, written atomically, so a killed stage proposes only on the images it had not reached;
 2. trains with SGD on :class:`WindowCrops` (every kept window of every image is one sample) from
@@ -36,9 +36,9 @@ from visiontasks.engine.preempt import polled
 from visiontasks.engine.stages import Stage, StageContext
 from visiontasks.io import atomic_write
 from visiontasks.segmentation.common import load_matching_weights
-from visiontasks.segmentation.deconvnet_crops import crop_sample, object_boxes
-from visiontasks.segmentation.deconvnet_stages import ObjectCropStage
-from visiontasks.segmentation.instance_wise import enlarge_windows
+from visiontasks.segmentation.deconvnet.crops import crop_sample, object_boxes
+from visiontasks.segmentation.deconvnet.stages import ObjectCropStage
+from visiontasks.segmentation.deconvnet.instance_wise import enlarge_windows
 
 __all__ = ["select_training_windows", "WindowCrops", "ProposalWindowStage", "WINDOWS_FOLDER"]
 
@@ -74,7 +74,7 @@ class WindowCrops(Dataset):
     Args:
         base: a segmentation dataset without transforms (``base[i] -> (image, {"mask"})``).
         windows: per image of ``base``, its (N_i, 4) int64 windows.
-        resize, crop_size, hflip_prob: see :func:`~visiontasks.segmentation.deconvnet_crops.crop_sample`.
+        resize, crop_size, hflip_prob: see :func:`~visiontasks.segmentation.deconvnet.crops.crop_sample`.
     """
 
     def __init__(self, base: Dataset, windows: list[torch.Tensor], resize: int = 250, crop_size: int = 224,

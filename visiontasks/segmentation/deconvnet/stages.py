@@ -20,7 +20,7 @@ What we run:
 * :class:`ObjectCropStage` (``stage1``): each sample is one ground-truth object of a training
   image, picked at random — SBD's instances where the dataset has them, otherwise each connected
   region of one class in the mask — its box enlarged ×1.2 about the centre
-  (:func:`~visiontasks.segmentation.instance_wise.enlarge_windows`, as at inference), cropped
+  (:func:`~visiontasks.segmentation.deconvnet.instance_wise.enlarge_windows`, as at inference), cropped
   (outside the image: black pixels, label 255, as the window layer), resized to 250×250 (image
   bilinear, labels nearest), a random 224×224 crop and a flip with probability 0.5. Inside the crop
   every pixel keeps its ground-truth label (other objects included): the released window layer
@@ -29,7 +29,7 @@ What we run:
   ``full`` — :class:`FullImageStage`, SGD on the ``data:`` section's full training images (random
   ``data.crop_size`` crops); ``proposals`` — the paper's: selective search windows that overlap a
   ground-truth object (IoU >= ``min_iou``), cropped as in stage 1
-  (:class:`~visiontasks.segmentation.deconvnet_windows.ProposalWindowStage`, windows cached in
+  (:class:`~visiontasks.segmentation.deconvnet.windows.ProposalWindowStage`, windows cached in
   ``stage2_windows/``).
 
 Both stages use the ``train:`` section's optimiser and learning-rate schedule, each from a fresh
@@ -41,7 +41,7 @@ continues from ``stage1/checkpoint_last.pt``; stage 2 continues from ``checkpoin
 starts from stage 1's weights when it has none yet (with proposal windows it proposes only on the
 images ``stage2_windows/`` does not hold yet).
 
-The samples (object boxes, crops) are :mod:`visiontasks.segmentation.deconvnet_crops`.
+The samples (object boxes, crops) are :mod:`visiontasks.segmentation.deconvnet.crops`.
 
 Shape shorthand: none (orchestration; samples in ``deconvnet_crops``).
 """
@@ -56,7 +56,7 @@ import torch.nn as nn
 from visiontasks.engine.stages import SGDStage, Stage, StageContext
 from visiontasks.errors import InputError
 from visiontasks.segmentation.common import load_matching_weights
-from visiontasks.segmentation.deconvnet_crops import ObjectCrops, crop_sample, object_boxes
+from visiontasks.segmentation.deconvnet.crops import ObjectCrops, crop_sample, object_boxes
 
 __all__ = ["ObjectCrops", "ObjectCropStage", "FullImageStage", "object_boxes", "crop_sample", "parse_stages",
            "attach_stages", "STAGE1_DEFAULTS", "STAGE2_PROPOSAL_DEFAULTS"]
@@ -206,8 +206,8 @@ def attach_stages(model: nn.Module, stages: Any) -> nn.Module:
         two = settings["stage2"]
         if two["windows"] == "full":
             return [ObjectCropStage(settings["stage1"]), FullImageStage()]
-        from visiontasks.segmentation.deconvnet_windows import ProposalWindowStage
-        from visiontasks.segmentation.instance_wise import selective_search_proposer
+        from visiontasks.segmentation.deconvnet.windows import ProposalWindowStage
+        from visiontasks.segmentation.deconvnet.instance_wise import selective_search_proposer
 
         return [ObjectCropStage(settings["stage1"]),
                 ProposalWindowStage(two, selective_search_proposer(two["num_proposals"]))]

@@ -27,7 +27,7 @@ import torch.nn as nn
 
 from visiontasks.registry import register_model
 from visiontasks.segmentation.common import init_from_checkpoint
-from visiontasks.segmentation.deconvnet import DeconvNet
+from visiontasks.segmentation.deconvnet.model import DeconvNet
 from visiontasks.segmentation.fcn import fcn8s
 
 __all__ = ["EnsembleSegmenter", "edeconvnet", "COMBINES"]

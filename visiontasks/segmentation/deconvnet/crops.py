@@ -1,6 +1,6 @@
 """DeconvNet's training samples: ground-truth object boxes, object-centred crops, window crops.
 
-Used by the two training stages (:mod:`visiontasks.segmentation.deconvnet_stages`, which cites the
+Used by the two training stages (:mod:`visiontasks.segmentation.deconvnet.stages`, which cites the
 released code for each choice): a window (an enlarged object box or proposal) is cropped from the
 image — black pixels and label 255 where it leaves the image, as HyeonwooNoh/caffe's
 ``window_seg_data_layer.cpp`` — resized to S×S (image bilinear, labels nearest), randomly cropped
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch.utils.data import Dataset
 
-from visiontasks.segmentation.instance_wise import enlarge_windows, window_slices
+from visiontasks.segmentation.deconvnet.instance_wise import enlarge_windows, window_slices
 
 __all__ = ["object_boxes", "ObjectCrops", "crop_sample"]
 
@@ -62,7 +62,7 @@ class ObjectCrops(Dataset):
         base: a segmentation dataset without transforms: ``base[i] -> (image (3, H, W) float in
             [0, 1], {"mask": (H, W) int64, ...})``; ``base.get_instances(i)`` (SBD) is used when it works.
         enlarge, resize, crop_size, hflip_prob, min_pixels: see
-            :data:`~visiontasks.segmentation.deconvnet_stages.STAGE1_DEFAULTS`.
+            :data:`~visiontasks.segmentation.deconvnet.stages.STAGE1_DEFAULTS`.
 
     ``crops[i] -> (image (3, C, C), {"mask": (C, C) int64, "image_id", "window": (4,) int64})``.
     An image without objects gives a crop of the whole image.
