@@ -1,4 +1,4 @@
-"""Faster R-CNN's 4-step alternating training (visiontasks/detection/faster_rcnn_alt.py).
+"""Faster R-CNN's 4-step alternating training (visiontasks/detection/faster_rcnn/alternating.py).
 
 What each step starts from, trains and hands on is checked on the checkpoints of a tiny run
 against py-faster-rcnn's alt-opt prototxts (see the module docstring); a run killed mid-step
@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from visiontasks.config import load_config
-from visiontasks.detection.faster_rcnn_alt import ALTERNATING_STEPS, parse_alternating
+from visiontasks.detection.faster_rcnn.alternating import ALTERNATING_STEPS, parse_alternating
 from visiontasks.engine.checkpoint import load_checkpoint
 from visiontasks.engine.run import build_model, run_training
 from visiontasks.errors import InputError

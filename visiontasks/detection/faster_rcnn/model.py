@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from visiontasks.backbones import build_backbone
 from visiontasks.detection.anchors import AnchorGenerator
-from visiontasks.detection.faster_rcnn_alt import attach_alternating, parse_alternating
+from visiontasks.detection.faster_rcnn.alternating import attach_alternating, parse_alternating
 from visiontasks.detection.roi_head import build_roi_head
 from visiontasks.detection.rpn import RegionProposalNetwork
 from visiontasks.detection.settings import (FASTER_RCNN_ROI, FASTER_RCNN_RPN, PAPER_TEST, RoIHeadSettings, RPNSettings,
@@ -73,7 +73,7 @@ def faster_rcnn(
         fc_svd_ranks: truncated SVD of fc6, fc7 (Fast R-CNN §3.1; the paper: [1024, 256]), None: none.
         loss_weights: multiplier per loss name (e.g. ``{"loss_box_reg": 2.0}``).
         training: "joint" (approximate joint training, §3.2; one SGD stage) or "alternating" (the
-            paper's 4-step training, :mod:`visiontasks.detection.faster_rcnn_alt`).
+            paper's 4-step training, :mod:`visiontasks.detection.faster_rcnn.alternating`).
         stages: for "alternating", each step's ``train:`` overrides: ``{rpn1: {max_iters: …},
             fast_rcnn1: …, rpn2: …, fast_rcnn2: …}`` (a missing step is one line naming it).
 
