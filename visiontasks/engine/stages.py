@@ -43,7 +43,7 @@ from visiontasks.engine.preempt import Preempted, stop_agreed
 from visiontasks.errors import InputError
 from visiontasks.io import atomic_write
 
-__all__ = ["Stage", "StageContext", "SGDStage", "StageLog", "run_stages", "model_stages", "declared",
+__all__ = ["Stage", "StageContext", "SGDStage", "train_resumed", "StageLog", "run_stages", "model_stages", "declared",
            "stage_folders", "recorded_folders"]
 
 STAGES_FILE = "stages.json"
@@ -128,6 +128,24 @@ def recorded_folders(out_dir: str | Path) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def train_resumed(trainer: Any, ctx: StageContext) -> dict[str, Any]:
+    """Runs ``trainer`` for a stage: resumed from its checkpoint on ``--resume`` when it has one, with
+    ``ctx.extra["sgd_threads"]`` torch threads while it trains (restored after).
+
+    Returns:
+        ``trainer.train()``'s metrics.
+    """
+    if ctx.resume and trainer.checkpoint_path.is_file():
+        trainer.resume()
+    threads, previous = ctx.extra.get("sgd_threads"), torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return trainer.train()
+    finally:
+        torch.set_num_threads(previous)
+
+
 class SGDStage(Stage):
     """Fine-tunes the model with the iteration-based :class:`~visiontasks.engine.Trainer`.
 
@@ -149,15 +167,7 @@ class SGDStage(Stage):
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         trainer = ctx.make_trainer(eval_fn=ctx.eval_fn if self.evaluate else None)
-        if ctx.resume and trainer.checkpoint_path.is_file():
-            trainer.resume()
-        threads, previous = ctx.extra.get("sgd_threads"), torch.get_num_threads()
-        if threads:
-            torch.set_num_threads(threads)
-        try:
-            metrics = trainer.train()
-        finally:
-            torch.set_num_threads(previous)
+        metrics = train_resumed(trainer, ctx)
         if self.evaluate:
             ctx.metrics = metrics
         return {"iterations": trainer.iteration}

@@ -57,7 +57,7 @@ from tqdm import tqdm
 
 from visiontasks.engine.distributed import is_dist, is_main_process
 from visiontasks.engine.preempt import polled
-from visiontasks.engine.stages import Stage, StageContext
+from visiontasks.engine.stages import Stage, StageContext, train_resumed
 from visiontasks.errors import InputError
 
 __all__ = ["TRAINING_MODES", "ALTERNATING_STEPS", "parse_alternating", "attach_alternating", "alternating_stages",
@@ -204,15 +204,9 @@ class SGDStep(Stage):
             dataset = _proposal_dataset(ctx, self.proposals)
         trainer = ctx.make_trainer(eval_fn=ctx.eval_fn if self.last else None, out_dir=folder,
                                    train_dataset=dataset, forward_fn=self.losses, **self.plan.steps[self.name])
-        if ctx.resume and trainer.checkpoint_path.is_file():
-            trainer.resume()
-        threads, previous = ctx.extra.get("sgd_threads"), torch.get_num_threads()
-        if threads:
-            torch.set_num_threads(threads)
         try:
-            metrics = trainer.train()
+            metrics = train_resumed(trainer, ctx)
         finally:
-            torch.set_num_threads(previous)
             for p in ctx.model.parameters():
                 p.requires_grad_(True)
             ctx.model.backbone_frozen = False

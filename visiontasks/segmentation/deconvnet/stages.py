@@ -50,10 +50,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn as nn
 
-from visiontasks.engine.stages import SGDStage, Stage, StageContext
+from visiontasks.engine.stages import SGDStage, Stage, StageContext, train_resumed
 from visiontasks.errors import InputError
 from visiontasks.segmentation.common import load_matching_weights
 from visiontasks.segmentation.deconvnet.crops import ObjectCrops, crop_sample, object_boxes
@@ -168,15 +167,7 @@ class ObjectCropStage(Stage):
         trainer.out_dir = Path(ctx.out_dir) / self.folders[0]
         trainer.checkpoint_path = trainer.out_dir / "checkpoint_last.pt"
         trainer.max_iters = s["max_iters"]
-        if ctx.resume and trainer.checkpoint_path.is_file():
-            trainer.resume()
-        threads, previous = ctx.extra.get("sgd_threads"), torch.get_num_threads()
-        if threads:
-            torch.set_num_threads(threads)
-        try:
-            trainer.train()
-        finally:
-            torch.set_num_threads(previous)
+        train_resumed(trainer, ctx)
         return {"iterations": trainer.iteration, "checkpoint": f"{self.folders[0]}/checkpoint_last.pt"}
 
 

@@ -33,7 +33,7 @@ from torchvision.ops import box_iou
 
 from visiontasks.engine.distributed import is_main_process
 from visiontasks.engine.preempt import polled
-from visiontasks.engine.stages import Stage, StageContext
+from visiontasks.engine.stages import Stage, StageContext, train_resumed
 from visiontasks.io import atomic_write
 from visiontasks.segmentation.common import load_matching_weights
 from visiontasks.segmentation.deconvnet.crops import crop_sample, object_boxes
@@ -145,13 +145,5 @@ class ProposalWindowStage(Stage):
             load_matching_weights(ctx.model, first)
         trainer = ctx.make_trainer(eval_fn=ctx.eval_fn)
         trainer.train_dataset = crops
-        if ctx.resume and trainer.checkpoint_path.is_file():
-            trainer.resume()
-        threads, previous = ctx.extra.get("sgd_threads"), torch.get_num_threads()
-        if threads:
-            torch.set_num_threads(threads)
-        try:
-            ctx.metrics = trainer.train()
-        finally:
-            torch.set_num_threads(previous)
+        ctx.metrics = train_resumed(trainer, ctx)
         return {"iterations": trainer.iteration, "windows": len(crops)}
