@@ -14,7 +14,6 @@ import contextlib
 import copy
 import io
 import os
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
