@@ -35,7 +35,7 @@ from visiontasks.precision import (autocast, autocast_forward, cast_dense_weight
 from visiontasks.registry import get_model
 from visiontasks.results import DetectionResult, SegmentationResult
 
-__all__ = ["load_model", "Predictor", "PRESETS", "DEFAULT_WEIGHTS", "DEFAULT_SEG_WEIGHTS", "SHIPPED_MODELS",
+__all__ = ["load_model", "load_for_task", "Predictor", "PRESETS", "DEFAULT_WEIGHTS", "DEFAULT_SEG_WEIGHTS", "SHIPPED_MODELS",
            "to_tensor_image"]
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
@@ -280,3 +280,37 @@ def load_model(source: str | os.PathLike = "default", weights: str | os.PathLike
             raise InputError(weights or path, f"weights do not fit the model: {exc}".split("\n")[0]) from None
     return Predictor(model, cfg["task"], _classes_of(cfg, meta), device=device, preset=preset, config=cfg,
                      precision=precision)
+
+
+def load_for_task(task: str, checkpoint: str | os.PathLike | None = None, onnx: str | os.PathLike | None = None,
+                  device: str = "cpu", precision: str = "fp32") -> Any:
+    """A predictor for scoring: a checkpoint (``load_model`` with the ``evaluate`` preset) or an ONNX export
+    (float or int8, run with onnxruntime), refused in one line when it does the other task.
+
+    Args:
+        task: ``"detection"`` or ``"segmentation"``: what the caller scores.
+        checkpoint: a checkpoint, run directory or shipped name.
+        onnx: an exported ``.onnx`` file instead (``tools/export.py``).
+        device, precision: as :func:`load_model` (checkpoints only).
+
+    Returns:
+        A :class:`Predictor`, or the ONNX predictor (same ``model`` / ``task`` / ``classes``).
+
+    Raises:
+        ValueError: both or neither of ``checkpoint`` and ``onnx``.
+        InputError: the file holds a model of the other task.
+    """
+    if (checkpoint is None) == (onnx is None):
+        raise ValueError("give --checkpoint or --onnx, not both" if onnx else "give --checkpoint or --onnx")
+    if onnx is not None:
+        from visiontasks.export.onnx_predictor import load_onnx_predictor
+
+        predictor, source, kind = load_onnx_predictor(onnx), onnx, "export"
+    else:
+        predictor, source, kind = load_model(checkpoint, device=device, preset="evaluate", precision=precision), \
+            checkpoint, "checkpoint"
+    if predictor.task != task:
+        tool = "det" if predictor.task == "detection" else "seg"
+        raise InputError(source, f"is a {predictor.task} {kind}, but this scores {task}; use 'eval.py {tool}'")
+    return predictor
+
