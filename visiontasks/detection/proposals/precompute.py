@@ -130,10 +130,15 @@ def precompute_proposals(root: str | Path, split: str, params: Mapping[str, Any]
     last_flush = time.monotonic()
     executor = None
     if workers > 1 and jobs:
-        # fork on Linux: workers start at once instead of importing torch again; spawn elsewhere
-        method = "fork" if sys.platform.startswith("linux") else "spawn"
-        executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
-                                                          initializer=_init_worker)
+        # Not fork: a process that already ran OpenCV's thread pool (a test, a notebook, predict()) forks
+        # its pool's locked mutex, and the child hangs in cv2.setNumThreads (seen in the slow suite).
+        # forkserver on Linux: one clean server imports this module once and forks the workers from it.
+        if sys.platform.startswith("linux"):
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([__name__])
+        else:
+            context = multiprocessing.get_context("spawn")
+        executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
         results = executor.map(_work, jobs, chunksize=1)
     else:
         results = map(_work, jobs)
