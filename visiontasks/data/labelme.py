@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -88,39 +88,37 @@ def _shape_box(kind: str, pts: np.ndarray) -> np.ndarray:
     return np.array([pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()])
 
 
-def shapes_to_boxes(data: dict[str, Any], classes: Sequence[str], path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(boxes (N, 4) float32 xyxy, labels (N,) int64 1..C)`` of the area shapes of one LabelMe file."""
+def _area_shapes(data: dict[str, Any], classes: Sequence[str],
+                 path: Path) -> Iterator[tuple[str, np.ndarray, int]]:
+    """``(shape_type, points (P, 2) float64, label 1..C)`` of each area shape of one LabelMe file, in order."""
     index = {c: i + 1 for i, c in enumerate(classes)}
-    boxes, labels = [], []
     for k, shape in enumerate(data["shapes"]):
         kind = shape.get("shape_type") or "polygon"
         if kind not in AREA_SHAPES:
             continue
         if shape["label"] not in index:
             raise InputError(path, f"shape #{k} has label {shape['label']!r}, not one of {list(classes)}")
-        boxes.append(_shape_box(kind, np.asarray(shape["points"], np.float64).reshape(-1, 2)))
-        labels.append(index[shape["label"]])
-    return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64)
+        yield kind, np.asarray(shape["points"], np.float64).reshape(-1, 2), index[shape["label"]]
+
+
+def shapes_to_boxes(data: dict[str, Any], classes: Sequence[str], path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(boxes (N, 4) float32 xyxy, labels (N,) int64 1..C)`` of the area shapes of one LabelMe file."""
+    shapes = list(_area_shapes(data, classes, path))
+    boxes = [_shape_box(kind, pts) for kind, pts, _ in shapes]
+    return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray([lab for *_, lab in shapes], np.int64)
 
 
 def shapes_to_mask(data: dict[str, Any], classes: Sequence[str], size: tuple[int, int], path: Path) -> np.ndarray:
     """(H, W) uint8 label map of one LabelMe file (0 background, later shapes over earlier)."""
-    index = {c: i + 1 for i, c in enumerate(classes)}
     canvas = Image.new("L", (size[1], size[0]), 0)
     draw = ImageDraw.Draw(canvas)
-    for k, shape in enumerate(data["shapes"]):
-        kind = shape.get("shape_type") or "polygon"
-        if kind not in AREA_SHAPES:
-            continue
-        if shape["label"] not in index:
-            raise InputError(path, f"shape #{k} has label {shape['label']!r}, not one of {list(classes)}")
-        pts = np.asarray(shape["points"], np.float64).reshape(-1, 2)
+    for kind, pts, label in _area_shapes(data, classes, path):
         if kind == "polygon":
-            draw.polygon([tuple(p) for p in pts], fill=index[shape["label"]], outline=index[shape["label"]])
+            draw.polygon([tuple(p) for p in pts], fill=label, outline=label)
         elif kind == "rectangle":
-            draw.rectangle(_shape_box(kind, pts).tolist(), fill=index[shape["label"]], outline=index[shape["label"]])
+            draw.rectangle(_shape_box(kind, pts).tolist(), fill=label, outline=label)
         else:
-            draw.ellipse(_shape_box(kind, pts).tolist(), fill=index[shape["label"]], outline=index[shape["label"]])
+            draw.ellipse(_shape_box(kind, pts).tolist(), fill=label, outline=label)
     return np.asarray(canvas, dtype=np.uint8)
 
 
