@@ -131,13 +131,16 @@ def test_each_step_starts_trains_and_hands_on_as_py_faster_rcnn(tiny, tmp_path):
 def test_a_killed_run_resumes_to_the_same_weights(tiny, tmp_path):
     steps = {"rpn1": 2, "fast_rcnn1": 40, "rpn2": 1, "fast_rcnn2": 2}
     overrides = _overrides(tiny, steps)
+    # both runs are the tool in a fresh interpreter with one thread: the pytest process (threads capped by
+    # conftest) and a subprocess (as many threads as cores) would sum floats in different orders
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    tool = [sys.executable, str(REPO / "tools" / "train_det.py"), "--config", str(CONFIG), "--device", "cpu"]
     whole = tmp_path / "whole"
-    run_training(load_config(CONFIG, overrides), whole, device="cpu")
+    subprocess.run([*tool, "--out", str(whole), *overrides], cwd=REPO, env=env, check=True, capture_output=True,
+                   timeout=900)
 
     out = tmp_path / "killed"
-    cmd = [sys.executable, str(REPO / "tools" / "train_det.py"), "--config", str(CONFIG), "--out", str(out),
-           "--device", "cpu", *overrides]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [*tool, "--out", str(out), *overrides]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = out / "fast_rcnn1" / "checkpoint_last.pt"
     try:
