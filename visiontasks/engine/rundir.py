@@ -234,7 +234,7 @@ def check_resume(out: str | os.PathLike[str], cfg: dict, classes: list[str]) -> 
         InputError: naming the checkpoint and the first differing config key.
     """
     from visiontasks.engine.checkpoint import load_checkpoint
-    from visiontasks.engine.logger import check_logs
+    from visiontasks.engine.log_files import check_logs
 
     check_logs(out)
     path = Path(out) / "checkpoint_last.pt"
