@@ -8,6 +8,10 @@ sized to about ten minutes of the 2-core machine each; ``--scale`` multiplies ev
 ``train.max_iters`` (cosine schedules stretch with it) for a quick look at a smaller budget.
 
     python bench/lineage_train.py [--rows default,fast_rcnn_small,...] [--scale 1.0] [--threads 2]
+        [--set train.amp=none ...]   # extra config overrides given to every row
+
+Rows train with their configs' ``train.amp`` (``auto``: bf16 on a CPU with native bf16, else fp32);
+``--set train.amp=none`` trains in fp32 as the figures of 2026-11-29 did.
 
 Printed, never asserted. R-CNN's row includes its feature caching, SVM and box-regression stages;
 SPP-net's includes its SVM stages. The proposal-fed rows read selective search from the cache
@@ -27,6 +31,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as `python bench/lineage_train.py` from a checkout
+    sys.path.insert(0, str(REPO))
 CONFIGS = REPO / "configs" / "detection"
 
 #: row → (config file, the paper's VOC07 mAP of the full model for reference).
@@ -45,12 +51,23 @@ def _max_iters(config: Path) -> int:
     return int(load_config(str(config))["train"]["max_iters"])
 
 
-def run_row(name: str, out: Path, scale: float, threads: int) -> dict:
-    """Trains one config in a subprocess; returns its figures (or the error line)."""
+def run_row(name: str, out: Path, scale: float, threads: int, overrides: list[str] = ()) -> dict:
+    """Trains one config in a subprocess; returns its figures (or the error line).
+
+    Args:
+        name: a key of :data:`ROWS`.
+        out: the run folder.
+        scale: multiplies the config's ``train.max_iters``.
+        threads: ``OMP_NUM_THREADS`` of the run.
+        overrides: extra ``key=value`` config overrides.
+
+    Returns:
+        name, config, iterations, CPU and wall seconds, mAP and per-class AP (or name, error, wall seconds).
+    """
     config = CONFIGS / ROWS[name][0]
     iters = max(1, round(_max_iters(config) * scale))
     cmd = [sys.executable, str(REPO / "tools" / "train_det.py"), "--config", str(config), "--out", str(out),
-           f"train.max_iters={iters}"]
+           f"train.max_iters={iters}", *overrides]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -70,6 +87,8 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated row names (default: all)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every config's train.max_iters")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override given to every row (repeatable), e.g. train.amp=none")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
@@ -81,10 +100,11 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in rows:
-            res = run_row(name, Path(tmp) / name.split()[0], args.scale, args.threads)
+            res = run_row(name, Path(tmp) / name.split()[0], args.scale, args.threads, args.set)
             results.append(res)
             print(json.dumps({k: v for k, v in res.items() if k != "per_class"}), file=sys.stderr, flush=True)
-    print(f"\nembedded test split (100 images), {args.threads} threads, iterations × {args.scale}\n")
+    extra = f", overrides {' '.join(args.set)}" if args.set else ""
+    print(f"\nembedded test split (100 images), {args.threads} threads, iterations × {args.scale}{extra}\n")
     print("| config | iterations | CPU min | wall min | VOC07 mAP | paper (full model, VOC07 test) |")
     print("|---|---|---|---|---|---|")
     for r in results:
