@@ -1,34 +1,93 @@
-"""Training speed and peak memory at batch 2: our Faster R-CNN vs torchvision's ``FasterRCNN``, same model.
+"""Training speed and peak memory at batch 2: our Faster R-CNN vs torchvision's ``FasterRCNN``, same model,
+same precision on both sides (issue 24).
 
-The two models are those of ``bench/det_latency.py`` (same backbone body and RoI head, 9 anchors,
-RoIPool 7×7, 256 anchors / 128 RoIs per image, 12000 / 2000 training proposals, 600/1000 resizing).
-One SGD step (lr 1e-3, momentum 0.9) per iteration on a fixed batch of two random 375×500 images
-with three random boxes each. Speed: both models in one process, iterations interleaved (ours,
-torchvision, ours, …), median; peak RSS: each model alone in a spawned process (build + two
-iterations). ``ours_bf16`` is ours as the Trainer runs it with ``train.amp: bf16`` (bf16 autocast
-around the forward, channels-last, float32 at the parts' boundaries, backward outside autocast).
-Figures are printed, never asserted; on a shared machine timings are noisy.
+The two models are those of ``bench/det_latency.py`` (same backbone body, 9 anchors, RoIPool 7×7,
+256 anchors / 128 RoIs per image, 12000 / 2000 training proposals, 600/1000 resizing), except that
+torchvision's box head is passed explicitly as its own ``TwoMLPHead`` of our head's width (VGG16:
+fc6/fc7 4,096 wide, 25,088 → 4,096 → 4,096; ours has the paper's dropout after each, torchvision's
+none). One SGD step (lr 1e-3, momentum 0.9) per iteration on a fixed batch of two random 375×500
+images (resized to 600×800) with three random boxes each. Four models, each precision on both sides:
 
-    python bench/train_step.py --backbone small --iters 10
-    python bench/train_step.py --backbone vgg16 --iters 2
+- ``ours_fp32`` / ``tv_fp32``: plain fp32 (as ``train.amp: none`` runs ours).
+- ``ours_bf16``: as the Trainer runs ``train.amp: bf16``: fp32 weights, bf16 autocast around the
+  forward, the parts' outputs cast back to fp32 (``fp32_boundaries``), channels-last; backward and
+  the SGD step outside autocast.
+- ``tv_bf16``: torchvision's model under the same ``torch.autocast("cpu", torch.bfloat16)`` around
+  its forward (fp32 weights, its own memory format). ``--tv-channels-last`` adds ``tv_bf16_cl``,
+  torchvision's model moved to channels-last as well.
+
+Speed: all models in one process, iterations interleaved (ours_fp32, tv_fp32, ours_bf16, tv_bf16,
+…), ``--warmup`` untimed rounds, then the median of ``--iters``; peak RSS: each model alone in a
+spawned process (build + two iterations). ``--profile NAME`` prints ``torch.profiler``'s top
+operators of one more step of that model. Figures are printed, never asserted; on a shared machine
+timings are noisy.
+
+    python bench/train_step.py --backbone vgg16 --iters 3 --warmup 1 --no-memory
+    python bench/train_step.py --backbone small --iters 10 --profile ours_bf16
 """
 from __future__ import annotations
 
 import argparse
 import statistics
 import sys
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
 import torch
+import torch.nn as nn
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from det_latency import AUTOCAST, BUILDERS, interleaved_times, peak_rss_mib, run_in_child  # noqa: E402
+from det_latency import TVRoIPool, build_ours, build_torchvision, interleaved_times, peak_rss_mib, run_in_child  # noqa: E402
 
-from visiontasks.precision import autocast  # noqa: E402
+from visiontasks import get_model  # noqa: E402
+from visiontasks.precision import autocast, fp32_boundaries, prefers_channels_last  # noqa: E402
 
-#: The models compared (see ``det_latency.BUILDERS``).
-MODELS = ("ours", "torchvision", "ours_bf16")
+
+class TVRoIPoolAutocast(TVRoIPool):
+    """``TVRoIPool`` that runs ``roi_pool`` in float32 under autocast, as torchvision's own autocast
+    wrapper of ``roi_align`` does (its CPU ``roi_pool`` kernel has no bfloat16; ours pools in fp32 too)."""
+
+    def forward(self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor],
+                image_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        with torch.autocast("cpu", enabled=False):
+            return super().forward({k: v.float() for k, v in features.items()}, [p.float() for p in proposals],
+                                   image_shapes)
+
+
+def build_torchvision_mlp(backbone: str = "vgg16", num_classes: int = 21) -> nn.Module:
+    """torchvision's FasterRCNN of ``det_latency.build_torchvision`` with its own ``TwoMLPHead`` of
+    our box head's width passed explicitly (VGG16: 512·7·7 → 4096 → 4096)."""
+    model = build_torchvision(backbone, num_classes)
+    pool = model.roi_heads.box_roi_pool
+    model.roi_heads.box_roi_pool = TVRoIPoolAutocast(pool.output_size, pool.spatial_scale)
+    body = get_model(backbone)
+    width = body.box_head()[1]
+    if backbone in ("resnet18", "resnet50"):
+        return model  # the C4 head (conv5_x) is no MLP: keep the shared one
+    model.roi_heads.box_head = TwoMLPHead(body.out_channels * body.pool_size ** 2, width)
+    model.roi_heads.box_predictor = FastRCNNPredictor(width, num_classes)
+    return model
+
+
+def _as_trainer_bf16(model: nn.Module) -> nn.Module:
+    """What ``Trainer(amp="bf16")`` does to the model before training (engine/trainer.py)."""
+    fp32_boundaries(model)
+    if prefers_channels_last(model):
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+#: name -> (builder, autocast dtype, preparation)
+MODELS: dict[str, tuple[Callable[..., nn.Module], torch.dtype | None, Callable[[nn.Module], nn.Module]]] = {
+    "ours_fp32": (build_ours, None, lambda m: m),
+    "tv_fp32": (build_torchvision_mlp, None, lambda m: m),
+    "ours_bf16": (build_ours, torch.bfloat16, _as_trainer_bf16),
+    "tv_bf16": (build_torchvision_mlp, torch.bfloat16, lambda m: m),
+}
+TV_CL = ("tv_bf16_cl", (build_torchvision_mlp, torch.bfloat16, lambda m: m.to(memory_format=torch.channels_last)))
+#: (ours, theirs) compared in each precision.
+PAIRS = (("ours_fp32", "tv_fp32"), ("ours_bf16", "tv_bf16"), ("ours_bf16", "tv_bf16_cl"))
 
 
 def make_batch(seed: int = 0, n: int = 2, height: int = 375, width: int = 500, boxes_per_image: int = 3,
@@ -46,7 +105,7 @@ def make_batch(seed: int = 0, n: int = 2, height: int = 375, width: int = 500, b
     return images, targets
 
 
-def _training_step(model: torch.nn.Module, images: list[torch.Tensor], targets: list[dict],
+def _training_step(model: nn.Module, images: list[torch.Tensor], targets: list[dict],
                    dtype: torch.dtype | None = None) -> Callable[[], float]:
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
 
@@ -60,9 +119,14 @@ def _training_step(model: torch.nn.Module, images: list[torch.Tensor], targets: 
     return step
 
 
+def _models(args: argparse.Namespace) -> dict:
+    return {**MODELS, **(dict([TV_CL]) if args.tv_channels_last else {})}
+
+
 def _build_step(name: str, args: argparse.Namespace) -> Callable[[], float]:
+    build, dtype, prepare = _models(args)[name]
     torch.manual_seed(0)
-    return _training_step(BUILDERS[name](args.backbone).train(), *make_batch(), dtype=AUTOCAST.get(name))
+    return _training_step(prepare(build(args.backbone).train()), *make_batch(), dtype=dtype)
 
 
 def _measure_memory(name: str, args: argparse.Namespace) -> dict:
@@ -72,6 +136,15 @@ def _measure_memory(name: str, args: argparse.Namespace) -> dict:
     return {"peak_rss_mib": peak_rss_mib(), "last_loss": [step() for _ in range(2)][-1]}
 
 
+def profile_step(step: Callable[[], float], rows: int = 25) -> str:
+    """``torch.profiler``'s operator table (self CPU time) of one call of ``step``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backbone", default="small", choices=["small", "vgg16", "resnet18", "resnet50", "alexnet"])
@@ -79,21 +152,29 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS child processes")
+    parser.add_argument("--tv-channels-last", action="store_true", help="also torchvision bf16 in channels-last")
+    parser.add_argument("--profile", nargs="*", default=[], help="print torch.profiler's table of one step of these")
     args = parser.parse_args()
+    names = list(_models(args))
     print(f"backbone={args.backbone} batch=2 (375x500 -> 600x800) threads={args.threads} "
           f"iters={args.iters} warmup={args.warmup}")
-    memory = {name: ({} if args.no_memory else run_in_child(name, args, target=_measure_memory)) for name in MODELS}
+    memory = {name: ({} if args.no_memory else run_in_child(name, args, target=_measure_memory)) for name in names}
     torch.set_num_threads(args.threads)
-    times = interleaved_times({name: _build_step(name, args) for name in MODELS}, args.iters, args.warmup)
+    steps = {name: _build_step(name, args) for name in names}
+    times = interleaved_times(steps, args.iters, args.warmup)
     medians = {name: statistics.median(t) for name, t in times.items()}
-    for name in MODELS:
+    for name in names:
         mem = memory[name]
         extra = f"  peak RSS {mem['peak_rss_mib']:7.0f} MiB  loss after 2 its {mem['last_loss']:.3f}" if mem else ""
-        print(f"{name:>12s}: {1 / medians[name]:7.3f} it/s (median {1000 * medians[name]:8.1f} ms/it, "
-              f"min {1000 * min(times[name]):8.1f}){extra}")
-    for name in ("ours", "ours_bf16"):
-        print(f"time per iteration ratio {name} / torchvision (median): {medians[name] / medians['torchvision']:.3f}")
-    print(f"time per iteration ratio ours_bf16 / ours (median): {medians['ours_bf16'] / medians['ours']:.3f}")
+        print(f"{name:>11s}: median {medians[name]:7.3f} s/it  min {min(times[name]):7.3f}  "
+              f"all {' '.join(f'{t:.2f}' for t in times[name])}{extra}")
+    for ours, theirs in PAIRS:
+        if theirs in medians:
+            print(f"step time ratio {ours} / {theirs}: median {medians[ours] / medians[theirs]:.3f}  "
+                  f"min {min(times[ours]) / min(times[theirs]):.3f}")
+    print(f"step time ratio ours_bf16 / ours_fp32 (median): {medians['ours_bf16'] / medians['ours_fp32']:.3f}")
+    for name in args.profile:
+        print(f"\n--- torch.profiler, one step of {name} ---\n{profile_step(steps[name])}")
 
 
 if __name__ == "__main__":

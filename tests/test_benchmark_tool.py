@@ -79,3 +79,11 @@ def test_peak_rss_per_column(tmp_path: Path) -> None:
                        workdir=tmp_path, progress=False, map_images=1)
     cell = result["rows"]["default"]["fp32/pytorch/1t"]
     assert cell["peak_rss_mib"] >= result["baseline_rss_mib"] > 0
+
+
+def test_random_weight_rows_run_at_the_visualize_preset() -> None:
+    from visiontasks.benchmark import preset_for, resolve_source
+
+    assert preset_for("default") == "evaluate" and preset_for("default-seg") == "evaluate"
+    assert preset_for(resolve_source("yolov1_small")) == "visualize"  # a config: random weights
+    assert preset_for("runs/detection/x") == "evaluate"  # a run directory has weights

@@ -137,3 +137,55 @@ def test_default_segmenter_int8_pixel_agreement(tmp_path: Path, embedded_root: P
     images = calibration_images(embedded_root, "test", 8, size=(3, 160, 160))
     batch = torch.stack(images)
     assert mask_agreement(fp32(batch)["out"], int8(batch)["out"]) >= 0.97
+
+
+def _write_graph(path: Path, op: str) -> None:
+    """A one-node float graph ``y = op(x)`` (x: (1, 3, 4, 4)); MatMul multiplies by a 4x4 identity."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")] if op == "MatMul" else []
+    node = helper.make_node(op, ["x", "w"] if op == "MatMul" else ["x"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_graph_without_quantizable_layers_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write_graph(tmp_path / "relu.onnx", "Relu")  # no Conv / Gemm / MatMul: nothing int8 could run
+    images = [torch.rand(3, 4, 4)]
+    code = run_cli(lambda argv: quantize.quantize_int8(tmp_path / "relu.onnx", tmp_path / "q.onnx", images, "relu"), [])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "relu: the graph has no Conv/Gemm/MatMul layer to quantize" in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["relu.onnx"]  # nothing written
+
+
+def test_quantizer_failure_is_one_line_and_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import onnxruntime.quantization as ortq
+
+    _write_graph(tmp_path / "mm.onnx", "MatMul")
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Unsupported operator in node n\nstack line 2")
+    monkeypatch.setattr(ortq, "quantize_static", refuse)
+    code = run_cli(lambda argv: quantize.quantize_int8(tmp_path / "mm.onnx", tmp_path / "q.onnx", [torch.rand(3, 4, 4)],
+                                                       "mm"), [])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "mm: onnxruntime cannot quantize this graph to int8: Unsupported operator in node n" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mm.onnx"]  # the temporary file is removed
+
+
+def test_tool_model_with_no_quantizable_layer(tmp_path: Path, embedded_root: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # A model none of whose layers is of a quantized kind, simulated by quantizing a kind no model has.
+    monkeypatch.setattr(quantize, "INT8_OPS", ("NoSuchOp",))
+    out = tmp_path / "seg_int8.onnx"
+    code = run_cli(export_tool.main, ["--config", str(REPO / "configs/segmentation/default.yaml"), "--input", "3x32x32",
+                                      "--quantize", "int8", "--calib-root", str(embedded_root), "--calib-images", "1",
+                                      "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "the graph has no NoSuchOp layer to quantize" in err[0], err
+    assert not out.exists()

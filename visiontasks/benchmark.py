@@ -99,6 +99,14 @@ def _has_weights(source: str) -> bool:
     return source in ("default", "default-seg") or not source.endswith((".yaml", ".yml"))
 
 
+def preset_for(source: str) -> str:
+    """The detector preset a row runs at: ``evaluate`` (score ≥ 0.05) with weights, ``visualize``
+    (≥ 0.7) for a config's random weights. Random weights score every box near 1/C, so at 0.05 float
+    rounding decides among near-tied boxes which ones survive NMS, and the export check (PyTorch
+    against onnxruntime, box for box) refuses the graph; the whole network runs at either preset."""
+    return "evaluate" if _has_weights(source) else "visualize"
+
+
 def _exported(source: str, precision: str, size: Sequence[int], workdir: Path, calib: dict) -> Path:
     """The row's .onnx for this precision (exported once per row into ``workdir``)."""
     import visiontasks
@@ -111,7 +119,7 @@ def _exported(source: str, precision: str, size: Sequence[int], workdir: Path, c
     stem = workdir / (Path(source).stem.replace(".", "_") + "_" + "x".join(map(str, size)))
     int8, fp32 = stem.with_suffix(".onnx"), stem.with_name(stem.name + ".fp32.onnx")
     if not fp32.is_file() or (precision == "int8" and not int8.is_file()):
-        predictor = visiontasks.load_model(source, preset="evaluate")
+        predictor = visiontasks.load_model(source, preset=preset_for(source))
         name = predictor.config.get("model", {}).get("name", "model")
         if precision == "int8":
             export_int8(predictor, name, int8, size, calib_root=calib.get("root"), calib_split=calib.get("split", "trainval"),
@@ -129,7 +137,7 @@ def make_runner(source: str, column: Column, image: torch.Tensor, workdir: Path,
     import visiontasks
 
     if column.runtime == "pytorch":
-        predictor = visiontasks.load_model(source, preset="evaluate", precision=column.precision)
+        predictor = visiontasks.load_model(source, preset=preset_for(source), precision=column.precision)
         model = predictor.model.eval()
         seg = predictor.task == "segmentation"
 

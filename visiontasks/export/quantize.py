@@ -133,7 +133,8 @@ def quantize_int8(fp32_path: str | os.PathLike, out: str | os.PathLike, images: 
         ``out`` as a Path.
 
     Raises:
-        ExportError: the graph takes proposals (calibration would need them), or has nothing to quantize.
+        ExportError: the graph takes proposals (calibration would need them), has nothing to quantize,
+            or onnxruntime's quantizer fails on it (one line).
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -156,10 +157,14 @@ def quantize_int8(fp32_path: str | os.PathLike, out: str | os.PathLike, images: 
     level = root_logger.level
     root_logger.setLevel(logging.ERROR)  # quantize_static's "consider pre-processing" advice, twice, on the root logger
     try:
-        quantize_static(str(fp32_path), tmp, _Reader(inputs[0], images, batched=inputs[0] == "images"),
-                        quant_format=QuantFormat.QDQ, op_types_to_quantize=list(INT8_OPS), per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+        try:
+            quantize_static(str(fp32_path), tmp, _Reader(inputs[0], images, batched=inputs[0] == "images"),
+                            quant_format=QuantFormat.QDQ, op_types_to_quantize=list(INT8_OPS), per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax)
+        except Exception as exc:  # onnxruntime's calibration or QDQ insertion failed on this graph
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise ExportError(f"{label}: onnxruntime cannot quantize this graph to int8: {first}") from None
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     finally:
