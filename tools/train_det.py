@@ -35,6 +35,10 @@ def setup(argv: list[str] | None, default_config=DEFAULT_CONFIG, task: str = "de
     mode.add_argument("--overwrite", action="store_true",
                       help="delete the earlier run in OUT (checkpoint, logs, metrics, tb/, stage files) and start over")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available)")
+    parser.add_argument("--until", metavar="STAGE", help="stop after this training stage (e.g. finetune); "
+                        "--resume continues")
+    parser.add_argument("--shard", metavar="I/N", help="R-CNN: cache only shard I of N of the feature stage "
+                        "into the fine-tuned OUT, then stop (a job array; then --resume). docs/DISTRIBUTED.md")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.max_iters=100")
     args = parser.parse_intermixed_args(argv)  # options may follow the overrides
     cfg = load_config(args.config, args.overrides)
@@ -48,7 +52,18 @@ def setup(argv: list[str] | None, default_config=DEFAULT_CONFIG, task: str = "de
 def train_main(argv: list[str] | None, default_config: Path, task: str, description: str | None = None) -> int:
     """setup → train → evaluate → print; shared by train_det.py and train_seg.py."""
     args, cfg, out = setup(argv, default_config, task, description)
-    metrics = run_training(cfg, out, resume=args.resume, device=args.device, overwrite=args.overwrite)
+    if args.shard is not None:
+        from visiontasks.detection.rcnn.shards import cache_feature_shard
+
+        cache_feature_shard(cfg, out, args.shard, device=args.device, overwrite=args.overwrite)
+        return 0
+    metrics = run_training(cfg, out, resume=args.resume, device=args.device, overwrite=args.overwrite,
+                           until=args.until)
+    if args.until is not None and not metrics:  # stopped before the evaluating stage
+        if is_main_process():
+            print(f"stopped after stage {args.until!r} (--until); --resume continues. run directory: {out}")
+        cleanup()
+        return 0
     if is_main_process():  # under torchrun, one table, not one per process
         print(format_metrics(metrics))
         for key in undefined_metrics(metrics):

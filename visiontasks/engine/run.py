@@ -99,7 +99,7 @@ def _guard_run_dir(out: Path, resume: bool, overwrite: bool, cfg: dict, classes:
 
 
 def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = False,
-                 device: str | None = None, overwrite: bool = False) -> dict:
+                 device: str | None = None, overwrite: bool = False, until: str | None = None) -> dict:
     """Trains ``cfg`` into ``out_dir`` through the model's training stages and evaluates on the test split.
 
     Nothing in ``out_dir`` changes until the command is known to be valid: the device, the
@@ -115,6 +115,9 @@ def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = Fals
             process takes its LOCAL_RANK's GPU.
         overwrite: delete an earlier run in ``out_dir`` (without it, and without ``resume``, a
             folder holding a run is refused).
+        until: stop after the training stage of this name (no later stage, no evaluation, no
+            ``metrics.json``; returns ``{}``); ``resume`` continues (e.g. after R-CNN's ``features``
+            were cached by a job array, docs/DISTRIBUTED.md).
 
     Returns:
         The final metrics (as written to ``metrics.json``).
@@ -166,6 +169,10 @@ def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = Fals
     # Built now so that a bad train: value stops the command before the run directory changes;
     # the first stage asking for a trainer gets this one.
     stages = model_stages(model)
+    names = [s.name for s in stages]
+    if until is not None and until not in names:
+        raise InputError("--until", f"no stage {until!r}; this model's stages are {', '.join(names)}")
+    stop = names.index(until) + 1 if until is not None else len(stages)
     first = [build_trainer(None)] if any(declared(s, "needs_trainer") for s in stages) else []
 
     def make_trainer(eval_fn: Callable | None, **options) -> Trainer:
@@ -186,7 +193,9 @@ def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = Fals
                            device=device, resume=resume, make_trainer=make_trainer, eval_fn=eval_fn,
                            extra={"sgd_threads": sgd_threads})
         with handling_signals():  # SIGTERM/SIGINT: the stages stop at a step boundary (engine/preempt.py)
-            run_stages(stages, ctx)
+            run_stages(stages[:stop], ctx)
+            if stop < len(stages):  # --until: the later stages and the evaluation are for --resume
+                return {}
             metrics = ctx.metrics if ctx.metrics is not None else eval_fn(model.eval())
             result = public_metrics(metrics)
             if is_main_process():
