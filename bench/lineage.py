@@ -186,7 +186,7 @@ def main() -> None:
                 res = queue.get()
                 proc.join()
                 results.append(res)
-                print(json.dumps({k: v for k, v in res.items() if k != "seconds"}), file=sys.stderr, flush=True)
+                print(json.dumps({k: v for k, v in res.items() if "seconds" not in k}), file=sys.stderr, flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"selective_search": ss, "images": len(ids), "threads": args.threads,
                                                "plain": args.plain, "rows": results}, indent=2))
@@ -203,8 +203,8 @@ def _print_tables(results: list[dict], ss: list[float], images: int, threads: in
           f"native CPU bf16: {cpu_bf16_supported()}; selective search (fast, 500 px): {ss_mean:.2f} s/img "
           f"(median {statistics.median(ss):.2f})\n")
 
-    def mean_of(name: str, precision: str, key: str = "seconds") -> float | None:  # None: absent or failed
-        return next((statistics.mean(r[key]) for r in results
+    def stat_of(name: str, precision: str, key: str = "seconds", stat=statistics.mean) -> float | None:
+        return next((stat(r[key]) for r in results  # None: absent or failed
                      if r.get("name") == name and r.get("precision", "fp32") == precision and key in r), None)
 
     print("| model | precision | images | s/img (model) | s/img (+ proposals) | speed-up vs R-CNN VGG16 | "
@@ -215,7 +215,7 @@ def _print_tables(results: list[dict], ss: list[float], images: int, threads: in
         if "error" in r:
             print(f"| {r['name']} | {precision} | | {r['error']} | | | | | | | {paper} |")
             continue
-        ref, frcnn = mean_of("rcnn_vgg16", precision), mean_of("faster_rcnn_vgg16", precision)
+        ref, frcnn = stat_of("rcnn_vgg16", precision), stat_of("faster_rcnn_vgg16", precision)
         mean = statistics.mean(r["seconds"])
         total = mean + ss_mean if r["proposals"] is not None else mean
         speed = f"{ref / mean:.0f}×" if ref else ""
@@ -225,10 +225,13 @@ def _print_tables(results: list[dict], ss: list[float], images: int, threads: in
               f"{vs_faster} | {cpu} | {r['rss_mib']:.0f} | {r['parameters']:,} | {paper} |")
     names = list(dict.fromkeys(r["name"] for r in results))
     if {r.get("precision", "fp32") for r in results} >= {"fp32", "bf16"}:
-        print("\n| model | fp32 s/img | bf16 s/img | fp32 / bf16 | fp32 / bf16 in CPU s |\n|---|---|---|---|---|")
+        # medians: one image stalled by other work on a shared machine does not move them
+        print("\n| model | fp32 median s/img | bf16 median s/img | fp32 / bf16 | fp32 / bf16 in median CPU s |\n"
+              "|---|---|---|---|---|")
+        med = statistics.median
         for name in names:
-            fp32, bf16 = mean_of(name, "fp32"), mean_of(name, "bf16")
-            cpu32, cpu16 = mean_of(name, "fp32", "cpu_seconds"), mean_of(name, "bf16", "cpu_seconds")
+            fp32, bf16 = stat_of(name, "fp32", stat=med), stat_of(name, "bf16", stat=med)
+            cpu32, cpu16 = stat_of(name, "fp32", "cpu_seconds", med), stat_of(name, "bf16", "cpu_seconds", med)
             cell = [f"{t:.3f}" if t is not None else "failed / not run" for t in (fp32, bf16)]
             ratio = f"{fp32 / bf16:.2f}×" if fp32 and bf16 else ""
             cpu_ratio = f"{cpu32 / cpu16:.2f}×" if cpu32 and cpu16 else ""
