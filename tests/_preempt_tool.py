@@ -30,7 +30,8 @@ if __name__ == "__main__":
 
         stages = importlib.import_module("visiontasks.detection.rcnn.stages")
         stages.read_image_features = _slowed(stages.read_image_features, seconds)
-        stages.write_image_features = _slowed(stages.write_image_features, seconds)
+        cache = importlib.import_module("visiontasks.detection.rcnn.feature_cache")
+        cache.write_image_features = _slowed(cache.write_image_features, seconds)
     tool = __import__(sys.argv[1])
     from _common import run_cli
 

@@ -20,7 +20,7 @@ import train_det  # noqa: E402  (tools/ is on sys.path through test_rcnn_pipelin
 from _common import run_cli  # noqa: E402
 
 from visiontasks.detection.rcnn import RCNN  # noqa: E402
-from visiontasks.detection.rcnn import stages as rcnn_stages  # noqa: E402
+from visiontasks.detection.rcnn import feature_cache  # noqa: E402
 
 CONFIG = str(REPO / "configs/detection/rcnn_small.yaml")
 
@@ -139,7 +139,7 @@ def test_the_manifest_is_created_once_or_checked(tuned, data, tmp_path, monkeypa
         Path(dst).write_text(json.dumps(info))  # the other task's manifest, written first
         return real_link(src, dst)
 
-    monkeypatch.setattr(rcnn_stages.os, "link", racing_link)
+    monkeypatch.setattr(feature_cache.os, "link", racing_link)
     assert _train(run, data, "--shard", "0/2") == (0 if ok else 2)
     err = capsys.readouterr().err.strip().splitlines()
     if not ok:

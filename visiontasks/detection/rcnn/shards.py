@@ -1,6 +1,6 @@
 """R-CNN's feature stage as a job array: ``tools/train_det.py --config C --out RUN --shard I/N``.
 
-Under ``torchrun`` the ranks split the feature cache themselves (``stages.py``). On a cluster
+Under ``torchrun`` the ranks split the feature cache themselves (``feature_cache.py``). On a cluster
 whose GPUs come as independent jobs (a SLURM job array), each task runs
 :func:`cache_feature_shard` on the shared run directory instead:
 
@@ -11,7 +11,7 @@ whose GPUs come as independent jobs (a SLURM job array), each task runs
    own lock, ``features/shards/<I>-of-<N>/.lock`` (a second process on the same shard stops at
    once; the tasks of the array do not wait on each other or on the run's ``.lock``);
 3. it creates ``features/manifest.json`` atomically or checks it
-   (:func:`~visiontasks.detection.rcnn.stages.open_feature_cache`: of tasks starting at once
+   (:func:`~visiontasks.detection.rcnn.feature_cache.open_feature_cache`: of tasks starting at once
    exactly one creates it, the others compare their settings with it);
 4. it caches the images ``I, I + N, I + 2N, …`` of the split that have no file yet (so a killed
    task resumes when rerun) and stops: it writes nothing else (no ``stages.json``, no fitting
@@ -68,7 +68,7 @@ def cache_feature_shard(cfg: dict, out: str | os.PathLike[str], shard: str, devi
     from visiontasks.data import dataset_classes
     from visiontasks.detection.proposals.shards import parse_shard
     from visiontasks.detection.rcnn.features import features_path
-    from visiontasks.detection.rcnn.stages import SHARDS, FeatureCacheStage, cache_images, open_feature_cache
+    from visiontasks.detection.rcnn.feature_cache import SHARDS, FeatureCacheStage, cache_images, open_feature_cache
     from visiontasks.device import check_device
     from visiontasks.engine.checkpoint import load_checkpoint
     from visiontasks.engine.common import resolve_device

@@ -1,4 +1,4 @@
-"""R-CNN's training stages after fine-tuning: feature cache, SVMs, box regressors.
+"""R-CNN's training stages after fine-tuning (the table), and the SVM and box-regression fitting stages.
 
 ``RCNN.training_stages()`` is ``[SGDStage("finetune", evaluate=False), FeatureCacheStage(),
 SVMStage(), BoxRegressionStage()]`` (``visiontasks/engine/stages.py`` runs them in order and
@@ -21,73 +21,53 @@ The ``svm`` and ``bbox_reg`` stages each end by installing the fitted predictor
 the SVM detector. A fresh (not ``--resume``) run deletes a stage's folder before the stage starts;
 a class file written with other settings (``svm_C`` …) is fitted again.
 
-The features come from the training split with the evaluation transforms (no flip), the
-proposals cleaned as at test time (``model.proposer``), and all the ground truth, difficult
-objects included (``roidb_from_voc.m``; ``features.target_record``). The fitting stages read the
+The ``features`` stage (:class:`~visiontasks.detection.rcnn.feature_cache.FeatureCacheStage`, its
+own file ``feature_cache.py``; its split over ``torchrun`` ranks or a job array is described
+there) caches fc7 and pool5 of every training proposal and ground-truth box; this file holds the
+fitting stages and :func:`install_fitted_predictor`. The fitting stages read the
 cache one image at a time: the SVM stage makes one pass per
 class over fc7 (R-CNN's ``rcnn_train.m`` makes one pass for all classes; a pass per class bounds
 memory to one class's negative cache and makes each class resumable), the box-regression stage
 one pass over the images holding the class's examples, summing ``AᵀA`` (``(F + 1)²`` numbers).
 
-Under DDP (``torchrun``, one machine or several) the feature cache is split over the ranks: rank 0
-clears, checks or writes ``features/manifest.json`` (the settings; the engine's ``stages.json``
-records the stage done only after every rank has finished), then rank ``r`` of ``W`` caches the
-images ``r, r + W, …`` of the split that have no file yet (so each rank resumes its own share),
-and all ranks meet at a barrier. The files are those of one process: each depends only on its
-image and the (identical, DDP-synchronised) weights. The fitting stages run on rank 0 only (the
-other ranks keep the fine-tuned softmax; only rank 0 evaluates and writes). In a job array each
-task runs ``tools/train_det.py --shard I/N`` on the fine-tuned run instead (``shards.py``): the
-same split and files, the manifest created atomically by the first task; the stage then runs on
-``--resume`` and finds the files.
+Under DDP (``torchrun``) the fitting stages run on rank 0 only (the other ranks keep the
+fine-tuned softmax; only rank 0 evaluates and writes).
 
 Shape shorthand: C = object classes, D = fc7 width, F = pool5 width.
 """
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from visiontasks.detection.rcnn.bbox_reg import RidgeAccumulator, regression_targets
-from visiontasks.detection.rcnn.features import (feature_mean_norm, features_path, read_features_manifest,
-                                                 read_image_features, target_record, write_features_manifest,
-                                                 write_image_features)
+# FeatureCacheStage: re-exported, model.py's training_stages() imports the stages from here
+from visiontasks.detection.rcnn.feature_cache import FeatureCacheStage, fresh_folder, kept_message
+from visiontasks.detection.rcnn.features import feature_mean_norm, read_features_manifest, read_image_features
 from visiontasks.detection.rcnn.svm import mine_hard_negatives, svm_objective, train_linear_svm
-from visiontasks.engine import distributed as D
 from visiontasks.engine.distributed import is_main_process
 from visiontasks.engine.preempt import polled
 from visiontasks.engine.stages import Stage
 from visiontasks.errors import InputError
 
 __all__ = ["FeatureCacheStage", "SVMStage", "BoxRegressionStage", "install_fitted_predictor", "class_file",
-           "NO_POSITIVES_BIAS", "open_feature_cache", "cache_images", "SHARDS"]
+           "NO_POSITIVES_BIAS"]
 
 #: Bias of the SVM of a class without training positives: margin −20, never reported.
 NO_POSITIVES_BIAS = -20.0
 CHECKPOINT = "checkpoint_last.pt"
-#: ``features/shards/<I>-of-<N>/``: the lock of a job-array task (``shards.py``), removed when the stage ends.
-SHARDS = "shards"
 
 
 def class_file(folder: Path, label: int, name: str) -> Path:
     """``folder/<label:02d>-<name>.npz`` (characters other than letters, digits, ``-``/``_`` → ``_``)."""
     return Path(folder) / f"{label:02d}-{re.sub(r'[^A-Za-z0-9_-]', '_', name)}.npz"
-
-
-def _fresh(folder: Path, resume: bool) -> None:
-    if not resume and folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
 
 
 def _save_npz(path: Path, arrays: dict[str, Any]) -> None:
@@ -110,153 +90,6 @@ def _settings_match(path: Path, settings: dict) -> bool:
         return False
     stored = _load_npz(path).get("settings")
     return stored is not None and json.loads(str(stored)) == settings
-
-
-def _cache_dataset(cfg: dict, model: torch.nn.Module) -> Any:
-    """The training split with evaluation transforms (no flip) and its proposals."""
-    from visiontasks.data import build_dataset
-
-    data_cfg = cfg["data"]
-    return build_dataset(data_cfg, data_cfg["train_split"], train=False, task="detection",
-                         proposal_params=model.proposal_params, make_proposals=model.make_proposals)
-
-
-def _dataset_ids(dataset: Any) -> list[str]:
-    ids = getattr(dataset, "ids", None)
-    if ids is None:
-        ids = [dataset[i][1]["image_id"] for i in range(len(dataset))]
-    return [str(i) for i in ids]
-
-
-def _kept(folder: Path, what: str, total: int) -> Callable[[], str]:
-    """The message of a stop by SIGTERM/SIGINT (engine/preempt.py): what ``folder`` holds."""
-    return lambda: f"{what}: {sum(1 for p in folder.glob('*.npz'))} of {total} written in {folder}"
-
-
-def _device(ctx) -> torch.device:
-    from visiontasks.engine.common import resolve_device
-
-    return resolve_device(ctx.device)
-
-
-def open_feature_cache(cfg: dict, model: torch.nn.Module, folder: Path) -> tuple[Any, list[str]]:
-    """Reads the cache's dataset and creates ``folder/manifest.json`` (the settings) or checks it.
-
-    The manifest is created atomically (written beside it, then hard-linked into place, which
-    fails when it exists), so of several processes starting at once (the tasks of a job array)
-    exactly one creates it and every other one checks its settings against it.
-
-    Returns:
-        The dataset (training split, evaluation transforms) and its image ids.
-
-    Raises:
-        InputError: the folder's manifest holds other settings (naming the differing keys).
-    """
-    dataset = _cache_dataset(cfg, model)
-    ids = _dataset_ids(dataset)
-    head = model.roi_head
-    info = {"image_ids": ids, "classes": list(dataset.classes), "fc7_dim": head.fc7_dim,
-            "pool5_dim": head.pool5_dim, "crop_size": getattr(head.pooler, "crop_size", None),
-            "context_pad": getattr(head.pooler, "context_pad", None),
-            "scales": list(getattr(model.backbone, "scales", [])) or None,
-            "proposal_params": model.proposal_params,
-            "proposal_min_size": model.proposer.min_size, "max_proposals": model.proposer.max_proposals,
-            "difficult": "ground truth", "dtype": "float16"}
-    manifest = folder / "manifest.json"
-    folder.mkdir(parents=True, exist_ok=True)
-    if not manifest.is_file():
-        with tempfile.TemporaryDirectory(dir=folder, prefix=".manifest-") as tmp:
-            try:
-                os.link(write_features_manifest(tmp, info), manifest)
-            except FileExistsError:  # another process created it first: checked below
-                pass
-    stored = read_features_manifest(folder)
-    diff = sorted(k for k in info if stored.get(k) != json.loads(json.dumps(info[k])))
-    if diff:
-        raise InputError(manifest, f"feature cache made with other settings ({', '.join(diff)}); delete "
-                                   f"{folder} or start a fresh run")
-    return dataset, ids
-
-
-def cache_images(model: torch.nn.Module, dataset: Any, todo: list[int], folder: Path, device: torch.device,
-                 num_workers: int = 0, progress: bool = True, kept: Callable[[], str] = str) -> int:
-    """Writes ``folder/<id>.npz`` of the images ``todo`` (indices into ``dataset``) with ``model`` in eval mode.
-
-    Each file depends only on its image and the weights, so any split of the images over
-    processes writes the files of one. Stops between images after SIGTERM/SIGINT (``polled``).
-
-    Returns:
-        The number of rows (ground-truth boxes and proposals) written.
-    """
-    from visiontasks.data import collate_fn
-
-    was_training = model.training
-    model.to(device).eval()
-    loader = DataLoader(Subset(dataset, todo), batch_size=1, shuffle=False, collate_fn=collate_fn,
-                        num_workers=num_workers)
-    rows = 0
-    try:
-        for images, targets in polled(tqdm(loader, total=len(todo), desc="features", leave=False,
-                                           disable=not progress), kept):
-            target = targets[0]  # difficult objects stay ground truth (roidb_from_voc.m)
-            record = target_record(target, partial(model.extract, images[0].to(device)), len(dataset.classes))
-            write_image_features(folder, str(target["image_id"]), record)
-            rows += len(record["boxes"])
-    finally:
-        model.train(was_training)
-    return rows
-
-
-class FeatureCacheStage(Stage):
-    """Caches fc7 and pool5 of every training proposal and ground-truth box (see the module docstring)."""
-
-    folders = ("features",)
-
-    def __init__(self, name: str = "features") -> None:
-        self.name = name
-
-    def run(self, ctx) -> dict[str, Any]:
-        rank, world = D.get_rank(), D.get_world_size()
-        folder = Path(ctx.out_dir) / "features"
-        error = None
-        if rank == 0:
-            try:
-                if not ctx.resume:  # new features make the fitted models of an earlier run stale
-                    for later in ("svm", "bbox_reg"):
-                        shutil.rmtree(Path(ctx.out_dir) / later, ignore_errors=True)
-                _fresh(folder, ctx.resume)
-                dataset, ids = open_feature_cache(ctx.cfg, ctx.model, folder)
-            except InputError as exc:  # every rank stops with the same line (no rank left at the barrier)
-                error = (exc.path, exc.problem)
-        error = _from_rank0(error)
-        if error is not None:
-            raise InputError(*error)
-        if rank != 0:
-            dataset = _cache_dataset(ctx.cfg, ctx.model)
-            ids = _dataset_ids(dataset)
-        todo = [i for i in range(rank, len(ids), world) if not features_path(folder, ids[i]).is_file()]
-        rows = cache_images(ctx.model, dataset, todo, folder, _device(ctx),
-                            num_workers=int(ctx.cfg["data"].get("num_workers", 0)), progress=rank == 0,
-                            kept=_kept(folder, "feature cache (images)", len(ids)))
-        counts = D.all_reduce_dict({"computed": torch.tensor(float(len(todo))), "rows": torch.tensor(float(rows))})
-        D.barrier()  # the fitting stages (rank 0) read every rank's files
-        if rank == 0:  # the job-array tasks' locks (shards.py), all finished
-            shutil.rmtree(folder / SHARDS, ignore_errors=True)
-        size = sum(p.stat().st_size for p in folder.glob("*.npz"))
-        return {"images": len(ids), "computed": round(counts["computed"] * world),
-                "rows_computed": round(counts["rows"] * world), "megabytes": round(size / 2**20, 3),
-                "bytes_per_image": round(size / max(len(ids), 1)), "ranks": world}
-
-
-def _from_rank0(value: Any) -> Any:
-    """``value`` of rank 0 on every rank (itself in a single process)."""
-    if not D.is_dist():
-        return value
-    import torch.distributed as dist
-
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 class _PerClassFitStage(Stage):
@@ -289,7 +122,7 @@ class _PerClassFitStage(Stage):
         p = ctx.model.fit_params
         feats = Path(ctx.out_dir) / "features"
         folder = Path(ctx.out_dir) / self.folders[0]
-        _fresh(folder, ctx.resume)
+        fresh_folder(folder, ctx.resume)
         manifest = read_features_manifest(feats)
         ids, classes = manifest["image_ids"], manifest["classes"]
         mean_norm = feature_mean_norm(feats, ids, self.feature)
@@ -299,7 +132,7 @@ class _PerClassFitStage(Stage):
                 if not _settings_match(class_file(folder, c, classes[c - 1]), settings)]
         summary: dict[str, Any] = {f"{self.feature}_mean_norm": mean_norm, "fitted": [classes[c - 1] for c in todo]}
         if todo:
-            kept = _kept(folder, f"{self.name} (classes)", len(classes))
+            kept = kept_message(folder, f"{self.name} (classes)", len(classes))
             fit = self.prepare(feats, manifest, todo, p, scale, kept)
             for c in polled(todo, kept):
                 name = classes[c - 1]
