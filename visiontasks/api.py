@@ -81,7 +81,7 @@ def to_tensor_image(image: ImageLike, name: str = "image") -> torch.Tensor:
     if isinstance(image, (str, os.PathLike)):
         from visiontasks.data import read_image  # decoding and its InputErrors live in one place
 
-        return _nonempty(read_image(image), str(image)).float() / 255.0
+        return _unit_float(_nonempty(read_image(image), str(image)))
     return _nonempty(_array_to_tensor(image, name), name)
 
 
@@ -91,6 +91,27 @@ def _nonempty(image: torch.Tensor, name: str) -> torch.Tensor:
     if h == 0 or w == 0:
         raise InputError(name, f"empty image ({h}x{w} pixels, height x width): nothing to predict on")
     return image
+
+
+def _unit_float(chw: torch.Tensor) -> torch.Tensor:
+    """A (3, H, W) uint8 tensor, any strides, as a new contiguous float32 tensor in [0, 1], in one pass.
+
+    The cast, the division by 255 and any transpose are one kernel (values equal ``x.float() / 255``),
+    and the model's normalisation and resizing then run on the contiguous layout an image file
+    gives (a permuted HWC array made them run strided: issue 24, ``bench/predict_overhead.py``).
+    """
+    return torch.div(chw, 255.0, out=torch.empty(chw.shape, dtype=torch.float32, device=chw.device))
+
+
+def _hwc_to_chw_float(image: np.ndarray) -> torch.Tensor:
+    """An (H, W, 3) uint8 array as a contiguous (3, H, W) float32 tensor in [0, 1] (never aliasing it).
+
+    The array is viewed, not copied, except where ``torch.from_numpy`` cannot view it (read-only,
+    e.g. ``np.asarray(pil_image)``, or negative strides).
+    """
+    if not image.flags.writeable or any(s < 0 for s in image.strides):
+        image = np.array(image, copy=True)
+    return _unit_float(torch.from_numpy(image).permute(2, 0, 1))
 
 
 def _array_to_tensor(image: Image.Image | np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
@@ -103,12 +124,12 @@ def _array_to_tensor(image: Image.Image | np.ndarray | torch.Tensor, name: str) 
             raise ValueError(f"a numpy image must be HWC RGB, got shape {image.shape}")
         if image.dtype != np.uint8:
             raise ValueError(f"a numpy image must be uint8, got {image.dtype}")
-        return torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float() / 255.0
+        return _hwc_to_chw_float(image)
     if torch.is_tensor(image):
         if image.ndim != 3 or image.shape[0] != 3:
             raise ValueError(f"a tensor image must be CHW with 3 channels, got shape {tuple(image.shape)}")
         if image.dtype == torch.uint8:
-            return image.float() / 255.0
+            return _unit_float(image)
         if not image.is_floating_point():
             raise ValueError(f"a tensor image must be uint8 (0..255) or float (0..1), got {image.dtype}")
         _nonempty(image, name)  # aminmax has no identity on an empty tensor
