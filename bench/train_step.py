@@ -86,8 +86,10 @@ MODELS: dict[str, tuple[Callable[..., nn.Module], torch.dtype | None, Callable[[
     "tv_bf16": (build_torchvision_mlp, torch.bfloat16, lambda m: m),
 }
 TV_CL = ("tv_bf16_cl", (build_torchvision_mlp, torch.bfloat16, lambda m: m.to(memory_format=torch.channels_last)))
+#: ``--ours-fp32-channels-last``: ours in fp32 but channels-last (the Trainer moves to channels-last only with amp).
+OURS_FP32_CL = ("ours_fp32_cl", (build_ours, None, lambda m: m.to(memory_format=torch.channels_last)))
 #: (ours, theirs) compared in each precision.
-PAIRS = (("ours_fp32", "tv_fp32"), ("ours_bf16", "tv_bf16"), ("ours_bf16", "tv_bf16_cl"))
+PAIRS = (("ours_fp32", "tv_fp32"), ("ours_fp32_cl", "tv_fp32"), ("ours_bf16", "tv_bf16"), ("ours_bf16", "tv_bf16_cl"))
 
 
 def make_batch(seed: int = 0, n: int = 2, height: int = 375, width: int = 500, boxes_per_image: int = 3,
@@ -112,15 +114,16 @@ def _training_step(model: nn.Module, images: list[torch.Tensor], targets: list[d
     def step() -> float:
         with autocast("cpu", dtype):
             total = sum(model(images, targets).values())
-        opt.zero_grad()
         total.backward()
         opt.step()
+        opt.zero_grad(set_to_none=True)  # between steps no gradients are held (several VGG16 models in one process)
         return total.item()
     return step
 
 
 def _models(args: argparse.Namespace) -> dict:
-    return {**MODELS, **(dict([TV_CL]) if args.tv_channels_last else {})}
+    return {**MODELS, **(dict([TV_CL]) if args.tv_channels_last else {}),
+            **(dict([OURS_FP32_CL]) if args.ours_fp32_channels_last else {})}
 
 
 def _build_step(name: str, args: argparse.Namespace) -> Callable[[], float]:
@@ -153,9 +156,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS child processes")
     parser.add_argument("--tv-channels-last", action="store_true", help="also torchvision bf16 in channels-last")
+    parser.add_argument("--ours-fp32-channels-last", action="store_true", help="also ours in fp32, channels-last")
+    parser.add_argument("--only", nargs="+", help="time only these models (names above)")
     parser.add_argument("--profile", nargs="*", default=[], help="print torch.profiler's table of one step of these")
     args = parser.parse_args()
-    names = list(_models(args))
+    names = [n for n in _models(args) if not args.only or n in args.only]
     print(f"backbone={args.backbone} batch=2 (375x500 -> 600x800) threads={args.threads} "
           f"iters={args.iters} warmup={args.warmup}")
     memory = {name: ({} if args.no_memory else run_in_child(name, args, target=_measure_memory)) for name in names}
@@ -169,10 +174,11 @@ def main() -> None:
         print(f"{name:>11s}: median {medians[name]:7.3f} s/it  min {min(times[name]):7.3f}  "
               f"all {' '.join(f'{t:.2f}' for t in times[name])}{extra}")
     for ours, theirs in PAIRS:
-        if theirs in medians:
+        if ours in medians and theirs in medians:
             print(f"step time ratio {ours} / {theirs}: median {medians[ours] / medians[theirs]:.3f}  "
                   f"min {min(times[ours]) / min(times[theirs]):.3f}")
-    print(f"step time ratio ours_bf16 / ours_fp32 (median): {medians['ours_bf16'] / medians['ours_fp32']:.3f}")
+    if "ours_bf16" in medians and "ours_fp32" in medians:
+        print(f"step time ratio ours_bf16 / ours_fp32 (median): {medians['ours_bf16'] / medians['ours_fp32']:.3f}")
     for name in args.profile:
         print(f"\n--- torch.profiler, one step of {name} ---\n{profile_step(steps[name])}")
 

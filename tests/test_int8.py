@@ -189,3 +189,23 @@ def test_tool_model_with_no_quantizable_layer(tmp_path: Path, embedded_root: Pat
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "the graph has no NoSuchOp layer to quantize" in err[0], err
     assert not out.exists()
+
+
+def test_tensor_agreement_of_a_quantized_matmul(tmp_path: Path) -> None:
+    import numpy as np
+
+    from visiontasks.export.agreement import feature_tensor, tensor_agreement
+
+    _write_graph(tmp_path / "mm.onnx", "MatMul")  # y = x @ I
+    g = torch.Generator().manual_seed(0)
+    calib = [torch.rand(1, 3, 4, 4, generator=g) for _ in range(4)]
+    quantize.quantize_int8(tmp_path / "mm.onnx", tmp_path / "mm8.onnx", calib, "mm")
+    assert feature_tensor(tmp_path / "mm.onnx") == "y"  # no RoI pooling: the last MatMul's output
+    x = {"x": calib[0].numpy()}
+    same = tensor_agreement(tmp_path / "mm.onnx", tmp_path / "mm.onnx", x, "y")
+    assert same["rel_l2"] == 0.0 and same["cosine"] == pytest.approx(1.0) and same["max_abs"] == 0.0
+    q = tensor_agreement(tmp_path / "mm.onnx", tmp_path / "mm8.onnx", x, "y")
+    # x in [0, 1] on a uint8 grid of step ≤ 1/255, the identity weight exact in int8 (127 · 1/127), the
+    # output on a grid of step ≤ 1/255 again: each value moves by at most about one step, not zero everywhere
+    assert 0.0 < q["max_abs"] <= 1.5 / 255 and q["rel_l2"] < 0.01 and q["cosine"] > 0.999
+    assert q["ref_max_abs"] == pytest.approx(float(np.abs(calib[0].numpy()).max()))
