@@ -19,6 +19,11 @@ extraction to ``TwoStageDetector``):
 Training (``RCNN.training_stages()``, run by ``tools/train_det.py``): ``finetune`` (SGD on warped
 regions), ``features`` (fc7 + pool5 cache), ``svm`` (per-class SVMs, hard-negative mining),
 ``bbox_reg`` (per-class ridge regressors); see ``visiontasks/detection/rcnn/stages.py``.
+``feature_precision: bf16`` runs the ``features`` stage's CNN (:meth:`RCNN.extract`) under bf16
+autocast with channels-last crops, the path ``load_model(precision="bf16")`` gives ``predict()``;
+the cache keeps its float16 format either way (fc7/pool5 are computed in bf16, 8 significant bits,
+and float16's 11 hold them exactly within its range, at the disk cost the fp32 cache already has).
+Measured by ``bench/rcnn_fast_path.py`` (docs/BENCHMARKS.md, "R-CNN and SPP-net in bf16").
 
 Fine-tuning minibatches (paper §2.3, ``window_data_layer``): 128 regions, 32 foreground
 (IoU ≥ 0.5 with a ground-truth box → its class; GT boxes are added to the proposals) and 96
@@ -49,6 +54,7 @@ from visiontasks.detection.settings import (PAPER_TEST, RCNN_FIT, RCNN_RENAMED, 
                                             TestSettings, resolve)
 from visiontasks.detection.transform import build_transform
 from visiontasks.detection.two_stage import TwoStageDetector
+from visiontasks.precision import autocast, resolve_precision
 from visiontasks.registry import register_model
 
 __all__ = ["RCNN", "rcnn", "CROP_SIZES"]
@@ -64,13 +70,19 @@ class RCNN(TwoStageDetector):
         backbone, proposer, roi_head, transform, loss_weights, proposal_params: see ``TwoStageDetector``.
         fit_params: settings of the fitting stages, the fields of
             :class:`~visiontasks.detection.settings.FitSettings` as a dict (``svm_C``, ``neg_iou_thresh`` …).
+        feature_precision: the precision of :meth:`extract` (the ``features`` stage): "fp32" or
+            "bf16" (bf16 autocast, channels-last crops; fp32 with one warning line on a CPU
+            without native bf16, as ``load_model(precision=)``).
     """
 
     def __init__(self, backbone: nn.Module, proposer: nn.Module, roi_head: RCNNHead, transform: nn.Module,
-                 loss_weights: dict[str, float] | None, proposal_params: dict, fit_params: dict[str, float]) -> None:
+                 loss_weights: dict[str, float] | None, proposal_params: dict, fit_params: dict[str, float],
+                 feature_precision: str = "fp32") -> None:
         super().__init__(backbone, proposer, roi_head, transform, loss_weights=loss_weights,
                          proposal_params=proposal_params)
         self.fit_params = dict(fit_params)
+        resolve_precision(feature_precision)  # a bad value fails at build time (one line)
+        self.feature_precision = feature_precision
 
     def training_stages(self) -> list[Any]:
         """``finetune`` (SGD, no evaluation), ``features``, ``svm``, ``bbox_reg``."""
@@ -92,18 +104,22 @@ class RCNN(TwoStageDetector):
         Returns:
             ``(boxes (G + R', 4) float32 CPU, fc7 (G + R', D) float16, pool5 (G + R', F) float16)``,
             the ground truth first, then the proposals kept by the proposer (clipped, small and
-            surplus boxes dropped), in chunks of ``chunk_size`` regions.
+            surplus boxes dropped), in chunks of ``chunk_size`` regions. With ``feature_precision``
+            "bf16" the CNN runs under bf16 autocast (one context per image, so autocast casts each
+            fp32 weight once per image, not once per chunk) and the crops go in channels-last.
         """
         size = (int(image.shape[-2]), int(image.shape[-1]))
-        batch, _ = self.transform([image])
-        features = self.backbone.feature_maps(batch)
-        props = self.transform.resize_proposals([proposals.to(features.device)], [size], [size])
-        kept, _ = self.proposer(batch, features, None, props, self.transform.scale_factors([size], [size]))
-        boxes = torch.cat((gt_boxes.to(features.device).float().reshape(-1, 4), kept[0]))
+        dtype = resolve_precision(self.feature_precision, image.device)
         fc7s, pool5s = [], []
-        for fc7, pool5 in self.roi_head.region_features(features, [boxes], [size]):
-            fc7s.append(fc7.float().cpu().numpy().astype(np.float16))
-            pool5s.append(pool5.flatten(1).float().cpu().numpy().astype(np.float16))
+        with autocast(image.device, dtype):
+            batch, _ = self.transform([image])
+            features = self.backbone.feature_maps(batch)
+            props = self.transform.resize_proposals([proposals.to(batch.tensors.device)], [size], [size])
+            kept, _ = self.proposer(batch, features, None, props, self.transform.scale_factors([size], [size]))
+            boxes = torch.cat((gt_boxes.to(batch.tensors.device).float().reshape(-1, 4), kept[0].float()))
+            for fc7, pool5 in self.roi_head.region_features(features, [boxes], [size]):
+                fc7s.append(fc7.float().cpu().numpy().astype(np.float16))
+                pool5s.append(pool5.flatten(1).float().cpu().numpy().astype(np.float16))
         head = self.roi_head
         fc7 = np.concatenate(fc7s) if fc7s else np.zeros((0, head.fc7_dim), np.float16)
         pool5 = np.concatenate(pool5s) if pool5s else np.zeros((0, head.pool5_dim), np.float16)
@@ -126,6 +142,7 @@ def rcnn(
     fit_params: FitSettings | Mapping[str, Any] | None = RCNN_FIT,
     test: TestSettings | Mapping[str, Any] | None = PAPER_TEST,
     loss_weights: dict[str, float] | None = None,
+    feature_precision: str = "fp32",
 ) -> RCNN:
     """Builds R-CNN.
 
@@ -153,6 +170,8 @@ def rcnn(
             fine-tuning, ``sigmoid(margin)`` once the SVMs are fitted), 100 detections per image.
         loss_weights: multiplier per loss name; ``loss_box_reg`` defaults to 0 (no box loss in
             R-CNN's fine-tuning).
+        feature_precision: "fp32" (default) or "bf16": the precision of the feature-cache stage's CNN
+            (:meth:`RCNN.extract`); test-time precision is ``load_model(precision=)``'s.
 
     Returns:
         The detector (:class:`RCNN`).
@@ -173,7 +192,7 @@ def rcnn(
     transform = build_transform("none", size_divisible=1)
     return RCNN(ImageAsFeatures(), PrecomputedProposals(proposal_min_size, max_proposals), head, transform,
                 loss_weights={"loss_box_reg": 0.0, **(loss_weights or {})}, proposal_params=params,
-                fit_params=fit.as_dict())
+                fit_params=fit.as_dict(), feature_precision=feature_precision)
 
 
 #: The flat arguments before the settings were grouped (translated in older checkpoints' configs).

@@ -31,12 +31,19 @@ scored boxes and ``imdb_eval_voc.m`` applies NMS to the moved boxes. (The paper'
 fix the order; regressing first keeps NMS from leaving overlapping duplicates after the move.)
 Box deltas are R-CNN's unnormalised (dx, dy, dw, dh) of appendix C (``BoxCoder`` weights 1).
 
+Precision: the SVMs and regressors always compute in float32, also under bf16 autocast
+(``load_model(precision="bf16")``): their inputs (fc7, pool5) come from the bf16 CNN, but a margin
+or a box delta rounded to bf16's 8 significant bits would move scores by ~0.4 % and boxes by up to
+a pixel, for a product of ~2 MFLOP per region against the CNN's 31 GFLOP (VGG16).
+
 Shape shorthand: R = regions, K = classes incl. background, D = fc7 width, F = pool5 width (C·P²).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+
+from visiontasks.precision import autocast
 
 from visiontasks.detection.box_coder import BoxCoder
 from visiontasks.detection.predictor import select_detections
@@ -105,14 +112,16 @@ class SVMBoxPredictor(nn.Module):
             raise ValueError(f"label must be in 1..{self.num_classes - 1}, got {label!r}")
 
     def margins(self, fc7: torch.Tensor) -> torch.Tensor:
-        """SVM margins (R, K) of (R, D) fc7 features (column 0, background, is 0)."""
-        return (fc7.float() * self.fc7_scale) @ self.svm_weight.t() + self.svm_bias
+        """SVM margins (R, K) of (R, D) fc7 features (column 0, background, is 0), in float32."""
+        with autocast(fc7.device, None):  # fp32 also under autocast (module docstring)
+            return (fc7.float() * self.fc7_scale) @ self.svm_weight.t() + self.svm_bias
 
     def deltas(self, pool5: torch.Tensor) -> torch.Tensor:
-        """Class-specific (dx, dy, dw, dh) (R, K, 4) from pool5 (R, C, P, P) or (R, F)."""
+        """Class-specific (dx, dy, dw, dh) (R, K, 4) from pool5 (R, C, P, P) or (R, F), in float32."""
         x = pool5.flatten(1).float() * self.pool5_scale
         k = self.num_classes
-        return (x @ self.bbox_weight.reshape(k * 4, -1).t() + self.bbox_bias.reshape(-1)).view(-1, k, 4)
+        with autocast(x.device, None):
+            return (x @ self.bbox_weight.reshape(k * 4, -1).t() + self.bbox_bias.reshape(-1)).view(-1, k, 4)
 
     def forward(self, fc7: torch.Tensor, pool5: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """fc7 (R, D) and pool5 → margins (R, K) and deltas (R, K, 4) (zeros without pool5)."""

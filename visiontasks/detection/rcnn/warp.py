@@ -28,6 +28,12 @@ those of the original 3×3/2 max pool, for VGG16 at 224 (14×14 → 7×7) those 
 RoIs are processed ``chunk_size`` at a time (crops, body and pool per chunk), so memory grows with
 the chunk, not with the number of proposals.
 
+Low precision (``load_model(precision="bf16")``, the feature cache's ``feature_precision: bf16``):
+under ``torch.autocast`` the float32 crops are handed to the body already in the autocast dtype and
+channels-last (:func:`autocast_input`), the layout oneDNN's bf16 convolutions run in natively, so
+the first convolution neither casts nor reorders its input; outside autocast they stay float32
+NCHW, exactly as before (the fp32 path is unchanged, tests/test_rcnn_fast_path.py).
+
 Shape shorthand: B = images, R = RoIs, S = crop size, C = body channels, P = pool size.
 """
 from __future__ import annotations
@@ -39,7 +45,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-__all__ = ["WarpedRegionPooler", "context_boxes", "warp_regions", "rois_with_index"]
+__all__ = ["WarpedRegionPooler", "context_boxes", "warp_regions", "rois_with_index", "autocast_input"]
+
+
+def autocast_input(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) ``x`` as the CNN's input: in the autocast dtype and channels-last when autocast
+    is on for ``x``'s device (what oneDNN's bf16 convolutions compute in), else ``x`` itself."""
+    device_type = x.device.type
+    if x.dim() != 4 or not torch.is_autocast_enabled(device_type):
+        return x
+    dtype = torch.get_autocast_dtype(device_type)
+    return x.to(dtype=dtype, memory_format=torch.channels_last)
 
 
 def context_boxes(boxes: torch.Tensor, crop_size: int, context_pad: int) -> torch.Tensor:
@@ -130,8 +146,9 @@ class WarpedRegionPooler(nn.Module):
         return warp_regions(images, rois, image_sizes, self.crop_size, self.context_pad)
 
     def pool_rois(self, images: torch.Tensor, rois: torch.Tensor, image_sizes: list[tuple[int, int]]) -> torch.Tensor:
-        """pool5 of (R, 5) RoIs in one go (no chunking): (R, C, P, P)."""
-        conv = self.body(self.warp(images, rois, image_sizes))
+        """pool5 of (R, 5) RoIs in one go (no chunking): (R, C, P, P); under autocast the body
+        gets its input in the autocast dtype and channels-last (:func:`autocast_input`)."""
+        conv = self.body(autocast_input(self.warp(images, rois, image_sizes)))
         return F.adaptive_max_pool2d(conv, self.output_size)
 
     def chunks(self, images: torch.Tensor, proposals: list[torch.Tensor],

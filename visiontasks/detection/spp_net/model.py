@@ -19,6 +19,11 @@ and box regressors on the pooled features, exactly R-CNN's fitting stages: the m
 hard-negative mining, ridge regression and the fitted predictor are the same code.
 ``classifier: softmax`` keeps the fine-tuned softmax (one SGD stage, Fast R-CNN-style).
 
+Precision: ``load_model(precision="bf16")`` runs conv5 at every scale and fc6/fc7 under bf16
+autocast, the images handed to the body in bf16 and channels-last (``ScalePyramid``); the pyramid's
+max pooling is exact in any dtype. ``feature_precision: bf16`` does the same in the ``features``
+stage (``RCNN.extract``, R-CNN's code).
+
 Shape shorthand: R = windows, K = classes incl. background.
 """
 from __future__ import annotations
@@ -72,6 +77,7 @@ def spp_net(
     classifier: str = "svm",
     fc6_init: str | None = None,
     fit_params: FitSettings | Mapping[str, Any] | None = SPP_NET_FIT,
+    feature_precision: str = "fp32",
 ) -> TwoStageDetector:
     """Builds SPP-net's detector.
 
@@ -107,6 +113,8 @@ def spp_net(
         fit_params: settings of the fitting stages (overrides by name of :class:`FitSettings`:
             ``svm_C``, ``feat_norm``, ``bbox_lambda`` …; default :data:`SPP_NET_FIT`: R-CNN's SVMs,
             SPP-net's box regression, IoU > 0.5 and λ = 4000).
+        feature_precision: "fp32" or "bf16": the precision of the ``features`` stage's conv5 and
+            fc6/fc7 (``classifier: svm``; ``RCNN.extract``). Test-time precision is ``load_model``'s.
 
     Returns:
         The detector (``TwoStageDetector`` with a scale pyramid and an SPP pooler).
@@ -137,7 +145,8 @@ def spp_net(
         # the boxes are regressed by the fitted ridge regressors, so fine-tuning trains the classifier only (as R-CNN)
         model = RCNN(pyramid, proposer_module, roi_head, transform,
                      loss_weights={"loss_box_reg": 0.0, **(loss_weights or {})}, proposal_params=params,
-                     fit_params=resolve(fit_params, SPP_NET_FIT, "fit_params").as_dict())
+                     fit_params=resolve(fit_params, SPP_NET_FIT, "fit_params").as_dict(),
+                     feature_precision=feature_precision)
     else:
         raise ValueError(f"classifier must be 'svm' or 'softmax', got {classifier!r}")
     return compress_fc(model, fc_svd_ranks) if fc_svd_ranks else model

@@ -10,7 +10,9 @@ closest to 224² (the paper's rule). Two parts, both plugged into ``TwoStageDete
 - :class:`MultiScaleSPP` — the pooler slot: chooses each window's scale, maps the window into
   that scale's pixels and pools it with :class:`~visiontasks.detection.spp.SpatialPyramidPool`.
 
-With one scale both reduce to the single-scale path (``min_size: 688``). The detector's transform
+With one scale both reduce to the single-scale path (``min_size: 688``). Under autocast (bf16)
+each scale's batch enters the body in the autocast dtype and channels-last, as R-CNN's crops
+(``rcnn.warp.autocast_input``); without it nothing changes. The detector's transform
 must not resize (``build_transform("none")``): windows stay in original-image pixels.
 
 Shape shorthand: B = images, C = channels, S = scales, R = windows, D = C · Σ n².
@@ -26,6 +28,7 @@ import torch.nn.functional as F
 from torchvision.models.detection.image_list import ImageList
 
 from visiontasks.backbones.base import Backbone
+from visiontasks.detection.rcnn.warp import autocast_input
 from visiontasks.detection.spp import SPP_LEVELS, SpatialPyramidPool
 
 __all__ = ["ScalePyramid", "PyramidFeatures", "MultiScaleSPP", "SPP_SCALES", "choose_scales"]
@@ -95,7 +98,7 @@ class ScalePyramid(Backbone):
             batch = images.tensors.new_zeros(len(resized), 3, hmax, wmax)
             for i, r in enumerate(resized):
                 batch[i, :, : r.shape[-2], : r.shape[-1]] = r
-            maps.append(self.body(batch))
+            maps.append(self.body(autocast_input(batch)))  # bf16 channels-last under autocast
             factors.append(torch.tensor(fs, dtype=torch.float32, device=images.tensors.device))
         return PyramidFeatures(maps, factors)
 
