@@ -115,7 +115,8 @@ def test_a_killed_shard_resumes_its_own_images(tuned, data, tmp_path, extract_ca
     dead = subprocess.Popen(["true"])
     dead.wait()
     lock = run / "features/shards/0-of-2/.lock"
-    lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "start": None}))
+    # start -1: no process has it, so the lock is stale even if the pid was reused meanwhile
+    lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "start": "-1"}))
     extract_calls.clear()
     capsys.readouterr()
     assert _train(run, data, "--shard", "0/2") == 0
