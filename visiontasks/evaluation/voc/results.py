@@ -12,11 +12,12 @@ Shape shorthand: N = images of the split; D_i = detections of image i.
 """
 from __future__ import annotations
 
+import codecs
 import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -177,44 +178,144 @@ class _KnownIds:
         return self.order[pos]
 
 
-def _read_file(path: Path, label: int, known: _KnownIds, split: str) -> np.ndarray:
-    """Rows ``(image, label, score, x0, y0, x1, y1)`` (D, 7) of one results file, in file order."""
+#: Bytes read at a time: the vectorised parser's transient arrays scale with this, not with the file.
+CHUNK_BYTES = 8 * 2 ** 20
+#: What one detection costs when a file is read (the buffer: int32 image, int32 label, 5 float64), in bytes.
+READ_BYTES_PER_DETECTION = 48
+
+
+def count_lines(path: Path) -> int:
+    """An upper bound of the detections of a results file: its LF and CR line breaks (CRLF counted once
+    within a chunk), plus one for a last line without a break. Reads the file in chunks."""
+    lines, last = 0, b"\n"
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK_BYTES):
+                lines += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+                last = chunk[-1:]
     except IsADirectoryError:
         raise InputError(path, "is a folder, expected a results file") from None
-    parsed = _parse_fast(data, known)
-    if parsed is None:
-        rows: list[tuple[int, int, float, float, float, float, float]] = []
-        _parse_file(path, label, known, split, rows)
-        return np.array(rows, dtype=np.float64).reshape(-1, 7)
-    image, values = parsed
-    return np.column_stack([image.astype(np.float64), np.full(len(image), float(label)), values])
+    return lines + (last not in (b"\n", b"\r"))
 
 
-def _parse_file(path: Path, label: int, known: Mapping[str, int], split: str,
-                rows: list[tuple[int, int, float, float, float, float, float]]) -> None:
+class _Buffer:
+    """Detections appended in blocks into preallocated compact arrays (grown by half when a count was low).
+
+    Shape shorthand: D = detections held."""
+
+    def __init__(self, capacity: int) -> None:
+        self.size = 0
+        self.image = np.empty(max(capacity, 1), np.int32)
+        self.label = np.empty(max(capacity, 1), np.int32)
+        self.values = np.empty((max(capacity, 1), 5), np.float64)
+
+    def append(self, image: np.ndarray, label: int, values: np.ndarray) -> None:
+        """Adds (d,) image indices and (d, 5) ``score x0 y0 x1 y1`` rows of class ``label``."""
+        end = self.size + len(image)
+        if end > len(self.image):
+            capacity = max(end, len(self.image) * 3 // 2)
+            for name in ("image", "label", "values"):
+                getattr(self, name).resize((capacity, *getattr(self, name).shape[1:]), refcheck=False)
+        self.image[self.size:end] = image
+        self.label[self.size:end] = label
+        self.values[self.size:end] = values
+        self.size = end
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(image (D,) int32, label (D,) int32, values (D, 5) float64)``, views of the filled part."""
+        return self.image[:self.size], self.label[:self.size], self.values[:self.size]
+
+
+def _read_file(path: Path, label: int, known: _KnownIds, split: str, out: _Buffer) -> None:
+    """Appends the detections of one results file to ``out``, in file order, reading it in chunks.
+
+    Plain chunks take the vectorised parser; if any chunk is not plain, what was appended is dropped and
+    the exact line-by-line parser reads the whole file (and names a bad line)."""
+    first = out.size
+    carry = b""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.read(CHUNK_BYTES)
+                data = carry + chunk
+                cut = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1 if chunk else len(data)
+                data, carry = data[:cut], data[cut:]
+                if data.strip(b" \t\r\n"):
+                    parsed = _parse_fast(data, known)
+                    if parsed is None:
+                        out.size = first
+                        break
+                    out.append(parsed[0], label, parsed[1])
+                if not chunk:
+                    return
+    except IsADirectoryError:
+        raise InputError(path, "is a folder, expected a results file") from None
+    block: list[tuple[int, float, float, float, float, float]] = []
+    for row in _exact_lines(path, known, split):
+        if row is None:
+            continue
+        block.append(row)
+        if len(block) == 65536:
+            table = np.array(block, dtype=np.float64)
+            out.append(table[:, 0].astype(np.int32), label, table[:, 1:])
+            block.clear()
+    if block:
+        table = np.array(block, dtype=np.float64)
+        out.append(table[:, 0].astype(np.int32), label, table[:, 1:])
+
+
+_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines splits at
+
+
+def _exact_lines(path: Path, known: _KnownIds,
+                 split: str) -> Iterator[tuple[int, float, float, float, float, float] | None]:
+    """``(image, score, x0, y0, x1, y1)`` (None for a blank line) of each line of a UTF-8 file, lines as ``str.splitlines`` cuts the
+    whole text (numbered so in errors), read in chunks; the file is checked to be UTF-8 first."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK_BYTES):
+                decoder.decode(chunk)
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise InputError(path, "not a UTF-8 text file") from None
-    for n, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != 6:
-            raise InputError(path, f"line {n}: expected '<image_id> <score> <xmin> <ymin> <xmax> <ymax>', "
-                                   f"got {len(fields)} fields")
-        try:
-            values = [float(v) for v in fields[1:]]
-        except ValueError:
-            raise InputError(path, f"line {n}: score and coordinates must be numbers, got {line.strip()!r}") from None
-        if not all(math.isfinite(v) for v in values):
-            raise InputError(path, f"line {n}: non-finite number in {line.strip()!r}")
-        image = known.get(fields[0])
-        if image is None:
-            raise InputError(path, f"line {n}: image id {fields[0]!r} is not in split {split!r}")
-        rows.append((image, label, *values))
+    n, carry = 0, ""
+    with open(path, encoding="utf-8", newline="") as f:
+        while True:
+            block = f.read(CHUNK_BYTES)
+            lines = (carry + block).splitlines(keepends=True)
+            carry = lines.pop() if block and lines and (lines[-1][-1] not in _BREAKS or lines[-1][-1] == "\r") else ""
+            for line in lines:
+                n += 1
+                yield _parse_line(path, n, line, known, split)
+            if not block:
+                return
+
+
+def _parse_line(path: Path, n: int, line: str, known: _KnownIds,
+                split: str) -> tuple[int, float, float, float, float, float] | None:
+    fields = line.split()
+    if not fields:
+        return None
+    if len(fields) != 6:
+        raise InputError(path, f"line {n}: expected '<image_id> <score> <xmin> <ymin> <xmax> <ymax>', "
+                               f"got {len(fields)} fields")
+    try:
+        values = [float(v) for v in fields[1:]]
+    except ValueError:
+        raise InputError(path, f"line {n}: score and coordinates must be numbers, got {line.strip()!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise InputError(path, f"line {n}: non-finite number in {line.strip()!r}")
+    image = known.get(fields[0])
+    if image is None:
+        raise InputError(path, f"line {n}: image id {fields[0]!r} is not in split {split!r}")
+    return (image, *values)
+
+
+def _parse_file(path: Path, label: int, known: _KnownIds, split: str,
+                rows: list[tuple[int, int, float, float, float, float, float]]) -> None:
+    """The exact parser's rows ``(image, label, score, x0, y0, x1, y1)`` appended to ``rows``."""
+    rows.extend((row[0], label, *row[1:]) for row in _exact_lines(path, known, split) if row is not None)
 
 
 def _results_files(det_dir: str | os.PathLike[str], split: str) -> list[tuple[str, Path]]:
@@ -240,21 +341,62 @@ def results_classes(det_dir: str | os.PathLike[str], split: str) -> list[str]:
         return []
 
 
+#: Memory of the whole-folder reader per detection, measured (``bench/eval_large.py``) and rounded up: the
+#: read buffer, the sort and the per-image arrays returned (``read_voc_results``), then the scorer's own
+#: concatenation, matching and curves. ``FULL``: every class at once (``--errors``, ``--report``);
+#: ``STREAM_*``: class by class (what ``tools/eval.py det`` does otherwise), the largest class file's
+#: detections at the ``CLASS`` rate plus every detection's precision and recall kept for the curves.
+FULL_BYTES_PER_DETECTION = 400
+STREAM_CLASS_BYTES_PER_DETECTION = 320
+STREAM_TOTAL_BYTES_PER_DETECTION = 24
+#: --errors (TIDE, confusion, AP by size) on top of FULL, per detection.
+ERRORS_BYTES_PER_DETECTION = 600
+
+
+def _class_files(det_dir: str | os.PathLike[str], split: str, classes: Sequence[str]) -> list[tuple[int, Path]]:
+    """``(label, path)`` of the split's results files, each class at most once and all in ``classes``."""
+    label_of = {name: c + 1 for c, name in enumerate(classes)}
+    seen: dict[int, Path] = {}
+    for name, path in _results_files(det_dir, split):
+        label = label_of.get(name)
+        if label is None:
+            raise InputError(path, f"class {name!r} is not one of the {len(classes)} classes {list(classes)!r}")
+        if label in seen:
+            raise InputError(path, f"a second results file for class {name!r} (first: {seen[label].name})")
+        seen[label] = path
+    return list(seen.items())
+
+
+def _per_image(image: np.ndarray, label: np.ndarray, values: np.ndarray, num_images: int,
+               order: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """The rows taken in ``order`` (sorted by image) split into per-image boxes (0-based), labels, scores."""
+    boxes = values[order, 1:]
+    boxes -= 1.0
+    labels = label[order].astype(np.int64)
+    scores = values[order, 0]
+    splits = np.searchsorted(image[order], np.arange(1, num_images))
+    return np.split(boxes, splits), np.split(labels, splits), np.split(scores, splits)
+
+
 def read_voc_results(
     det_dir: str | os.PathLike[str],
     split: str,
     classes: Sequence[str],
     image_ids: Sequence[str],
+    bytes_per_detection: int = FULL_BYTES_PER_DETECTION,
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Reads every ``comp*_det_<split>_<class>.txt`` of ``det_dir`` back into per-image arrays.
 
-    A class without a file simply has no detections.
+    A class without a file simply has no detections. Before reading, the detections are counted
+    (:func:`count_lines`) and the memory the caller will need, ``bytes_per_detection`` each, checked
+    against what is available (:func:`visiontasks.evaluation.memory.check_memory`).
 
     Args:
         det_dir: folder holding the results files.
         split: image set name; files of other splits in the folder are left alone.
         classes: the C class names (label ``c`` is ``classes[c - 1]``).
         image_ids: the N image ids of the split, in the order of the returned lists.
+        bytes_per_detection: the memory estimate's rate (reading and what the caller does with it).
 
     Returns:
         ``(boxes, labels, scores)``, lists of N arrays: boxes (D_i, 4) float64 xyxy 0-based,
@@ -263,26 +405,58 @@ def read_voc_results(
     Raises:
         InputError: the folder is missing or has no results file of the split; a file names a
             class not in ``classes`` or repeats one; a line does not parse or names an image
-            outside the split.
+            outside the split; the detections need more memory than is available.
     """
-    label_of = {name: c + 1 for c, name in enumerate(classes)}
+    from visiontasks.evaluation.memory import check_memory
+
+    files = _class_files(det_dir, split, classes)
+    counts = [count_lines(path) for _, path in files]
+    total = sum(counts)
+    check_memory(total * bytes_per_detection, det_dir, f"scoring {total:,} detections of {len(files)} results files")
     known = _KnownIds(image_ids)
-    seen: dict[int, Path] = {}
-    tables = [np.zeros((0, 7))]
-    for name, path in _results_files(det_dir, split):
-        label = label_of.get(name)
-        if label is None:
-            raise InputError(path, f"class {name!r} is not one of the {len(classes)} classes {list(classes)!r}")
-        if label in seen:
-            raise InputError(path, f"a second results file for class {name!r} (first: {seen[label].name})")
-        seen[label] = path
-        tables.append(_read_file(path, label, known, split))
-    table = np.concatenate(tables)
-    image = table[:, 0].astype(np.int64)
-    order = np.lexsort((table[:, 1], image))  # stable: file order within (image, class)
-    table, image = table[order], image[order]
-    splits = np.searchsorted(image, np.arange(1, len(image_ids)))
-    boxes = [b - 1.0 for b in np.split(table[:, 3:7], splits)]
-    labels = [lab.astype(np.int64) for lab in np.split(table[:, 1], splits)]
-    scores = list(np.split(table[:, 2], splits))
-    return boxes, labels, scores
+    out = _Buffer(total)
+    for label, path in sorted(files, key=lambda f: f[1]):
+        _read_file(path, label, known, split, out)
+    image, label, values = out.arrays()
+    order = np.lexsort((label, image))  # stable: file order within (image, class)
+    return _per_image(image, label, values, len(image_ids), order)
+
+
+def read_voc_results_by_class(
+    det_dir: str | os.PathLike[str],
+    split: str,
+    classes: Sequence[str],
+    image_ids: Sequence[str],
+) -> Iterator[tuple[int, tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]]]:
+    """:func:`read_voc_results` one class file at a time: ``(label, (boxes, labels, scores))`` per file, in
+    label order, each holding that class's detections only (per image in file order).
+
+    Memory: the largest file's detections (``STREAM_CLASS_BYTES_PER_DETECTION`` each, with the
+    scoring of one class) plus ``STREAM_TOTAL_BYTES_PER_DETECTION`` for every detection (the curves
+    the caller keeps); checked, as by :func:`read_voc_results`, before anything is read.
+
+    Raises:
+        InputError: as :func:`read_voc_results`, all but the memory check and the file names before
+            the first yield.
+    """
+    from visiontasks.evaluation.memory import check_memory
+
+    files = sorted(_class_files(det_dir, split, classes))
+    counts = [count_lines(path) for _, path in files]
+    if files:
+        total, largest = sum(counts), max(range(len(files)), key=counts.__getitem__)
+        need = counts[largest] * STREAM_CLASS_BYTES_PER_DETECTION + total * STREAM_TOTAL_BYTES_PER_DETECTION
+        check_memory(need, files[largest][1], f"scoring {total:,} detections ({counts[largest]:,} in this, the "
+                                              "largest results file)")
+    known = _KnownIds(image_ids)
+    for (label, path), count in zip(files, counts):
+        yield label, _read_class(path, label, known, split, count, len(image_ids))
+
+
+def _read_class(path: Path, label: int, known: _KnownIds, split: str, count: int,
+                num_images: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """One results file as per-image arrays (the read buffer is freed on return)."""
+    out = _Buffer(count)
+    _read_file(path, label, known, split, out)
+    image, labels, values = out.arrays()
+    return _per_image(image, labels, values, num_images, np.argsort(image, kind="stable"))

@@ -13,7 +13,9 @@ Shape shorthand: N = images of the split.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
 
 from visiontasks.evaluation.voc.ap import eval_detection_voc, eval_detection_voc_by_area
 
@@ -132,7 +134,10 @@ def evaluate_voc_files(root: str | os.PathLike[str], split: str, detections: str
                        errors: bool = False) -> dict[str, Any]:
     """Scores a folder of ``comp4_det_<split>_<class>.txt`` files against a VOC-layout split.
 
-    Reads only the split file and ``Annotations/`` (never images) and imports no torch.
+    Reads only the split file and ``Annotations/`` (never images) and imports no torch. Without
+    ``errors`` the results files are read and scored one class at a time (the memory of the largest
+    file); with it all at once. Either way the memory needed is estimated from the files first and,
+    when more than is available, refused in one line (docs/RELIABILITY.md).
 
     Args:
         root: VOC-layout folder (``Annotations/``, ``ImageSets/Main/``).
@@ -152,15 +157,39 @@ def evaluate_voc_files(root: str | os.PathLike[str], split: str, detections: str
 
     Raises:
         InputError: a missing or malformed annotation, split file or results file, a results file
-            of a class outside ``classes`` (when they are listed), an image outside the split.
+            of a class outside ``classes`` (when they are listed), an image outside the split; results
+            too large for the memory available.
     """
+    from visiontasks.evaluation.voc import results as files
     from visiontasks.evaluation.voc.ground_truth import load_detection_ground_truth
-    from visiontasks.evaluation.voc.results import read_voc_results, results_classes
 
     check_voc_options(metric, iou_thresh, reference)
-    extra = results_classes(detections, split) if classes == "auto" else ()
+    extra = files.results_classes(detections, split) if classes == "auto" else ()
     gt = load_detection_ground_truth(root, split, classes, cache_dir=cache_dir, extra_classes=extra)
-    preds = read_voc_results(detections, split, gt.classes, gt.ids)
     gts = (gt.boxes, gt.labels, gt.difficult)
-    result = score_voc(preds, gts, gt.classes, metric, iou_thresh, reference)
-    return {**result, **voc_errors(preds, gts, gt.classes, metric, iou_thresh, reference)} if errors else result
+    if not errors:  # class by class: memory of the largest results file, not of all of them
+        return _score_by_class(files.read_voc_results_by_class(detections, split, gt.classes, gt.ids), gts,
+                               gt.classes, metric, iou_thresh, reference)
+    preds = files.read_voc_results(detections, split, gt.classes, gt.ids, files.FULL_BYTES_PER_DETECTION
+                                   + files.ERRORS_BYTES_PER_DETECTION)
+    return {**score_voc(preds, gts, gt.classes, metric, iou_thresh, reference),
+            **voc_errors(preds, gts, gt.classes, metric, iou_thresh, reference)}
+
+
+def _score_by_class(per_class: Iterable[tuple[int, Sequence[Sequence[Any]]]], gts: Sequence[Sequence[Any]],
+                    classes: Sequence[str], metric: str, iou_thresh: float, reference: str) -> dict[str, Any]:
+    """:func:`score_voc` of detections given one class at a time (``(label, preds of that class only)``),
+    equal to scoring them all at once: a class's AP depends only on its own detections (matched to its
+    own ground truth, ranked among themselves)."""
+    empty = [np.zeros((0, 4)) for _ in gts[0]], [np.zeros(0, np.int64) for _ in gts[0]], \
+        [np.zeros(0) for _ in gts[0]]
+    res = eval_detection_voc(*empty, *gts, num_classes=len(classes), iou_thresh=iou_thresh, metric=metric,
+                             reference=reference)
+    for label, preds in per_class:
+        one = eval_detection_voc(*preds, *gts, num_classes=len(classes), iou_thresh=iou_thresh, metric=metric,
+                                 reference=reference)
+        for key in ("ap", "precision", "recall"):
+            res[key][label - 1] = one[key][label - 1]
+        del preds, one  # before the next file is read
+    res["map"] = float(np.nanmean(res["ap"])) if np.isfinite(res["ap"]).any() else float("nan")
+    return voc_result(res, classes, metric, iou_thresh, reference)
