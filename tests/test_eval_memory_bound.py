@@ -168,3 +168,43 @@ def test_available_memory_is_the_least_of_meminfo_and_the_cgroup_limit(tmp_path,
     limit.write_text("max\n")  # cgroup v2: no limit
     found = memory.available_memory()
     assert found is None or found[1] == "MemAvailable"
+
+
+def _coco_files(tmp_path: Path) -> tuple[Path, Path]:
+    import json
+
+    gt = {"images": [{"id": 1, "width": 100, "height": 100}], "categories": [{"id": 1, "name": "cat"}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40], "area": 1600,
+                           "iscrowd": 0}]}
+    res = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40], "score": 0.9},
+           {"image_id": 1, "category_id": 1, "bbox": [60, 60, 10, 10], "score": 0.5}]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(res))
+    return tmp_path / "gt.json", tmp_path / "res.json"
+
+
+def test_a_coco_results_json_too_large_for_the_memory_available_is_one_line(tmp_path, monkeypatch):
+    from visiontasks.evaluation.coco import evaluate_coco_files
+    from visiontasks.evaluation.coco_io import COCO_BYTES_PER_FILE_BYTE
+
+    gt, res = _coco_files(tmp_path)
+    need = res.stat().st_size * COCO_BYTES_PER_FILE_BYTE
+    _low_memory(monkeypatch, need - 1)
+    with pytest.raises(InputError) as err:
+        evaluate_coco_files(gt, res)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{res}: scoring this 0 MiB COCO results json with pycocotools "
+                                                      "needs about 0.0 GiB of memory; 0.0 GiB is available")
+    _low_memory(monkeypatch, need)
+    assert evaluate_coco_files(gt, res)["mAP"] == pytest.approx(1.0)
+
+
+def test_results_given_in_memory_are_not_changed_by_pycocotools(tmp_path):
+    import json
+
+    from visiontasks.evaluation.coco import coco_evaluate
+
+    gt, res = _coco_files(tmp_path)
+    dets = json.loads(res.read_text())
+    coco_evaluate(gt, dets)
+    assert dets == json.loads(res.read_text())  # loadRes adds id, area, iscrowd, segmentation to what it gets

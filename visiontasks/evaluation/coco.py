@@ -20,7 +20,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from visiontasks.evaluation.coco_io import check_results, load_coco_gt, load_coco_results
+from visiontasks.evaluation.coco_io import check_coco_results_memory, check_results, load_coco_gt, load_coco_results
 
 __all__ = ["eval_coco", "coco_evaluate", "coco_result", "coco_arrays", "coco_tide_errors", "evaluate_coco_files",
            "detections_to_coco", "COCO_STAT_NAMES"]
@@ -98,6 +98,8 @@ def coco_evaluate(
         raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
     gt = coco_gt if isinstance(coco_gt, COCO) else load_coco_gt(coco_gt, iou_type)
     source = results if isinstance(results, (str, os.PathLike)) else None
+    if source is not None:  # before reading: too large is one line, not the OOM killer (issue 26)
+        check_coco_results_memory(source)
     dets = load_coco_results(results) if source is not None else list(results)
     with_gt = {a["category_id"] for a in gt.dataset.get("annotations", [])}
     if not dets:
@@ -105,7 +107,8 @@ def coco_evaluate(
         return {"stats": {name: 0.0 for name in COCO_STAT_NAMES}, "per_class": per_class, "summary": ""}
     gt = _prepared_gt(gt)
     check_results(dets, gt, iou_type, source)
-    dets = [dict(d) for d in dets]  # loadRes adds keys (id, area, ...) to the dicts it gets
+    if source is None:  # loadRes adds keys (id, area, ...) to the dicts it gets: not to the caller's
+        dets = [dict(d) for d in dets]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         coco_dt = gt.loadRes(dets)

@@ -23,7 +23,8 @@ from pycocotools.coco import COCO
 from visiontasks.errors import InputError
 from visiontasks.evaluation.report import warn
 
-__all__ = ["load_coco_gt", "load_coco_results", "check_results"]
+__all__ = ["load_coco_gt", "load_coco_results", "check_results", "check_coco_results_memory",
+           "COCO_BYTES_PER_FILE_BYTE"]
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -121,6 +122,29 @@ def _dict_of_lists(data: Mapping[str, Any], path: Path) -> list[dict]:
     warn(f"{path}: a dict of {len(data)} lists ({', '.join(sorted(data))}), converted to a list of {n} "
          "result objects")
     return [{k: data[k][i] for k in data} for i in range(n)]
+
+
+#: Peak memory of scoring a COCO results json, per byte of the file: ``json.loads`` of the text, then
+#: pycocotools' ``loadRes`` (which adds ``area``, ``id``, ``iscrowd`` and, for boxes, an 8-number
+#: ``segmentation`` polygon to every result) and ``COCOeval``; measured by ``bench/eval_large.py``
+#: (docs/RELIABILITY.md) and rounded up.
+COCO_BYTES_PER_FILE_BYTE = 20
+
+
+def check_coco_results_memory(path: str | os.PathLike[str]) -> None:
+    """Refuses, in one line naming it, a results json whose scoring needs more memory than is available.
+
+    Raises:
+        InputError: ``COCO_BYTES_PER_FILE_BYTE`` times the file's size is more than the memory available.
+    """
+    from visiontasks.evaluation.memory import check_memory
+
+    try:
+        size = Path(path).stat().st_size
+    except OSError:
+        return  # the reader names the problem
+    check_memory(size * COCO_BYTES_PER_FILE_BYTE, path, f"scoring this {size / 2**20:,.0f} MiB COCO results json "
+                                                        "with pycocotools")
 
 
 def load_coco_results(path: str | os.PathLike[str]) -> list[dict]:
