@@ -167,8 +167,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     steps = {name: _build_step(name, args) for name in names}
     times = interleaved_times(steps, args.iters, args.warmup)
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    for name in names:
+    medians = {name: statistics.median(t) for name, t in times.items() if t}
+    for name in medians:
         mem = memory[name]
         extra = f"  peak RSS {mem['peak_rss_mib']:7.0f} MiB  loss after 2 its {mem['last_loss']:.3f}" if mem else ""
         print(f"{name:>11s}: median {medians[name]:7.3f} s/it  min {min(times[name]):7.3f}  "
