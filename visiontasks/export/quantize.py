@@ -161,10 +161,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out: str | os.PathLike, images: 
             quantize_static(str(fp32_path), tmp, _Reader(inputs[0], images, batched=inputs[0] == "images"),
                             quant_format=QuantFormat.QDQ, op_types_to_quantize=list(INT8_OPS), per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax,
-                            # ranges merged image by image (min of minima, max of maxima: the same ranges),
-                            # not every image's intermediate tensors held at once (VGG16 at 600 px: > 8 GB)
-                            extra_options={"CalibMaxIntermediateOutputs": 1})
+                            calibrate_method=CalibrationMethod.MinMax)
         except Exception as exc:  # onnxruntime's calibration or QDQ insertion failed on this graph
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise ExportError(f"{label}: onnxruntime cannot quantize this graph to int8: {first}") from None
