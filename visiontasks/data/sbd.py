@@ -26,6 +26,7 @@ Shape shorthand: H, W = image height and width.
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from visiontasks.data.mat_check import check_mat_elements
 from visiontasks.data.palette import read_label_png
 from visiontasks.data.sbd_splits import (SEG11VALID_SIZE, TRAIN_AUG_SIZE, read_id_list, seg11valid_ids,
                                          train_aug_ids, warn_size)
@@ -60,9 +62,16 @@ def load_sbd_mat(path: str | os.PathLike[str], kind: str = "cls") -> np.ndarray:
 
     struct = _STRUCTS[kind]
     try:
-        mat = scipy.io.loadmat(path)
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise InputError(path, f"SBD {kind} file not found") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read MATLAB file ({type(exc).__name__}: {exc.strerror})") from None
+    problem = check_mat_elements(data)  # what would crash scipy's reader (a segfault, no exception)
+    if problem:
+        raise InputError(path, f"cannot read MATLAB file (truncated or corrupt?): {problem}")
+    try:
+        mat = scipy.io.loadmat(io.BytesIO(data))
     except Exception as exc:  # scipy raises MatReadError, OSError, ValueError, IndexError… on bad bytes
         raise InputError(path, f"cannot read MATLAB file (truncated or corrupt?): {type(exc).__name__}: "
                                f"{' '.join(str(exc).split())}") from None
@@ -76,9 +85,13 @@ def load_sbd_mat(path: str | os.PathLike[str], kind: str = "cls") -> np.ndarray:
     if seg.ndim != 2 or seg.size == 0:
         raise InputError(path, f"{struct}.Segmentation has shape {seg.shape}, not a 2-D (H, W) map")
     if seg.dtype.kind == "f" and np.all(np.isfinite(seg)) and np.array_equal(seg, np.round(seg)):
+        if np.abs(seg).max() >= 2.0 ** 62:  # would not survive the cast to int64 (found by the fuzzing)
+            raise InputError(path, f"{struct}.Segmentation holds label {np.abs(seg).max():g}, not a class index")
         seg = seg.astype(np.int64)
     if seg.dtype.kind not in "iub":
         raise InputError(path, f"{struct}.Segmentation holds {seg.dtype} values, not integer labels")
+    if seg.dtype == np.uint64 and seg.max() > np.iinfo(np.int64).max:  # would wrap to a negative label
+        raise InputError(path, f"{struct}.Segmentation holds label {int(seg.max())}, not a class index")
     return seg.astype(np.int64)
 
 
