@@ -164,11 +164,16 @@ def bench_coco(n: int, tmp: Path, gt: tuple, names: list[str], images: int) -> N
     size = res_file.stat().st_size
     print(f"COCO results json of {n:,} detections: {size / 2**20:.0f} MiB; MemAvailable {available_gib():.1f} GiB",
           flush=True)
-    plain = ("import sys, contextlib, io; from pycocotools.coco import COCO; from pycocotools.cocoeval import COCOeval\n"
+    plain = ("import sys, contextlib, io\nfrom pycocotools.coco import COCO\nfrom pycocotools.cocoeval import COCOeval\n"
              "with contextlib.redirect_stdout(io.StringIO()):\n"
              "    gt = COCO(sys.argv[1]); dt = gt.loadRes(sys.argv[2]); e = COCOeval(gt, dt, 'bbox')\n"
              "    e.evaluate(); e.accumulate()\n"
              "e.summarize()\n")
+    if available_gib() * 2**30 < 20 * size:
+        print(f"  skipped: pycocotools needs about {20 * size / 2**30:.1f} GiB here, more than is available",
+              flush=True)
+        res_file.unlink()
+        return
     for what, cmd in (("pycocotools alone (loadRes, evaluate, accumulate)", [sys.executable, "-c", plain,
                                                                               str(gt_file), str(res_file)]),
                       ("tools/eval.py det --metric coco", [sys.executable, str(REPO / "tools" / "eval.py"), "det",

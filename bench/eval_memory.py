@@ -8,10 +8,10 @@ turn, through ``tools/eval.py``'s own ``main()`` in-process (``det --checkpoint 
 --split test --out FILE.json``: :func:`visiontasks.api.load_for_task`, then
 :func:`visiontasks.engine.evaluate.evaluate_detection` on the embedded dataset, the JSON written). With
 ``--seg`` every other evaluation is ``seg`` on the shipped segmenter. After each it prints the
-anonymous resident memory (``RssAnon`` of ``/proc/self/status``, after ``gc.collect()``; the total ``VmRSS``
-also counts library pages that the kernel drops under other processes' memory pressure); growth is reported from the end of
-the warm-up (``--warmup`` evaluations, which fill the one-off caches) to the last, in total and as the
-least-squares slope (KiB per evaluation). Figures are printed, never asserted.
+anonymous resident memory (``RssAnon`` of ``/proc/self/status``, after ``gc.collect()``; the total
+``VmRSS`` also counts library pages that the kernel drops under other processes' memory pressure);
+growth is reported from the end of the warm-up (``--warmup`` evaluations, which fill the one-off
+caches) to the last, in total and as the least-squares slope (KiB per evaluation). Figures are printed, never asserted.
 
     python bench/eval_memory.py [--n 40] [--warmup 3] [--images 30] [--threads 1] [--seg]
 """

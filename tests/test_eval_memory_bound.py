@@ -12,6 +12,7 @@ import pytest
 from visiontasks.errors import InputError
 from visiontasks.evaluation import memory
 from visiontasks.evaluation.voc import results as results_module
+from visiontasks.evaluation.voc import results_parse
 from visiontasks.evaluation.voc.ground_truth import load_detection_ground_truth
 from visiontasks.evaluation.voc.results import count_lines, read_voc_results, read_voc_results_by_class
 from visiontasks.evaluation.voc.score import evaluate_voc_files, score_voc
@@ -81,7 +82,7 @@ def test_reading_in_small_chunks_equals_reading_whole(tmp_path, monkeypatch):
     det = _detections(tmp_path / "det", 3)
     whole = read_voc_results(det, "test", CLASSES, IDS)
     by_class = dict(read_voc_results_by_class(det, "test", CLASSES, IDS))
-    monkeypatch.setattr(results_module, "CHUNK_BYTES", 7)  # lines cut anywhere, CR and LF of a CRLF apart
+    monkeypatch.setattr(results_parse, "CHUNK_BYTES", 7)  # lines cut anywhere, CR and LF of a CRLF apart
     chunked = read_voc_results(det, "test", CLASSES, IDS)
     for a, b in zip(whole, chunked):
         for x, y in zip(a, b):
@@ -101,7 +102,7 @@ def test_the_exact_parser_in_small_chunks_numbers_lines_as_the_whole_text(tmp_pa
     path = tmp_path / "comp4_det_test_cat.txt"
     path.write_text(text, encoding="utf-8", newline="")
     for chunk in (3, 5, 1 << 20):
-        monkeypatch.setattr(results_module, "CHUNK_BYTES", chunk)
+        monkeypatch.setattr(results_parse, "CHUNK_BYTES", chunk)
         boxes, labels, scores = read_voc_results(tmp_path, "test", CLASSES, IDS)
         assert [s.tolist() for s in scores[:4]] == [[], [0.5, 0.5], [0.25], [0.75]], chunk
         path.write_text(text + "000009 0.5 1 1 5 5\n", encoding="utf-8", newline="")

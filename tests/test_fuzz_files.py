@@ -227,8 +227,8 @@ def _sbd_arrays(draw) -> object:
     """What a ``Segmentation`` field may hold: label maps of odd dtypes, shapes and values, strings, cells,
     sparse matrices, nested structs."""
     kind = draw(st.sampled_from(["map"] * 6 + ["float", "string", "cell", "sparse", "struct", "empty", "scalar"]))
-    shape = draw(st.sampled_from([(SBD_H, SBD_W)] * 4 + [(SBD_W, SBD_H), (1, SBD_W), (SBD_H, SBD_W, 2), (SBD_H * SBD_W,),
-                                                         (0, SBD_W)]))
+    shape = draw(st.sampled_from([(SBD_H, SBD_W)] * 4 + [(SBD_W, SBD_H), (1, SBD_W), (SBD_H, SBD_W, 2),
+                                                         (SBD_H * SBD_W,), (0, SBD_W)]))
     if kind == "map":
         dtype = draw(st.sampled_from(SBD_DTYPES))
         values = np.array(draw(st.lists(st.sampled_from(SBD_LABELS), min_size=1, max_size=4)))
@@ -344,7 +344,8 @@ def _with_data_type(data: bytes, kind: int, compressed: bool) -> bytes:
 
     body = bytearray(zlib.decompress(data[136:]) if compressed else data[128:])
     at = 8 + 16 + 16  # the miMATRIX tag, array flags, dimensions, then the name (one small element)
-    at += 8 if struct.unpack_from("<I", body, at)[0] >> 16 else 8 + -(-struct.unpack_from("<I", body, at + 4)[0] // 8) * 8
+    name_bytes = struct.unpack_from("<I", body, at + 4)[0]
+    at += 8 if struct.unpack_from("<I", body, at)[0] >> 16 else 8 + -(-name_bytes // 8) * 8
     assert struct.unpack_from("<II", body, at) == (5, 48)  # miINT32, 12 values
     struct.pack_into("<I", body, at, kind)
     if not compressed:
