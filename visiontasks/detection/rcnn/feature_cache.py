@@ -102,7 +102,9 @@ def open_feature_cache(cfg: dict, model: torch.nn.Module, folder: Path) -> tuple
             "scales": list(getattr(model.backbone, "scales", [])) or None,
             "proposal_params": model.proposal_params,
             "proposal_min_size": model.proposer.min_size, "max_proposals": model.proposer.max_proposals,
-            "difficult": "ground truth", "dtype": "float16"}
+            "difficult": "ground truth", "dtype": "float16",
+            # a bf16 cache (model.feature_precision) is not resumed as an fp32 one; fp32 manifests keep their keys
+            **({"precision": model.feature_precision} if getattr(model, "feature_precision", "fp32") != "fp32" else {})}
     manifest = folder / "manifest.json"
     folder.mkdir(parents=True, exist_ok=True)
     if not manifest.is_file():
