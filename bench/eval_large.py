@@ -10,7 +10,9 @@ the lines in one class file (a class-agnostic detector: the largest file is ever
 
 COCO: ``--coco N[,N...]`` writes a COCO instances json of the same ground truth and a results json of
 N detections, and runs ``tools/eval.py det --metric coco`` on it, and, for comparison, pycocotools
-alone (``COCO(gt).loadRes(file)`` then ``COCOeval`` evaluate and accumulate) in another fresh process.
+alone (``COCO(gt).loadRes(file)`` then ``COCOeval`` evaluate and accumulate) in another fresh process;
+pycocotools alone is skipped where the json needs more than the memory available (``COCO_BYTES_PER_FILE_BYTE``
+times its size), and ``tools/eval.py`` then shows its one-line refusal.
 
 Figures are printed, never asserted. The bench refuses to start a run that would need more than
 the machine's ``MemAvailable`` (other people's processes share it).
@@ -164,21 +166,24 @@ def bench_coco(n: int, tmp: Path, gt: tuple, names: list[str], images: int) -> N
     size = res_file.stat().st_size
     print(f"COCO results json of {n:,} detections: {size / 2**20:.0f} MiB; MemAvailable {available_gib():.1f} GiB",
           flush=True)
-    plain = ("import sys, contextlib, io\nfrom pycocotools.coco import COCO\nfrom pycocotools.cocoeval import COCOeval\n"
+    plain = ("import sys, contextlib, io\nfrom pycocotools.coco import COCO\n"
+             "from pycocotools.cocoeval import COCOeval\n"
              "with contextlib.redirect_stdout(io.StringIO()):\n"
              "    gt = COCO(sys.argv[1]); dt = gt.loadRes(sys.argv[2]); e = COCOeval(gt, dt, 'bbox')\n"
              "    e.evaluate(); e.accumulate()\n"
              "e.summarize()\n")
-    if available_gib() * 2**30 < 20 * size:
-        print(f"  skipped: pycocotools needs about {20 * size / 2**30:.1f} GiB here, more than is available",
-              flush=True)
-        res_file.unlink()
-        return
-    for what, cmd in (("pycocotools alone (loadRes, evaluate, accumulate)", [sys.executable, "-c", plain,
-                                                                              str(gt_file), str(res_file)]),
-                      ("tools/eval.py det --metric coco", [sys.executable, str(REPO / "tools" / "eval.py"), "det",
-                                                           "--metric", "coco", "--annotations", str(gt_file),
-                                                           "--detections", str(res_file)])):
+    from visiontasks.evaluation.coco_io import COCO_BYTES_PER_FILE_BYTE
+    jobs = []
+    if available_gib() * 2**30 < COCO_BYTES_PER_FILE_BYTE * size:  # tools/eval.py refuses; pycocotools would not
+        print(f"  pycocotools alone skipped: about {COCO_BYTES_PER_FILE_BYTE * size / 2**30:.1f} GiB needed, more "
+              "than is available", flush=True)
+    else:
+        jobs.append(("pycocotools alone (loadRes, evaluate, accumulate)", [sys.executable, "-c", plain,
+                                                                           str(gt_file), str(res_file)]))
+    jobs.append(("tools/eval.py det --metric coco", [sys.executable, str(REPO / "tools" / "eval.py"), "det", "--metric",
+                                                     "coco", "--annotations", str(gt_file), "--detections",
+                                                     str(res_file)]))
+    for what, cmd in jobs:
         code, peak, secs, last = run(cmd)
         print(f"  {what}: exit {code}, peak RSS {peak:.0f} MiB ({peak * 2**20 / n:.0f} bytes per detection, "
               f"{peak * 2**20 / size:.1f}x the file), {secs:.1f} s; last line: {last}", flush=True)
