@@ -26,6 +26,12 @@ runs interleaved (ours, torchvision, ours, …) so that the load of other proces
 machine hits both alike; median over ``--runs``. Peak RSS: each model in its own spawned process
 (build + two inferences). Figures are printed, never asserted.
 
+Every model here is called on a float tensor, so ``predict()``'s own work (array conversion, result
+objects) is not in these figures, and the ratios are printed against each torchvision model in
+turn (docs/BENCHMARKS.md's 0.795 / 0.333 are against the same-parts RoIPool model). Issue 24's
+user-facing comparison (``load_model(cfg).predict(uint8 array)`` against ``tv_native_4096``) is
+``bench/predict_overhead.py``.
+
     python bench/det_latency.py --runs 5 --threads 2 [--backbone vgg16|small] [--height 480 --width 640] [--no-memory]
 """
 from __future__ import annotations
