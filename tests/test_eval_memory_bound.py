@@ -209,3 +209,31 @@ def test_results_given_in_memory_are_not_changed_by_pycocotools(tmp_path):
     dets = json.loads(res.read_text())
     coco_evaluate(gt, dets)
     assert dets == json.loads(res.read_text())  # loadRes adds id, area, iscrowd, segmentation to what it gets
+
+
+def test_matching_in_blocks_of_few_pairs_equals_matching_at_once(monkeypatch):
+    """Crowded images (many same-class boxes): the overlaps are computed a few pairs at a time, same result."""
+    from visiontasks.evaluation.voc import ap
+
+    rng = np.random.default_rng(5)
+
+    def boxes(n: int) -> np.ndarray:
+        xy = rng.integers(0, 50, (n, 2)).astype(float)
+        return np.concatenate([xy, xy + rng.integers(2, 30, (n, 2))], axis=1)
+
+    n_img = 4
+    gt = [boxes(int(k)) for k in rng.integers(0, 12, n_img)]
+    gt_labels = [rng.integers(1, 3, len(g)) for g in gt]
+    difficult = [rng.random(len(g)) < 0.2 for g in gt]
+    det = [boxes(int(k)) for k in rng.integers(0, 40, n_img)]
+    det_labels = [rng.integers(1, 3, len(d)) for d in det]
+    scores = [np.round(rng.random(len(d)), 1) for d in det]  # ties
+    args = (det, det_labels, scores, gt, gt_labels, difficult)
+    once = ap.eval_detection_voc(*args, num_classes=2)
+    for pairs in (1, 3, 17):
+        monkeypatch.setattr(ap, "MAX_PAIRS", pairs)
+        blocks = ap.eval_detection_voc(*args, num_classes=2)
+        np.testing.assert_array_equal(blocks["ap"], once["ap"])
+        for a, b in zip(blocks["precision"] + blocks["recall"], once["precision"] + once["recall"]):
+            np.testing.assert_array_equal(a, b)
+    assert np.isfinite(once["ap"]).all() and once["map"] > 0
