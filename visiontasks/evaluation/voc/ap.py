@@ -118,9 +118,9 @@ def _check_same_length(name: str, values: np.ndarray, owner: np.ndarray, ref_own
         raise ValueError(f"{name} must hold one entry per box of each image (lengths differ from the boxes)")
 
 
-#: Detection x ground-truth pairs whose overlaps are computed at once (~150 bytes each): bounds the memory of
+#: Detection x ground-truth pairs whose overlaps are computed at once (~180 bytes each): bounds the memory of
 #: matching when one image holds many same-class boxes (issue 26, docs/RELIABILITY.md).
-MAX_PAIRS = 1 << 22
+MAX_PAIRS = 1 << 20
 
 
 def _best_matches(det_key: np.ndarray, det_boxes: np.ndarray, gt_key: np.ndarray,
