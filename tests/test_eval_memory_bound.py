@@ -120,6 +120,7 @@ def test_count_lines_bounds_the_detections(tmp_path):
 
 def _low_memory(monkeypatch, available: int) -> None:
     monkeypatch.setattr(memory, "available_memory", lambda: (available, "MemAvailable"))
+    monkeypatch.setattr(memory, "MIN_CHECKED", 0)  # the files here are tiny
 
 
 def test_results_too_large_for_the_memory_available_are_one_line_naming_the_largest_file(tmp_path, monkeypatch):
@@ -134,7 +135,7 @@ def test_results_too_large_for_the_memory_available_are_one_line_naming_the_larg
     message = str(err.value)
     assert "\n" not in message and message.startswith(str(det / largest) + ": ")
     assert f"scoring {cat + dog:,} detections ({max(cat, dog):,} in this, the largest results file) needs about " \
-           f"{need / 2**30:.1f} GiB of memory; {(need - 1) / 2**30:.1f} GiB is available (MemAvailable)" in message
+           f"{need / 2**20:.0f} MiB of memory; {(need - 1) / 2**20:.0f} MiB is available (MemAvailable)" in message
     _low_memory(monkeypatch, need)
     assert evaluate_voc_files(root, "test", det, CLASSES)["mAP"] > 0
 
@@ -145,7 +146,7 @@ def test_errors_and_the_whole_reader_check_all_detections_and_name_the_folder(tm
     _low_memory(monkeypatch, total * results_module.FULL_BYTES_PER_DETECTION)
     read_voc_results(det, "test", CLASSES, IDS)  # just fits
     with pytest.raises(InputError, match=rf"^{tmp_path / 'det'}: scoring {total:,} detections of 2 results files "
-                                         r"needs about .* GiB of memory"):
+                                         r"needs about \d+ MiB of memory"):
         evaluate_voc_files(root, "test", det, CLASSES, errors=True)  # --errors needs more per detection
     _low_memory(monkeypatch, 0)
     with pytest.raises(InputError, match=r"det: scoring .* needs about"):
@@ -157,6 +158,13 @@ def test_a_bad_class_file_name_is_reported_before_any_file_is_read(tmp_path):
     (det / "comp4_det_test_unicorn.txt").write_text("not even a line\n")
     with pytest.raises(InputError, match=r"comp4_det_test_unicorn.txt: class 'unicorn' is not one of the 3 classes"):
         next(read_voc_results_by_class(det, "test", CLASSES, IDS))
+
+
+def test_small_needs_are_never_refused_and_large_ones_are_worded_in_gib(monkeypatch):
+    monkeypatch.setattr(memory, "available_memory", lambda: (0, "MemAvailable"))
+    memory.check_memory(memory.MIN_CHECKED - 1, "f.txt", "x")  # a machine this short fails anyway
+    with pytest.raises(InputError, match=r"^f.txt: x needs about 3.0 GiB of memory; 0 MiB is available"):
+        memory.check_memory(3 * 2**30, "f.txt", "x")
 
 
 def test_available_memory_is_the_least_of_meminfo_and_the_cgroup_limit(tmp_path, monkeypatch):
@@ -195,7 +203,7 @@ def test_a_coco_results_json_too_large_for_the_memory_available_is_one_line(tmp_
         evaluate_coco_files(gt, res)
     message = str(err.value)
     assert "\n" not in message and message.startswith(f"{res}: scoring this 0 MiB COCO results json with pycocotools "
-                                                      "needs about 0.0 GiB of memory; 0.0 GiB is available")
+                                                      "needs about 0 MiB of memory; 0 MiB is available")
     _low_memory(monkeypatch, need)
     assert evaluate_coco_files(gt, res)["mAP"] == pytest.approx(1.0)
 

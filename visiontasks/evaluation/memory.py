@@ -20,6 +20,9 @@ from visiontasks.errors import InputError
 __all__ = ["available_memory", "check_memory", "GIB"]
 
 GIB = 2 ** 30
+#: Needs below this are never refused: they are within what the process's own baseline varies by, and a
+#: machine so short of memory that they do not fit fails anyway (a small input is not what to refuse).
+MIN_CHECKED = 256 * 2 ** 20
 _CGROUPS = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
             ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"))
 
@@ -54,17 +57,24 @@ def available_memory() -> tuple[int, str] | None:
 def check_memory(need: int, path: str | os.PathLike[str], what: str) -> None:
     """Raises one ``InputError`` line when ``need`` bytes are more than :func:`available_memory`.
 
+    Needs under :data:`MIN_CHECKED` always pass.
+
     Args:
         need: the estimated bytes (beyond what the process holds already).
         path: the file (or folder) to name in the error.
         what: what needs it, e.g. ``"scoring 10,000,000 detections (500,000 in the largest class file)"``.
 
     Raises:
-        InputError: ``PATH: <what> needs about X.X GiB of memory; Y.Y GiB is available (MemAvailable)``.
+        InputError: ``PATH: <what> needs about X.X GiB of memory; Y.Y GiB is available (MemAvailable) …``.
     """
+    if need < MIN_CHECKED:
+        return
     available = available_memory()
     if available is None or need <= available[0]:
         return
-    raise InputError(path, f"{what} needs about {need / GIB:.1f} GiB of memory; {available[0] / GIB:.1f} GiB is "
-                           f"available ({available[1]}): score it on a machine with more memory, or split the "
-                           "results")
+    raise InputError(path, f"{what} needs about {_size(need)} of memory; {_size(available[0])} is available "
+                           f"({available[1]}): score it on a machine with more memory, or split the results")
+
+
+def _size(n: int) -> str:
+    return f"{n / GIB:.1f} GiB" if n >= GIB / 10 else f"{n / 2**20:.0f} MiB"
