@@ -30,6 +30,15 @@ SCRIPT = Path(_preempt_train.__file__)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "VISIONTASKS_TEST_STEP_SLEEP": "0.03"}
 
 
+def _uninterrupted(out: Path, iters: int) -> None:
+    """The reference run for the real-process tests, itself a process with the interrupted runs'
+    settings (one intra-op thread): the pytest process runs up to 2 threads (conftest.py), and a
+    bit-exact comparison needs both arms to reduce in the same order."""
+    res = subprocess.run([sys.executable, str(SCRIPT), str(out), str(iters)],
+                         env={**ENV, "VISIONTASKS_TEST_STEP_SLEEP": "0"}, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+
+
 def _weights(out: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(out / "checkpoint_last.pt")["model"]
 
@@ -161,8 +170,7 @@ def test_handlers_are_installed_for_the_block_only():
 def test_a_signal_at_a_random_point_then_resume_equals_the_uninterrupted_run(tmp_path, signum, code):
     seed = random.randrange(10**6)
     rng = random.Random(seed)
-    whole = _preempt_train.make_trainer(tmp_path / "whole", 30)
-    whole.train()
+    _uninterrupted(tmp_path / "whole", 30)
     cut = tmp_path / "cut"
     res = _signal_once([sys.executable, str(SCRIPT), str(cut), "30"], cut, signum, rng, ENV)
     assert res.returncode == code, (seed, res.stderr)
@@ -203,8 +211,7 @@ def test_a_second_signal_exits_at_once_leaving_a_loadable_checkpoint(tmp_path):
     res = subprocess.run([sys.executable, str(SCRIPT), str(out), "30", "--resume"], env=ENV, capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    whole = _preempt_train.make_trainer(tmp_path / "whole", 30)
-    whole.train()
+    _uninterrupted(tmp_path / "whole", 30)
     for k, v in _weights(tmp_path / "whole").items():
         assert torch.equal(v, _weights(out)[k]), k
 

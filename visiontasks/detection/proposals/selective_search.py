@@ -43,8 +43,9 @@ draw theirs from the C library's process-global ``rand()``, so two calls in one 
 rank the same boxes differently; we reseed it (``srand(seed)``; the default 1 is the state a
 fresh process starts in) through ``ctypes`` right before each run. Either way the result is a
 function of the image and the parameters only (not of OpenCV's thread count, checked). Preset
-calls from several threads of one process at once share that state and are not deterministic;
-use processes (``tools/propose.py --workers``).
+calls from several threads of one process take turns (one lock around ``srand`` and OpenCV's
+``process()``), so threads get the boxes a single thread gets but do not run presets in
+parallel; use processes for throughput (``tools/propose.py --workers``).
 
 Box convention: OpenCV returns pixel rectangles ``(x, y, w, h)`` covering columns
 ``x .. x + w - 1``. We return inclusive 0-based corners, like the VOC ground truth after
@@ -62,6 +63,7 @@ import ctypes
 import ctypes.util
 import inspect
 import math
+import threading
 from typing import Any, Callable
 
 import numpy as np
@@ -88,6 +90,10 @@ def _c_library() -> Any:
 
 
 _LIBC = _c_library()
+# srand(seed) and the preset's rand() draws form one critical section: the C library's state is
+# process-global, so every preset run in the process (predict() on any model, DeconvNet's instance-wise
+# proposals, a caller's own threads) takes its turn here, not only those behind one caller's lock.
+_RAND_LOCK = threading.Lock()
 
 
 def _to_uint8_rgb(image: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -134,9 +140,10 @@ def _opencv_rects(bgr: np.ndarray, mode: str, seed: int = 1) -> np.ndarray:
         ss.switchToSelectiveSearchFast()
     else:
         ss.switchToSelectiveSearchQuality()
-    if _LIBC is not None:
-        _LIBC.srand(seed)
-    rects = ss.process()
+    with _RAND_LOCK:
+        if _LIBC is not None:
+            _LIBC.srand(seed)
+        rects = ss.process()
     return np.asarray(rects, dtype=np.int64).reshape(-1, 4)
 
 
