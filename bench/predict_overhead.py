@@ -94,7 +94,8 @@ def stage_clock(model: nn.Module, totals: dict[str, float]) -> Iterator[None]:
     starts: dict[str, float] = {}
     handles = []
     for stage, part in parts.items():
-        handles.append(part.register_forward_pre_hook(lambda _m, _i, s=stage: starts.__setitem__(s, time.perf_counter())))
+        handles.append(part.register_forward_pre_hook(
+            lambda _m, _i, s=stage: starts.__setitem__(s, time.perf_counter())))
         handles.append(part.register_forward_hook(
             lambda _m, _i, _o, s=stage: totals.__setitem__(s, totals.get(s, 0.0) + time.perf_counter() - starts[s])))
     original = api.to_tensor_image
