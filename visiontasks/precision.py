@@ -23,7 +23,8 @@ import torch
 import torch.nn as nn
 
 __all__ = ["PRECISIONS", "AMP_MODES", "cpu_bf16_supported", "resolve_precision", "resolve_amp", "fp32_boundaries",
-           "cast_dense_weights", "autocast_forward", "autocast", "to_float32", "prefers_channels_last"]
+           "cast_dense_weights", "autocast_forward", "LOW_PRECISION_OUTPUT", "autocast", "to_float32",
+           "prefers_channels_last"]
 
 #: Inference precisions (``load_model(..., precision=)``, ``--precision``).
 PRECISIONS = ("fp32", "bf16")
@@ -110,6 +111,11 @@ def to_float32(obj: Any) -> Any:
     return obj
 
 
+#: Attribute name: a module whose ``vt_low_precision_output`` is true keeps its bf16/fp16 output
+#: under :func:`fp32_boundaries` (set it only where every consumer is a layer run under autocast).
+LOW_PRECISION_OUTPUT = "vt_low_precision_output"
+
+
 def _cast_hook(_module: nn.Module, _inputs: Any, output: Any) -> Any:
     return to_float32(output)
 
@@ -117,15 +123,18 @@ def _cast_hook(_module: nn.Module, _inputs: Any, output: Any) -> Any:
 def fp32_boundaries(model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
     """Makes every module of ``model`` without an ``nn.Sequential`` ancestor return float32.
 
-    A no-op outside autocast. Returns the hook handles (``handle.remove()`` undoes it); calling it
-    again on the same model adds nothing.
+    Except modules with a true attribute ``vt_low_precision_output`` (:data:`LOW_PRECISION_OUTPUT`):
+    parts whose output only feeds further layers (the RoI pooler, the box head, the RPN's 3×3 conv);
+    a cast to float32 there would be undone by autocast in the next layer (two copies for nothing;
+    issue 24). Their children are still visited. A no-op outside autocast. Returns the hook
+    handles (``handle.remove()`` undoes it); calling it again on the same model adds nothing.
     """
     if getattr(model, "_vt_fp32_boundaries", None):
         return model._vt_fp32_boundaries
     handles = []
 
     def visit(module: nn.Module, inside_sequential: bool) -> None:
-        if not inside_sequential:
+        if not inside_sequential and not getattr(module, LOW_PRECISION_OUTPUT, False):
             handles.append(module.register_forward_hook(_cast_hook))
         for child in module.children():
             visit(child, inside_sequential or isinstance(module, nn.Sequential))

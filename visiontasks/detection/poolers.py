@@ -26,9 +26,22 @@ import torch
 import torch.nn as nn
 from torchvision.ops import roi_align, roi_pool
 
+from visiontasks.detection.roi_max_pool import roi_max_pool
 from visiontasks.detection.spp import SpatialPyramidPool
 
 __all__ = ["RoIPooler", "RoIPool", "RoIAlign", "build_pooler", "POOLERS"]
+
+
+def _low_precision(features: torch.Tensor) -> torch.dtype | None:
+    """The bf16/fp16 dtype to pool ``features`` in without autograd (autocast's, or the map's own
+    where autocast is off), None where pooling must stay float32 (fp32 calls, training)."""
+    if torch.is_grad_enabled() and features.requires_grad:
+        return None  # training: torchvision's backward (its argmax) as before
+    device_type = features.device.type
+    if torch.is_autocast_enabled(device_type):
+        low = torch.get_autocast_dtype(device_type)
+        return low if low in (torch.bfloat16, torch.float16) else None
+    return features.dtype if features.dtype in (torch.bfloat16, torch.float16) else None
 
 
 class RoIPooler(nn.Module):
@@ -38,6 +51,9 @@ class RoIPooler(nn.Module):
         output_size: P, the side of the output grid.
         spatial_scale: feature cells per input pixel (1/16 for stride 16).
     """
+
+    #: Output only feeds the box head (fp32_boundaries leaves a bf16 output as it is).
+    vt_low_precision_output = True
 
     def __init__(self, output_size: int, spatial_scale: float) -> None:
         super().__init__()
@@ -71,7 +87,21 @@ class RoIPooler(nn.Module):
 
 
 class RoIPool(RoIPooler):
-    """Fast R-CNN's RoI max pooling (``torchvision.ops.roi_pool``)."""
+    """Fast R-CNN's RoI max pooling (``torchvision.ops.roi_pool``).
+
+    Under a bf16/fp16 autocast (inference, no autograd) it pools the low-precision map directly
+    (:func:`~visiontasks.detection.roi_max_pool.roi_max_pool`, the same values as pooling in
+    float32 and rounding) and returns the low-precision result that fc6 consumes: no float32
+    copy of the map or of the (R, C, P, P) output (issue 24). float32 calls are unchanged.
+    """
+
+    def forward(self, features: torch.Tensor, proposals: list[torch.Tensor],
+                image_sizes: list[tuple[int, int]]) -> torch.Tensor:
+        """See :meth:`RoIPooler.forward`; bf16/fp16 output under a low-precision autocast."""
+        low = _low_precision(features)
+        if low is None:
+            return super().forward(features, proposals, image_sizes)
+        return roi_max_pool(features.to(low), [p.float() for p in proposals], self.output_size, self.spatial_scale)
 
     def _pool(self, features: torch.Tensor, boxes: list[torch.Tensor]) -> torch.Tensor:
         return roi_pool(features, boxes, self.output_size, self.spatial_scale)

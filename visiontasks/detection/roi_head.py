@@ -25,6 +25,7 @@ import torch.nn as nn
 from visiontasks.detection.predictor import FastRCNNPredictor
 from visiontasks.detection.sampling import BalancedSampler, Matcher
 from visiontasks.detection.settings import RoIHeadSettings, TestSettings
+from visiontasks.precision import LOW_PRECISION_OUTPUT
 
 __all__ = ["RoIHead", "build_roi_head", "build_predictor"]
 
@@ -46,6 +47,9 @@ class RoIHead(nn.Module):
         super().__init__()
         self.pooler = pooler
         self.box_head = box_head
+        # Under fp32_boundaries pooler and box head keep bf16 outputs: only the next layer reads
+        # them (the predictor's outputs are float32); issue 24.
+        setattr(self.box_head, LOW_PRECISION_OUTPUT, True)
         self.predictor = predictor
         self.settings = settings
         self.matcher = Matcher(settings.fg_iou_thresh, settings.fg_iou_thresh, settings.bg_iou_lo)

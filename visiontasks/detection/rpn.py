@@ -51,6 +51,7 @@ from visiontasks.detection.anchors import AnchorGenerator
 from visiontasks.detection.box_coder import BoxCoder
 from visiontasks.detection.sampling import BalancedSampler, Matcher, inside_image
 from visiontasks.detection.settings import LOSS_WEIGHTINGS, RPNSettings
+from visiontasks.precision import LOW_PRECISION_OUTPUT
 
 __all__ = ["RPNHead", "RegionProposalNetwork", "LOSS_WEIGHTINGS"]
 
@@ -72,6 +73,9 @@ class RPNHead(nn.Module):
         self.objectness = objectness
         self.num_anchors = num_anchors
         self.conv = nn.Conv2d(in_channels, mid_channels, 3, padding=1)
+        # Under fp32_boundaries the 3×3 conv keeps its bf16 output: only the 1×1 convs read it (their
+        # outputs, the logits and deltas, are still cast to float32); issue 24.
+        setattr(self.conv, LOW_PRECISION_OUTPUT, True)
         self.cls_logits = nn.Conv2d(mid_channels, num_anchors * (2 if objectness == "softmax" else 1), 1)
         self.bbox_pred = nn.Conv2d(mid_channels, 4 * num_anchors, 1)
         for layer in (self.conv, self.cls_logits, self.bbox_pred):
