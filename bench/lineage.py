@@ -186,11 +186,18 @@ def main() -> None:
                 res = queue.get()
                 proc.join()
                 results.append(res)
-                print(json.dumps({k: v for k, v in res.items() if "seconds" not in k}), file=sys.stderr, flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"selective_search": ss, "images": len(ids), "threads": args.threads,
-                                               "plain": args.plain, "rows": results}, indent=2))
+                brief = {k: v for k, v in res.items() if "seconds" not in k}
+                brief.update({f"median_{k}": statistics.median(res[k]) for k in ("seconds", "cpu_seconds") if k in res})
+                print(json.dumps(brief), file=sys.stderr, flush=True)
+                if args.json:  # after every row, so that a run stopped part-way still leaves its rows
+                    _write_json(args.json, ss, ids, args, results)
     _print_tables(results, ss, len(ids), args.threads, args.plain)
+
+
+def _write_json(path: str, ss: list[float], ids: list[str], args: argparse.Namespace, results: list[dict]) -> None:
+    """Writes the figures so far (``--reprint`` reads them)."""
+    Path(path).write_text(json.dumps({"selective_search": ss, "images": len(ids), "threads": args.threads,
+                                      "plain": args.plain, "rows": results}, indent=2))
 
 
 def _print_tables(results: list[dict], ss: list[float], images: int, threads: int, plain: bool) -> None:
