@@ -86,6 +86,7 @@ def test_two_shards_write_the_files_of_one_process_then_resume_fits(tuned, data,
     one = _copy(tuned, tmp_path / "one")
     assert _train(one, data, "--resume", "--until", "features") == 0
     assert sorted(_npz(one)) == [f"{i}.npz" for i in TRAIN] and not (one / "svm").exists()
+    assert "stage 2/4 (features): started" in capsys.readouterr().out  # counted among all four stages
     two = _copy(tuned, tmp_path / "two")
     extract_calls.clear()
     assert _train(two, data, "--shard", "0/2") == 0
@@ -165,4 +166,8 @@ def test_a_shard_needs_a_fine_tuned_run_and_no_overwrite(data, tuned, tmp_path, 
     assert _train(_copy(tuned, tmp_path / "run"), data, "--shard", "0/2", "--overwrite") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --shard: cannot be combined with --overwrite")
+    assert _train(_copy(tuned, tmp_path / "until"), data, "--shard", "0/2", "--until", "features") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --shard: ") and "--until" in err[0]
+    assert not (tmp_path / "until" / "features").exists()
     assert not (tmp_path / "run/features").exists()

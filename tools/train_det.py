@@ -14,6 +14,7 @@ from _common import REPO, run_cli
 from visiontasks.config import load_config
 from visiontasks.engine.distributed import cleanup, is_main_process
 from visiontasks.engine.run import format_metrics, run_training, undefined_metrics
+from visiontasks.errors import InputError
 
 DEFAULT_CONFIG = REPO / "configs" / "detection" / "default.yaml"
 # Runs go under the checkout's runs/; installed (REPO is the package folder), under the current folder's.
@@ -54,6 +55,10 @@ def train_main(argv: list[str] | None, default_config: Path, task: str, descript
     args, cfg, out = setup(argv, default_config, task, description)
     if args.shard is not None:
         from visiontasks.detection.rcnn.shards import cache_feature_shard
+
+        if args.until is not None:
+            raise InputError("--shard", "caches one shard of the feature stage and stops; it cannot be combined "
+                                        "with --until")
 
         cache_feature_shard(cfg, out, args.shard, device=args.device, overwrite=args.overwrite)
         return 0

@@ -193,7 +193,7 @@ def run_training(cfg: dict, out_dir: str | os.PathLike[str], resume: bool = Fals
                            device=device, resume=resume, make_trainer=make_trainer, eval_fn=eval_fn,
                            extra={"sgd_threads": sgd_threads})
         with handling_signals():  # SIGTERM/SIGINT: the stages stop at a step boundary (engine/preempt.py)
-            run_stages(stages[:stop], ctx)
+            run_stages(stages[:stop], ctx, total=len(stages))
             if stop < len(stages):  # --until: the later stages and the evaluation are for --resume
                 return {}
             metrics = ctx.metrics if ctx.metrics is not None else eval_fn(model.eval())

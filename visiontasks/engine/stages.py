@@ -208,8 +208,16 @@ class StageLog:
                 f.write(json.dumps(self.state, indent=2, default=float))
 
 
-def run_stages(stages: Sequence[Any], ctx: StageContext, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_stages(stages: Sequence[Any], ctx: StageContext, log: Callable[[str], None] = print,
+               total: int | None = None) -> dict[str, Any]:
     """Runs ``stages`` in order; on resume, finished stages that declare ``skip_when_done`` are skipped.
+
+    Args:
+        stages: the stages to run now.
+        ctx: what they share.
+        log: where the one-line stage messages go.
+        total: the model's number of stages, when ``stages`` is its first few (``--until``), so
+            the messages count "stage 1/4", not "1/2".
 
     Returns:
         ``ctx.metrics`` after the last stage (``{}`` when no stage evaluated).
@@ -217,17 +225,18 @@ def run_stages(stages: Sequence[Any], ctx: StageContext, log: Callable[[str], No
     record = StageLog(ctx.out_dir)
     if not ctx.resume:
         record.state = {}
+    count = total if total is not None else len(stages)
     for i, stage in enumerate(stages, 1):
-        prefix = f"stage {i}/{len(stages)} ({stage.name})"
+        prefix = f"stage {i}/{count} ({stage.name})"
         if ctx.resume and record.done(stage.name) and declared(stage, "skip_when_done"):
             if is_main_process():
                 log(f"{prefix}: done in an earlier run, skipped")
             continue
         signum = stop_agreed()  # SIGTERM/SIGINT (engine/preempt.py): stop between stages
         if signum is not None:
-            raise Preempted(signum, f"stages.json records the finished stages; stage {i}/{len(stages)} "
+            raise Preempted(signum, f"stages.json records the finished stages; stage {i}/{count} "
                                     f"({stage.name}) not started")
-        if is_main_process() and len(stages) > 1:
+        if is_main_process() and count > 1:
             log(f"{prefix}: started")
         folders = stage_folders([stage])
         record.mark(stage.name, "running", folders=folders)
@@ -235,6 +244,6 @@ def run_stages(stages: Sequence[Any], ctx: StageContext, log: Callable[[str], No
         summary = stage.run(ctx) or {}
         seconds = time.perf_counter() - start
         record.mark(stage.name, "done", folders=folders, seconds=round(seconds, 3), summary=summary)
-        if is_main_process() and len(stages) > 1:
+        if is_main_process() and count > 1:
             log(f"{prefix}: done in {seconds:.1f} s")
     return ctx.metrics or {}

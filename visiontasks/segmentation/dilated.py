@@ -3,7 +3,8 @@
 Front-end (§4): VGG16 with pool4 and pool5 removed; conv5_1 … conv5_3 dilated by 2, fc6 as a 7×7
 convolution dilated by 4 (4096), fc7 as 1×1 (4096), both with ReLU and dropout 0.5 (weights from the
 ImageNet VGG16 when pretrained), a final 1×1 classifier to K channels (new layer: N(0, 0.001²),
-bias 0 — our choice, the paper does not say), output stride 8, bilinear upsampling ×8 to the input.
+bias 0 — the paper does not say; the released code's, fyu/dilation ``network.py`` l. 121-127),
+output stride 8, bilinear upsampling ×8 to the input.
 
 Padding, two schemes (``padding=``):
 
