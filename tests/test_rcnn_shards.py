@@ -171,3 +171,25 @@ def test_a_shard_needs_a_fine_tuned_run_and_no_overwrite(data, tuned, tmp_path, 
     assert len(err) == 1 and err[0].startswith("error: --shard: ") and "--until" in err[0]
     assert not (tmp_path / "until" / "features").exists()
     assert not (tmp_path / "run/features").exists()
+
+
+@pytest.mark.parametrize("first, second", [("fp32", "bf16"), ("bf16", "fp32")])
+def test_a_cache_of_another_feature_precision_is_not_resumed(tuned, data, tmp_path, first, second):
+    """model.feature_precision is part of the cache's settings in both directions (the manifest
+    names it only when it is not fp32). The tools refuse earlier (the checkpoint's config), so the
+    manifest check is called directly, as a run with a changed config and the same folder would."""
+    from visiontasks.config import load_config
+    from visiontasks.engine.run import build_model
+    from visiontasks.errors import InputError
+
+    cfg = load_config(CONFIG, _overrides(*data))
+    model = build_model(cfg, 3)
+    folder = tmp_path / "features"
+    model.feature_precision = first
+    feature_cache.open_feature_cache(cfg, model, folder)
+    created = (folder / "manifest.json").read_bytes()
+    feature_cache.open_feature_cache(cfg, model, folder)  # the same settings: checked, kept
+    model.feature_precision = second
+    with pytest.raises(InputError, match=r"other settings \(precision\)"):
+        feature_cache.open_feature_cache(cfg, model, folder)
+    assert (folder / "manifest.json").read_bytes() == created

@@ -115,6 +115,8 @@ def open_feature_cache(cfg: dict, model: torch.nn.Module, folder: Path) -> tuple
                 pass
     stored = read_features_manifest(folder)
     diff = sorted(k for k in info if stored.get(k) != json.loads(json.dumps(info[k])))
+    if stored.get("precision", "fp32") != info.get("precision", "fp32") and "precision" not in diff:
+        diff.append("precision")  # an fp32 run finding a bf16 cache (its manifest has the key, ours not)
     if diff:
         raise InputError(manifest, f"feature cache made with other settings ({', '.join(diff)}); delete "
                                    f"{folder} or start a fresh run")
