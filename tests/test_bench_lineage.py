@@ -1,20 +1,14 @@
 """bench/lineage.py: --precision parsing, the bf16 row built as load_model builds it, the tables' ratios."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from _bench import load_bench
 
 
 def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_lineage", REPO / "bench" / "lineage.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("lineage")
 
 
 def test_precision_list_is_checked():

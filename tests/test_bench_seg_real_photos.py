@@ -1,7 +1,6 @@
 """bench/seg_real_photos.py: the table's rows come from tools/eval.py seg (hand-built 2-image split)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,14 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+from _bench import load_bench
 
 
 def _load_bench():
-    spec = importlib.util.spec_from_file_location("seg_real_photos", REPO / "bench" / "seg_real_photos.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("seg_real_photos")
 
 
 def _write_root(root: Path) -> None:
