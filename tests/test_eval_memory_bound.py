@@ -221,7 +221,7 @@ def test_results_given_in_memory_are_not_changed_by_pycocotools(tmp_path):
 
 def test_matching_in_blocks_of_few_pairs_equals_matching_at_once(monkeypatch):
     """Crowded images (many same-class boxes): the overlaps are computed a few pairs at a time, same result."""
-    from visiontasks.evaluation.voc import ap
+    from visiontasks.evaluation.voc import ap, best_match
 
     rng = np.random.default_rng(5)
 
@@ -239,7 +239,7 @@ def test_matching_in_blocks_of_few_pairs_equals_matching_at_once(monkeypatch):
     args = (det, det_labels, scores, gt, gt_labels, difficult)
     once = ap.eval_detection_voc(*args, num_classes=2)
     for pairs in (1, 3, 17):
-        monkeypatch.setattr(ap, "MAX_PAIRS", pairs)
+        monkeypatch.setattr(best_match, "MAX_PAIRS", pairs)
         blocks = ap.eval_detection_voc(*args, num_classes=2)
         np.testing.assert_array_equal(blocks["ap"], once["ap"])
         for a, b in zip(blocks["precision"] + blocks["recall"], once["precision"] + once["recall"]):

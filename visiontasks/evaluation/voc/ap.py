@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from visiontasks.evaluation.iou import _inclusive_overlap
+from visiontasks.evaluation.voc.best_match import best_matches
 
 __all__ = ["eval_detection_voc", "eval_detection_voc_by_area", "average_precision", "eleven_point_thresholds"]
 
@@ -116,53 +116,6 @@ def _stack(arrays: Sequence[Any], name: str, width: int | None, dtype: type) -> 
 def _check_same_length(name: str, values: np.ndarray, owner: np.ndarray, ref_owner: np.ndarray) -> None:
     if values.shape[0] != ref_owner.shape[0] or not np.array_equal(owner, ref_owner):
         raise ValueError(f"{name} must hold one entry per box of each image (lengths differ from the boxes)")
-
-
-#: Detection x ground-truth pairs whose overlaps are computed at once (~180 bytes each): bounds the memory of
-#: matching when one image holds many same-class boxes (issue 26, docs/RELIABILITY.md).
-MAX_PAIRS = 1 << 20
-
-
-def _best_matches(det_key: np.ndarray, det_boxes: np.ndarray, gt_key: np.ndarray,
-                  gt_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Best same-key ground truth of every detection: (overlap, gt index); (-inf, -1) where none.
-
-    The key is ``label * num_images + image``; ties go to the first ground truth in input order.
-    Detections are taken in blocks of at most :data:`MAX_PAIRS` pairs (a detection's result does not
-    depend on the others').
-    """
-    num_det = len(det_key)
-    ovmax = np.full(num_det, -np.inf)
-    jmax = np.full(num_det, -1, dtype=np.int64)
-    gt_order = np.argsort(gt_key, kind="stable")
-    sorted_keys = gt_key[gt_order]
-    start = np.searchsorted(sorted_keys, det_key, side="left")
-    count = np.searchsorted(sorted_keys, det_key, side="right") - start
-    ends = np.cumsum(count)
-    lo = 0
-    while lo < num_det and ends[-1] > 0:
-        hi = max(lo + 1, int(np.searchsorted(ends, ends[lo] - count[lo] + MAX_PAIRS, side="right")))
-        _match_block(det_boxes[lo:hi], gt_boxes, gt_order, start[lo:hi], count[lo:hi], ovmax[lo:hi], jmax[lo:hi])
-        lo = hi
-    return ovmax, jmax
-
-
-def _match_block(det_boxes: np.ndarray, gt_boxes: np.ndarray, gt_order: np.ndarray, start: np.ndarray,
-                 count: np.ndarray, ovmax: np.ndarray, jmax: np.ndarray) -> None:
-    """:func:`_best_matches` of a block of detections, written into the views ``ovmax`` and ``jmax``."""
-    total = int(count.sum())
-    if total == 0:
-        return
-    seg_start = np.cumsum(count) - count                      # first pair of each detection
-    pair_det = np.repeat(np.arange(len(count)), count)
-    pair_gt = gt_order[np.repeat(start - seg_start, count) + np.arange(total)]
-    iou = _inclusive_overlap(det_boxes[pair_det], gt_boxes[pair_gt])
-    has = count > 0
-    ovmax[has] = np.maximum.reduceat(iou, seg_start[has])
-    hits = np.flatnonzero(iou == ovmax[pair_det])               # pairs at their detection's max
-    first = np.ones(len(hits), dtype=bool)
-    first[1:] = pair_det[hits[1:]] != pair_det[hits[:-1]]       # pair_det is sorted: first hit wins
-    jmax[pair_det[hits[first]]] = pair_gt[hits[first]]
 
 
 def eval_detection_voc(
@@ -272,9 +225,9 @@ def _prepare(pred_boxes: Sequence[np.ndarray], pred_labels: Sequence[np.ndarray]
 
 
 def _match(data: dict[str, Any], iou_thresh: float, reference: str) -> tuple[np.ndarray, np.ndarray]:
-    """Every detection's best same-class box of its image (:func:`_best_matches`) and whether it passes."""
+    """Every detection's best same-class box of its image (:func:`~visiontasks.evaluation.voc.best_match.best_matches`) and whether it passes."""
     n = data["num_images"]
-    ovmax, jmax = _best_matches(data["d_labels"] * n + data["d_img"], data["d_boxes"],
+    ovmax, jmax = best_matches(data["d_labels"] * n + data["d_img"], data["d_boxes"],
                                 data["g_labels"] * n + data["g_img"], data["g_boxes"])
     return jmax, (ovmax >= iou_thresh if reference == "devkit" else ovmax > iou_thresh)
 
