@@ -15,10 +15,11 @@ How it measures:
   (``warmup`` calls), then ``iterations`` rounds, each round calling every column once in turn
   (interleaved, so that load from other processes hits every column alike); median and minimum
   wall time per image.
-- **Peak RSS**: each column again in a fresh subprocess that imports torch and onnxruntime, resets
-  the kernel's peak mark (``/proc/self/clear_refs``: the imports' transient peak would hide a small
-  model), loads only that model and runs it ``warmup + 2`` times; its ``VmHWM``. It includes the
-  interpreter's resident libraries (reported once as ``baseline_rss_mib``, a subprocess that loads nothing).
+- **Peak RSS** (:mod:`visiontasks.benchmark_rss`): each column again in a fresh subprocess that
+  imports torch and onnxruntime, resets the kernel's peak mark (``/proc/self/clear_refs``: the
+  imports' transient peak would hide a small model), loads only that model and runs it
+  ``warmup + 2`` times; its ``VmHWM``. It includes the interpreter's resident libraries (reported
+  once as ``baseline_rss_mib``, a subprocess that loads nothing).
 - ONNX Runtime's threads are told not to spin after a run (they would steal the next PyTorch call's CPU).
 - **mAP** (rows with weights, ``map_split`` given or the embedded test split for models trained on
   it): VOC07 of each (precision, runtime) on that split, through the one scoring path.
@@ -27,18 +28,16 @@ Shape shorthand: image (3, H, W) float32 in [0, 1].
 """
 from __future__ import annotations
 
-import json
 import os
-import resource
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+
+from visiontasks.benchmark_rss import probe_rss
 
 __all__ = ["Column", "parse_columns", "benchmark", "format_table", "make_runner"]
 
@@ -154,19 +153,6 @@ def make_runner(source: str, column: Column, image: torch.Tensor, workdir: Path,
     return (lambda: model(image[None]) if seg else model([image])), model
 
 
-def _probe_rss(source: str, column: Column, image_path: str | None, size: Sequence[int] | None, workdir: Path,
-               warmup: int) -> float:
-    """Peak RSS (MiB) of a fresh process that loads this column's model and runs it ``warmup + 2`` times."""
-    spec = json.dumps({"source": source, "column": asdict(column) if column else None, "image": image_path,
-                       "size": list(size) if size else None, "workdir": str(workdir), "warmup": warmup})
-    done = subprocess.run([sys.executable, "-m", "visiontasks.benchmark", spec], capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": str(column.threads if column else 1)})
-    if done.returncode != 0:
-        raise RuntimeError(f"peak-RSS probe of {source} {column.name if column else ''} failed: "
-                           f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
-    return float(json.loads(done.stdout.strip().splitlines()[-1])["rss_mib"])
-
-
 def load_image(path: str | None, size: Sequence[int] | None) -> torch.Tensor:
     """The benchmark image: ``path`` (default the first embedded test image), resized to ``size`` (H, W)."""
     from visiontasks.api import to_tensor_image
@@ -266,11 +252,11 @@ def benchmark(rows: Sequence[str], columns: Sequence[Column], image_path: str | 
             start = time.perf_counter()
             call()
             times[(row, col.name)].append(1000.0 * (time.perf_counter() - start))
-    baseline = _probe_rss("none", None, image_path, size, workdir, 0) if rss and runners else None
+    baseline = probe_rss("none", None, image_path, size, workdir, 0) if rss and runners else None
     for row, col, _ in tqdm(runners, desc="peak RSS", disable=not progress or not rss, leave=False):
         samples = times[(row, col.name)]
         cells[row][col.name] = {"median_ms": statistics.median(samples), "min_ms": min(samples),
-                                "peak_rss_mib": _probe_rss(sources[row], col, image_path, size, workdir, warmup)
+                                "peak_rss_mib": probe_rss(sources[row], col, image_path, size, workdir, warmup)
                                 if rss else None, "map": None}
     for (row, precision, runtime), (col, model) in tqdm(models.items(), desc="mAP", disable=not progress, leave=False):
         root = map_root
@@ -309,41 +295,3 @@ def format_table(result: dict[str, Any]) -> str:
             score = "–" if cell["map"] is None else f"{cell['map']:.2f}"
             lines.append(f"{head} {cell['median_ms']:.1f} | {cell['min_ms']:.1f} | {rss} | {score} |")
     return "\n".join(lines)
-
-
-def _reset_peak() -> None:
-    """Resets the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0; else a no-op)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _peak_since_reset() -> float:
-    """VmHWM in MiB (``ru_maxrss`` where /proc is not readable)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _probe_main(spec: dict) -> None:
-    """The peak-RSS subprocess: load one column's model, run it, print ``{"rss_mib"}``."""
-    import onnxruntime  # noqa: F401  (the baseline includes both runtimes' libraries)
-
-    _reset_peak()  # the imports' transient peak would hide a small model's
-    if spec["source"] != "none":
-        col = Column(**spec["column"])
-        image = load_image(spec["image"], spec["size"])
-        call, _ = make_runner(spec["source"], col, image, Path(spec["workdir"]))
-        for _ in range(spec["warmup"] + 2):
-            call()
-    print(json.dumps({"rss_mib": _peak_since_reset()}))
-
-
-if __name__ == "__main__":
-    _probe_main(json.loads(sys.argv[1]))
