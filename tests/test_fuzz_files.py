@@ -369,6 +369,32 @@ def test_found_a_mat_element_of_unknown_type_is_one_error_not_a_segfault(sbd_roo
     assert path.exists()
 
 
+def _with_flags_byte(data: bytes, cls: int, offset: int, xor: int) -> bytes:
+    """``data`` with byte ``offset`` of the first array flags of class ``cls`` XOR-ed with ``xor``."""
+    flags = b"\x06\x00\x00\x00\x08\x00\x00\x00"  # miUINT32, 8 bytes: the array flags sub-element
+    at = next(i for i in range(128, len(data) - 8) if data[i:i + 8] == flags and data[i + 8] == cls) + 8 + offset
+    return data[:at] + bytes([data[at] ^ xor]) + data[at + 1:]
+
+
+@pytest.mark.parametrize("cls, offset, xor, what", [(9, 1, 0x08, "class 9 \\(complex\\)"),  # uint8 map marked complex
+                                                    (1, 0, 0x04, "class 5"),  # the cell read as sparse
+                                                    (1, 0, 0x08, "class 9")])  # the cell read as uint8
+def test_found_an_array_whose_parts_do_not_match_its_class_is_one_error_not_a_segfault(sbd_root, cls, offset, xor,
+                                                                                        what):
+    """After the tag check, the long SBD fuzz still crashed scipy 1.17's loadmat (SIGSEGV) on one flipped bit
+    of an array's flags: the Segmentation map marked complex with no imaginary part, the Boundaries cell
+    given a numeric or sparse class. Each matrix's parts are now checked against its class
+    (visiontasks.data.mat_check; each of these three files crashes ``scipy.io.loadmat`` itself)."""
+    buf = io.BytesIO()
+    seg = np.zeros((SBD_H, SBD_W), np.uint8)
+    seg[1:, 2:] = 20
+    scipy.io.savemat(buf, {"GTcls": {"Segmentation": seg, "Boundaries": [seg, "ab"]}}, oned_as="row")
+    write(sbd_root / "cls", "a.mat", _with_flags_byte(buf.getvalue(), cls, offset, xor))
+    with pytest.raises(InputError, match=rf"a\.mat: cannot read MATLAB file \(truncated or corrupt\?\): an array of "
+                                         rf"{what} whose parts do not match it at byte \d+"):
+        SBDSegmentation(sbd_root, "train").get_annotation(0)
+
+
 @pytest.mark.parametrize("value, dtype", [(1e300, np.float64), (2**63 + 5, np.uint64)])
 def test_found_a_label_beyond_int64_is_one_error_not_a_wrapped_value(sbd_root, value, dtype):
     """A float label of 1e300 was cast to int64 (RuntimeWarning, INT64_MIN in the message); a uint64 label of
