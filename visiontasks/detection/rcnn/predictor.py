@@ -43,10 +43,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from visiontasks.precision import autocast
-
 from visiontasks.detection.box_coder import BoxCoder
 from visiontasks.detection.predictor import select_detections
+from visiontasks.precision import autocast
 
 __all__ = ["SVMBoxPredictor", "RCNN_BOX_WEIGHTS"]
 
