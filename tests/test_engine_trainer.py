@@ -173,6 +173,26 @@ def test_loss_decreases_and_files_are_written(tmp_path: Path) -> None:
     assert set(state) >= {"optimizer", "scheduler", "scaler", "rng", "logger"}
 
 
+def test_resuming_a_finished_run_evaluates_again_without_a_second_record(tmp_path: Path) -> None:
+    """``--resume`` on a finished run re-evaluates (the tool prints the metrics) and replaces the record of
+    the last iteration in eval_log.jsonl instead of appending a copy (found by the slow signal-chain test,
+    whose last resume met an already finished run)."""
+    out = tmp_path / "run"
+    calls = []
+
+    def eval_fn(model: nn.Module) -> dict:
+        calls.append(1)
+        return {"mse": 0.5}
+
+    _trainer(out, eval_every=4, eval_fn=eval_fn).train()
+    first = [json.loads(line)["iteration"] for line in (out / "eval_log.jsonl").read_text().splitlines()]
+    assert first == [4, 8, 10]
+    again = _trainer(out, eval_every=4, eval_fn=eval_fn)
+    assert again.resume() == 10
+    assert again.train() == {"mse": 0.5} and len(calls) == 4
+    assert [json.loads(line)["iteration"] for line in (out / "eval_log.jsonl").read_text().splitlines()] == first
+
+
 def test_train_config_section_is_accepted_and_unknown_keys_named(tmp_path: Path) -> None:
     from visiontasks.config import DEFAULTS
 

@@ -50,10 +50,13 @@ class TrainLogger:
         start_iter: iterations already done (rows past it are dropped from earlier logs).
         log_every: write a row every this many iterations (and at ``max_iters``).
         enabled: False on ranks other than 0 (nothing is written nor shown).
+        evaluates_first: the resumed run evaluates at ``start_iter`` before anything else (a finished
+            run resumed, or an evaluation a signal left pending): an earlier record of ``start_iter``
+            is dropped too, so that evaluation is not logged twice.
     """
 
     def __init__(self, out_dir: str | os.PathLike[str], max_iters: int, start_iter: int = 0,
-                 log_every: int = 20, enabled: bool = True) -> None:
+                 log_every: int = 20, enabled: bool = True, evaluates_first: bool = False) -> None:
         if log_every <= 0:
             raise ValueError(f"log_every must be positive, got {log_every!r}")
         self.out_dir = Path(out_dir)
@@ -72,7 +75,7 @@ class TrainLogger:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._fields = truncate_csv(self.csv_path, start_iter)
-        truncate_jsonl(self.eval_path, start_iter)
+        truncate_jsonl(self.eval_path, start_iter - 1 if evaluates_first else start_iter)
         from torch.utils.tensorboard import SummaryWriter
 
         self._writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=start_iter + 1 if start_iter else None)

@@ -244,9 +244,10 @@ class Trainer:
             Preempted: a signal stopped it; ``checkpoint_last.pt`` holds the last finished step.
         """
         main = D.is_main_process()
-        self._logger = TrainLogger(self.out_dir, self.max_iters, self.iteration, self.log_every, enabled=main)
-        self._logger.load_state_dict(self._logger_state)
         ran = self.iteration < self.max_iters
+        self._logger = TrainLogger(self.out_dir, self.max_iters, self.iteration, self.log_every, enabled=main,
+                                   evaluates_first=not ran or self._eval_pending)
+        self._logger.load_state_dict(self._logger_state)
         batches = self._loader_iter() if ran else None
         try:
             self.train_model.train()
