@@ -120,7 +120,10 @@ def test_train_seg_default_runs(tmp_path, embedded_root, capsys):
                                   "--out", str(tmp_path / "r.json")])
     assert rc == 0, capsys.readouterr().err
     again = json.loads((tmp_path / "r.json").read_text())
-    assert again["mIoU"] == pytest.approx(metrics["mIoU"])  # the tool scores what training reported
+    # the tool scores what training reported: the same split, transforms and classes. Not to the last bit: the
+    # default segmenter evaluates under bf16 autocast, and one of the test split's 2.56M pixels changing its
+    # argmax moves mIoU by ~1e-7 (seen once, 0.04003478 vs 0.04003467, with three suites sharing the 2 cores)
+    assert again["mIoU"] == pytest.approx(metrics["mIoU"], abs=1e-5)
     assert len(list((tmp_path / "png").glob("*.png"))) == 100
 
 
