@@ -101,6 +101,15 @@ def all_reduce_dict(values: dict[str, torch.Tensor]) -> dict[str, float]:
 
 
 def cleanup() -> None:
-    """Leaves the process group (no-op in a single process)."""
+    """Waits for every rank, then leaves the process group (no-op in a single process).
+
+    Called on the success path only (an error leaves the group to the process's exit). The
+    barrier first: a rank that finished its part (rank 1 returns from the last checkpoint's
+    RNG gather while rank 0 still writes the file) must not shut its connections down while a
+    peer is still using the group; a gloo rank that did so once died of SIGABRT at exit
+    ("terminate called without an active exception", CI, issue 26's DDP test), and torchrun
+    would then report a finished run as failed.
+    """
     if is_dist():
+        dist.barrier()
         dist.destroy_process_group()
