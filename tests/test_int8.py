@@ -209,3 +209,42 @@ def test_tensor_agreement_of_a_quantized_matmul(tmp_path: Path) -> None:
     # output on a grid of step ≤ 1/255 again: each value moves by at most about one step, not zero everywhere
     assert 0.0 < q["max_abs"] <= 1.5 / 255 and q["rel_l2"] < 0.01 and q["cosine"] > 0.999
     assert q["ref_max_abs"] == pytest.approx(float(np.abs(calib[0].numpy()).max()))
+
+
+def _optimized_op_counts(path: Path, tmp_path: Path) -> dict[str, int]:
+    """onnxruntime's own optimised graph of ``path`` (its QDQ fusions applied), as op-type counts."""
+    import collections
+
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.log_severity_level = 3
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return dict(collections.Counter(n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node))
+
+
+def test_convolutions_with_equal_biases_become_int8(tmp_path: Path) -> None:
+    """Zero biases (untrained VGG16 layers) are tied through Identity nodes by the exporter; each conv
+    must still run as QLinearConv (before the fix two of three stayed float Conv)."""
+    import onnx
+
+    from visiontasks.export.onnx import OPSET
+
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1),
+                               torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1)).eval()
+    for layer in conv[::2]:
+        torch.nn.init.zeros_(layer.bias)
+    path = tmp_path / "f.onnx"
+    torch.onnx.export(conv, (torch.rand(1, 3, 16, 16),), str(path), dynamo=False, opset_version=OPSET,
+                      input_names=["images"], do_constant_folding=True)  # batched, as segmenters
+    graph = onnx.load(str(path))
+    assert sum(n.op_type == "Identity" for n in graph.graph.node) == 2  # the exporter ties the equal biases
+    assert quantize.untie_initializers(graph) == 2
+    assert not any(n.op_type == "Identity" for n in graph.graph.node)
+    g = torch.Generator().manual_seed(0)
+    quantize.quantize_int8(path, tmp_path / "q.onnx", [torch.rand(3, 16, 16, generator=g) for _ in range(2)], "c")
+    ops = _optimized_op_counts(tmp_path / "q.onnx", tmp_path)
+    assert ops.get("QLinearConv") == 3 and "Conv" not in ops, ops
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.onnx", "optimized.onnx", "q.onnx"]  # no temporary left
