@@ -33,8 +33,8 @@ import torch
 from visiontasks.errors import InputError
 from visiontasks.export.detectors import ExportError
 
-__all__ = ["INT8_OPS", "untie_initializers", "cpu_flags", "has_vnni", "vnni_warning", "calibration_images", "quantize_int8",
-           "detection_agreement", "mask_agreement"]
+__all__ = ["INT8_OPS", "untie_initializers", "cpu_flags", "has_vnni", "vnni_warning", "calibration_images",
+           "quantize_int8", "detection_agreement", "mask_agreement"]
 
 #: The operators quantized; the rest of the graph stays float32 (see the module docstring).
 INT8_OPS = ("Conv", "Gemm", "MatMul")
@@ -128,7 +128,9 @@ def untie_initializers(graph) -> int:
     from onnx import numpy_helper
 
     inits = {t.name: t for t in graph.graph.initializer}
-    tied = [n for n in graph.graph.node if n.op_type == "Identity" and len(n.input) == 1 and n.input[0] in inits]
+    outputs = {o.name for o in graph.graph.output}  # a graph output stays a node's output
+    tied = [n for n in graph.graph.node if n.op_type == "Identity" and len(n.input) == 1 and n.input[0] in inits
+            and n.output[0] not in outputs]
     for node in tied:
         graph.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(inits[node.input[0]]),
                                                                node.output[0]))
