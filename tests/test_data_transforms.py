@@ -100,6 +100,28 @@ def test_segmentation_crop_pads_mask_with_255_and_image_with_0():
     assert torch.equal(padded, (out == 0).all(0))
 
 
+def test_segmentation_vertical_flip_moves_image_and_mask_together():
+    image, target = _item()  # block at rows 1..3 of 6: flipped to rows 2..4
+    target = {"mask": target["mask"], "image_id": "x"}
+    out, t = apply_transforms(build_segmentation_transforms(train=True, hflip_prob=0.0, vflip_prob=1.0), image, target)
+    expected = torch.zeros(6, 10, dtype=torch.int64)
+    expected[2:5, 2:5] = 2
+    assert torch.equal(t["mask"], expected)
+    assert torch.equal(out[0] > 0.5, expected == 2)
+    same, _ = apply_transforms(build_segmentation_transforms(train=True, hflip_prob=0.0, vflip_prob=0.0), image, target)
+    torch.testing.assert_close(same, image.float() / 255)  # 0: nothing moves
+    with pytest.raises(ValueError, match="vflip_prob must lie in"):
+        build_segmentation_transforms(train=True, vflip_prob=1.5)
+
+
+def test_vertical_flip_refused_for_detection(embedded_root):
+    from visiontasks.errors import InputError
+
+    cfg = {"dataset": "embedded", "root": str(embedded_root), "vflip_prob": 0.5}
+    with pytest.raises(InputError, match="data.vflip_prob"):
+        build_dataset(cfg, "trainval", train=True, task="detection")
+
+
 def test_flip_through_the_dataset(embedded_root):
     plain = VOCDetection(embedded_root, "test", classes=EMBEDDED_CLASSES)
     flipped = VOCDetection(embedded_root, "test", classes=EMBEDDED_CLASSES,

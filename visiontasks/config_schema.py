@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
         "test_split": "test",
         "classes": None,
         "hflip_prob": 0.5,
+        "vflip_prob": 0.0,  # segmentation only
         "photometric": False,
         "jitter": 0.0,
         "saturation": 1.0,

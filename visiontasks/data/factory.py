@@ -2,7 +2,7 @@
 
 Keys used: ``dataset`` (voc | embedded | coco | sbd, :mod:`visiontasks.data.sbd` with ``voc_root`` | yolo,
 :mod:`visiontasks.data.yolo_txt`, ``root`` = the folder of data.yaml | labelme, :mod:`visiontasks.data.labelme`),
-``root``, ``classes``, ``hflip_prob``,
+``root``, ``classes``, ``hflip_prob``, ``vflip_prob`` (segmentation),
 ``photometric``, ``jitter`` / ``saturation`` / ``exposure`` (YOLO's augmentation), ``min_size``,
 ``max_size``, ``crop_size`` and, for coco, ``images`` /
 ``annotations`` (train split) and ``test_images`` / ``test_annotations`` (the ``test_split``;
@@ -161,7 +161,11 @@ def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: st
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     kind = _kind(cfg_data)
     hflip = float(cfg_data.get("hflip_prob", 0.5))
+    vflip = float(cfg_data.get("vflip_prob") or 0.0)
     photometric = bool(cfg_data.get("photometric", False))
+    if task == "detection" and vflip:
+        raise InputError("data.vflip_prob", f"the vertical flip is a segmentation augmentation; detection configs "
+                                            f"leave it 0, got {vflip!r}")
     if task == "detection":
         transforms = build_detection_transforms(train, hflip_prob=hflip, photometric=photometric,
                                                 min_size=cfg_data.get("min_size"), max_size=cfg_data.get("max_size"),
@@ -170,7 +174,7 @@ def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: st
                                                 exposure=float(cfg_data.get("exposure", 1.0)))
     else:
         transforms = build_segmentation_transforms(train, hflip_prob=hflip, crop_size=cfg_data.get("crop_size"),
-                                                   photometric=photometric)
+                                                   photometric=photometric, vflip_prob=vflip)
     directory = proposal_dir(cfg_data, split) if task == "detection" else None
 
     def store_for(root: Any) -> Any:  # the proposals of one folder (auto: its own cache)

@@ -128,12 +128,15 @@ def build_segmentation_transforms(
     hflip_prob: float = 0.5,
     crop_size: int | tuple[int, int] | None = None,
     photometric: bool = False,
+    vflip_prob: float = 0.0,
 ) -> v2.Compose | None:
     """Transforms for ``(image, target)`` segmentation items (target holds ``mask``).
 
     Args:
         train: add the random augmentation; False gives None (evaluate at full resolution).
         hflip_prob: probability of a horizontal flip.
+        vflip_prob: probability of a vertical flip (MMSegmentation's ``RandomFlip`` direction
+            "vertical"); 0 by default: only for data whose classes do not depend on which way is up.
         crop_size: random crop (int: square); smaller images are padded with 0 in the image
             and 255 (ignore) in the mask.
         photometric: add SSD-style photometric distortion.
@@ -141,8 +144,9 @@ def build_segmentation_transforms(
     Returns:
         A ``v2.Compose``, or None when there is nothing to do.
     """
-    if not 0.0 <= hflip_prob <= 1.0:
-        raise ValueError(f"hflip_prob must lie in [0, 1], got {hflip_prob!r}")
+    for name, p in (("hflip_prob", hflip_prob), ("vflip_prob", vflip_prob)):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {p!r}")
     if not train:
         return None
     steps: list[v2.Transform] = []
@@ -150,6 +154,8 @@ def build_segmentation_transforms(
         steps.append(_photometric())
     if hflip_prob > 0:
         steps.append(RandomHorizontalFlip(p=hflip_prob))
+    if vflip_prob > 0:
+        steps.append(v2.RandomVerticalFlip(p=vflip_prob))
     if crop_size is not None:
         size = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
         if len(size) != 2 or any(not isinstance(s, int) or s <= 0 for s in size):
