@@ -169,16 +169,22 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def interleaved_times(steps: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, list[float]]:
+def interleaved_times(steps: dict[str, Callable[[], object]], runs: int, warmup: int,
+                      on_step: Callable[[int, str, float, object], None] | None = None) -> dict[str, list[float]]:
     """Seconds per call of each step, calls interleaved (a, b, a, b, …) so that changing load on a
-    shared machine hits all steps alike; ``warmup`` rounds are not timed."""
+    shared machine hits all steps alike; ``warmup`` rounds are not timed. ``on_step(round, name,
+    seconds, result)`` is called after every call (e.g. to print it, so a run killed midway keeps
+    its figures)."""
     times: dict[str, list[float]] = {name: [] for name in steps}
     for i in range(warmup + runs):
         for name, step in steps.items():
             t0 = time.perf_counter()
-            step()
+            result = step()
+            took = time.perf_counter() - t0
+            if on_step is not None:
+                on_step(i, name, took, result)
             if i >= warmup:
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(took)
     return times
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -39,7 +38,8 @@ import torch.nn as nn
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from det_latency import TVRoIPool, build_ours, build_torchvision, peak_rss_mib, run_in_child  # noqa: E402
+from det_latency import (TVRoIPool, build_ours, build_torchvision, interleaved_times, peak_rss_mib,  # noqa: E402
+                         run_in_child)
 
 from visiontasks import get_model  # noqa: E402
 from visiontasks.precision import autocast, fp32_boundaries, prefers_channels_last  # noqa: E402
@@ -140,20 +140,6 @@ def _measure_memory(name: str, args: argparse.Namespace) -> dict:
     return {"peak_rss_mib": peak_rss_mib(), "last_loss": [step() for _ in range(2)][-1]}
 
 
-def _interleaved(steps: dict[str, Callable[[], float]], runs: int, warmup: int) -> dict[str, list[float]]:
-    """``det_latency.interleaved_times``, printing every step as it ends (a run killed midway keeps its figures)."""
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for i in range(warmup + runs):
-        for name, step in steps.items():
-            t0 = time.perf_counter()
-            loss = step()
-            took = time.perf_counter() - t0
-            print(f"  round {i} ({'warm-up' if i < warmup else 'timed'}) {name}: {took:.2f} s, loss {loss:.3f}", flush=True)
-            if i >= warmup:
-                times[name].append(took)
-    return times
-
-
 def profile_step(step: Callable[[], float], rows: int = 25) -> str:
     """``torch.profiler``'s operator table (self CPU time) of one call of ``step``."""
     from torch.profiler import ProfilerActivity, profile
@@ -181,7 +167,12 @@ def main() -> None:
     memory = {name: ({} if args.no_memory else run_in_child(name, args, target=_measure_memory)) for name in names}
     torch.set_num_threads(args.threads)
     steps = {name: _build_step(name, args) for name in names}
-    times = _interleaved(steps, args.iters, args.warmup)
+
+    def show(i: int, name: str, took: float, loss: object) -> None:  # every step as it ends
+        print(f"  round {i} ({'warm-up' if i < args.warmup else 'timed'}) {name}: {took:.2f} s, loss {loss:.3f}",
+              flush=True)
+
+    times = interleaved_times(steps, args.iters, args.warmup, on_step=show)
     medians = {name: statistics.median(t) for name, t in times.items() if t}
     for name in medians:
         mem = memory[name]

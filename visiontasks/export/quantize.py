@@ -125,15 +125,17 @@ def untie_initializers(graph) -> int:
     Returns:
         How many ``Identity`` nodes were replaced.
     """
-    from onnx import numpy_helper
+    from onnx import TensorProto
 
     inits = {t.name: t for t in graph.graph.initializer}
     outputs = {o.name for o in graph.graph.output}  # a graph output stays a node's output
     tied = [n for n in graph.graph.node if n.op_type == "Identity" and len(n.input) == 1 and n.input[0] in inits
             and n.output[0] not in outputs]
     for node in tied:
-        graph.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(inits[node.input[0]]),
-                                                               node.output[0]))
+        copy = TensorProto()
+        copy.CopyFrom(inits[node.input[0]])
+        copy.name = node.output[0]
+        graph.graph.initializer.append(copy)
         graph.graph.node.remove(node)
     return len(tied)
 
@@ -182,16 +184,16 @@ def quantize_int8(fp32_path: str | os.PathLike, out: str | os.PathLike, images: 
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out.parent)
     os.close(fd)
     source, untied = str(fp32_path), None
-    if untie_initializers(graph):  # else onnxruntime leaves those convolutions in float
-        fd, untied = tempfile.mkstemp(suffix=".untied.onnx", dir=out.parent)
-        os.close(fd)
-        onnx.save(graph, untied)
-        source = untied
-    del graph
     root_logger = logging.getLogger()
     level = root_logger.level
     root_logger.setLevel(logging.ERROR)  # quantize_static's "consider pre-processing" advice, twice, on the root logger
     try:
+        if untie_initializers(graph):  # else onnxruntime leaves those convolutions in float
+            fd, untied = tempfile.mkstemp(suffix=".untied.onnx", dir=out.parent)
+            os.close(fd)
+            onnx.save(graph, untied)
+            source = untied
+        del graph
         try:
             quantize_static(source, tmp, _Reader(inputs[0], images, batched=inputs[0] == "images"),
                             quant_format=QuantFormat.QDQ, op_types_to_quantize=list(INT8_OPS), per_channel=True,

@@ -225,10 +225,11 @@ def _prepare(pred_boxes: Sequence[np.ndarray], pred_labels: Sequence[np.ndarray]
 
 
 def _match(data: dict[str, Any], iou_thresh: float, reference: str) -> tuple[np.ndarray, np.ndarray]:
-    """Every detection's best same-class box of its image (:func:`~visiontasks.evaluation.voc.best_match.best_matches`) and whether it passes."""
+    """Every detection's best same-class box of its image (:func:`~visiontasks.evaluation.voc.best_match.best_matches`)
+    and whether it passes."""
     n = data["num_images"]
     ovmax, jmax = best_matches(data["d_labels"] * n + data["d_img"], data["d_boxes"],
-                                data["g_labels"] * n + data["g_img"], data["g_boxes"])
+                               data["g_labels"] * n + data["g_img"], data["g_boxes"])
     return jmax, (ovmax >= iou_thresh if reference == "devkit" else ovmax > iou_thresh)
 
 

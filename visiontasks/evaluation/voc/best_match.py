@@ -24,7 +24,7 @@ MAX_PAIRS = 1 << 20
 
 
 def best_matches(det_key: np.ndarray, det_boxes: np.ndarray, gt_key: np.ndarray,
-                  gt_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                 gt_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Best same-key ground truth of every detection: (overlap, gt index); (-inf, -1) where none.
 
     The key is ``label * num_images + image``; ties go to the first ground truth in input order.
