@@ -57,14 +57,15 @@ def _logged_iterations(out: Path) -> int:
 
 
 def _signal_once(cmd: list[str], out: Path, signum: int, rng: random.Random, env: dict, timeout: float = 300,
-                 min_rows: int = 1) -> subprocess.CompletedProcess:
-    """Starts ``cmd``, waits for ``min_rows`` log rows and a random delay, sends ``signum``, waits for the exit."""
+                 min_rows: int = 1, max_delay: float = 0.4) -> subprocess.CompletedProcess:
+    """Starts ``cmd``, waits for ``min_rows`` new log rows and a random delay of up to ``max_delay`` seconds, sends
+    ``signum``, waits for the exit."""
     start_rows = _logged_iterations(out)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + timeout
     while _logged_iterations(out) < start_rows + min_rows and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    time.sleep(rng.uniform(0.0, 0.4))
+    time.sleep(rng.uniform(0.0, max_delay))
     if proc.poll() is None:
         proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=timeout)

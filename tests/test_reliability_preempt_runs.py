@@ -30,8 +30,11 @@ pytestmark = pytest.mark.slow
 
 
 def test_many_signals_at_random_points_then_resume_equals_the_uninterrupted_run(tiny, tmp_path):  # noqa: F811
-    """6 signals (SIGTERM and SIGINT in turn), each at a random point after at least one new step; the run is
-    resumed after each. Evaluations are due every 4 iterations, checkpoints every 5."""
+    """6 signals (SIGTERM and SIGINT in turn), each at a random point after one or two new steps; the run is
+    resumed after each. Evaluations are due every 4 iterations, checkpoints every 5.
+
+    The random point is counted in logged steps plus at most 0.1 s, not in seconds alone: a 0.4 s delay let a fast
+    machine run 6 steps per signal, and the fifth run then finished its 30 iterations before its signal came."""
     seed = random.randrange(10**6)
     rng = random.Random(seed)
     extra = ["train.max_iters=30", "train.checkpoint_every=5", "train.eval_every=4"]
@@ -43,7 +46,8 @@ def test_many_signals_at_random_points_then_resume_equals_the_uninterrupted_run(
     for k in range(6):
         signum = (signal.SIGTERM, signal.SIGINT)[k % 2]
         resume = ["--resume"] if k else []
-        res = _signal_once(TOOL + ["train_det", *det_args(tiny, cut, *resume, *extra)], cut, signum, rng, ENV)
+        res = _signal_once(TOOL + ["train_det", *det_args(tiny, cut, *resume, *extra)], cut, signum, rng, ENV,
+                           min_rows=rng.randint(1, 2), max_delay=0.1)
         if res.returncode == 0:  # the run ended before the signal: nothing left to interrupt
             break
         assert res.returncode == CODES[signum], (seed, res.stderr)
