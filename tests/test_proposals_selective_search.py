@@ -259,3 +259,12 @@ def test_paper_mode_deterministic_valid_and_seeded():
     small = selective_search(img, mode="paper", resize_width=None, min_size=15)
     side = np.minimum(first[:, 2] - first[:, 0], first[:, 3] - first[:, 1]) + 1
     np.testing.assert_array_equal(small, first[side >= 15])  # the filter keeps the ranking of the rest
+
+
+def test_paper_colour_spaces_are_the_released_codes_8_bit_encodings():
+    """Image2ColourSpace.m: HSV is im2uint8(rgb2hsv(im)), hue 0-255 (green 1/3 -> 85, blue 2/3 -> 170,
+    not OpenCV's 0-179 60 and 120); Lab is MATLAB's 8-bit encoding (white -> L 255, a = b = 128)."""
+    bgr = np.array([[[0, 0, 255], [0, 255, 0], [255, 0, 0], [255, 255, 255]]], np.uint8)  # red, green, blue, white
+    np.testing.assert_array_equal(hg._convert(bgr, "hsv")[0], [[0, 255, 255], [85, 255, 255], [170, 255, 255],
+                                                               [0, 0, 255]])
+    np.testing.assert_array_equal(hg._convert(bgr, "lab")[0, 3], [255, 128, 128])

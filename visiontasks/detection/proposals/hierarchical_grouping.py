@@ -31,8 +31,15 @@ all its strategies. Then (rbgirshick/rcnn ``selective_search/selective_search_bo
 all hierarchies are sorted ascending; the caller drops small and duplicate boxes after that.
 
 Fast mode (the paper's Table 5 / ``selective_search_boxes.m`` lines 34-46 with ``fast_mode``):
-colour spaces HSV and Lab (OpenCV's 8-bit ``cvtColor``, as its presets use), ``k`` in {50, 100}
-with ``min_size = k``, strategies C+T+S+F and T+S+F: 4 segmentations, 8 hierarchies.
+colour spaces HSV and Lab, ``k`` in {50, 100} with ``min_size = k``, strategies C+T+S+F and T+S+F:
+4 segmentations, 8 hierarchies. The colour spaces are 8-bit as in the released code
+(SelectiveSearchCodeIJCV ``Image2ColourSpace.m``, cases 'Hsv' and 'Lab', whose uint8 image is what
+``mexFelzenSegmentIndex`` segments and the strategies measure): HSV is ``im2uint8(rgb2hsv(im))``, so
+the hue spans 0-255 as ``round(255 * degrees / 360)`` (OpenCV's ``COLOR_BGR2HSV`` on uint8, which its
+presets use, stops at 179 and shrinks hue edges to 0.7 of theirs before the threshold ``k``;
+``COLOR_BGR2HSV_FULL`` scales by 256 / 360, so blue is 171, not MATLAB's 170); Lab
+is MATLAB's 8-bit encoding (L scaled to 0-255, a and b offset by 128), which is OpenCV's
+``COLOR_BGR2Lab`` on uint8 (MATLAB's ``srgb2lab`` adapts to a D50 white, OpenCV's to D65: left as is).
 
 Shape shorthand: H, W = working image height and width; N = initial segments; M = merges; R = boxes.
 Boxes are inclusive 0-based pixel corners ``(x1, y1, x2, y2)`` at the working scale.
@@ -54,10 +61,14 @@ PAPER_SIGMA: float = 0.8
 
 
 def _convert(bgr: np.ndarray, space: str) -> np.ndarray:
+    """(H, W, 3) uint8 BGR -> the released code's 8-bit HSV or Lab (module docstring)."""
     import cv2
 
-    codes = {"hsv": cv2.COLOR_BGR2HSV, "lab": cv2.COLOR_BGR2Lab}
-    return cv2.cvtColor(bgr, codes[space])
+    if space == "lab":
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2Lab)
+    hsv = cv2.cvtColor(bgr.astype(np.float32) / 255.0, cv2.COLOR_BGR2HSV)  # H in degrees, S and V in [0, 1]
+    hsv[..., 0] /= 360.0
+    return np.floor(hsv * 255.0 + 0.5).clip(0, 255).astype(np.uint8)  # im2uint8: round(x * 255)
 
 
 def paper_strategies() -> list[Any]:
