@@ -114,6 +114,34 @@ def test_segmentation_vertical_flip_moves_image_and_mask_together():
         build_segmentation_transforms(train=True, vflip_prob=1.5)
 
 
+def test_segmentation_rescale_by_a_ratio_of_the_image_size():
+    image, target = _item()  # 6 x 10, label 2 on rows 1..3, columns 2..4
+    target = {"mask": target["mask"], "image_id": "x"}
+    out, t = apply_transforms(build_segmentation_transforms(train=True, hflip_prob=0.0, scale_range=(2.0, 2.0)),
+                              image, target)
+    expected = torch.zeros(12, 20, dtype=torch.int64)  # nearest: output row i reads input row i // 2
+    expected[2:8, 4:10] = 2
+    assert out.shape == (3, 12, 20) and torch.equal(t["mask"], expected)
+    torch.manual_seed(0)
+    sizes = {tuple(apply_transforms(build_segmentation_transforms(train=True, hflip_prob=0.0, scale_range=(0.5, 1.5)),
+                                    image, target)[1]["mask"].shape) for _ in range(30)}
+    assert len(sizes) > 3 and all(3 <= h <= 9 and 5 <= w <= 15 and abs(w / h - 10 / 6) < 0.5 for h, w in sizes)
+    for bad in ((1.5, 0.5), (0.0, 1.0), (1.0,), "big"):
+        with pytest.raises(ValueError, match="ratio_range"):
+            build_segmentation_transforms(train=True, scale_range=bad)
+
+
+@pytest.mark.parametrize("task, value, message", [("detection", [0.5, 1.5], "segmentation augmentation"),
+                                                  ("segmentation", [2.0, 1.0], "0 < low <= high")])
+def test_scale_range_refused_in_one_line_naming_the_key(embedded_root, task, value, message):
+    from visiontasks.errors import InputError
+
+    cfg = {"dataset": "embedded", "root": str(embedded_root), "scale_range": value}
+    with pytest.raises(InputError, match=message) as info:
+        build_dataset(cfg, "trainval", train=True, task=task)
+    assert "data.scale_range" in str(info.value) and "\n" not in str(info.value)
+
+
 def test_vertical_flip_refused_for_detection(embedded_root):
     from visiontasks.errors import InputError
 

@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
         "min_size": None,
         "max_size": None,
         "crop_size": None,
+        "scale_range": None,  # segmentation only: [low, high] random rescale before the crop
         "num_workers": 2,
         "check": True,
         "images": None,
@@ -78,7 +79,7 @@ DEFAULTS: dict[str, Any] = {
 NONE_DEFAULT_TYPES: dict[str, tuple[type, ...]] = {
     "data.root": (str,), "data.classes": (list,), "data.min_size": (int,), "data.max_size": (int,),
     "data.voc_root": (str,),
-    "data.crop_size": (int, list), "data.images": (str,), "data.annotations": (str,),
+    "data.crop_size": (int, list), "data.scale_range": (list,), "data.images": (str,), "data.annotations": (str,),
     "data.test_images": (str,), "data.test_annotations": (str,), "data.proposals": (str,),
     "data.test_proposals": (str,), "train.bias_lr_factor": (float,), "train.bias_weight_decay": (float,),
     "train.clip_grad_norm": (float,), "train.amp": (str, bool), "eval.metric": (str,),

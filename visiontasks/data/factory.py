@@ -2,7 +2,7 @@
 
 Keys used: ``dataset`` (voc | embedded | coco | sbd, :mod:`visiontasks.data.sbd` with ``voc_root`` | yolo,
 :mod:`visiontasks.data.yolo_txt`, ``root`` = the folder of data.yaml | labelme, :mod:`visiontasks.data.labelme`),
-``root``, ``classes``, ``hflip_prob``, ``vflip_prob`` (segmentation),
+``root``, ``classes``, ``hflip_prob``, ``vflip_prob`` and ``scale_range`` (segmentation),
 ``photometric``, ``jitter`` / ``saturation`` / ``exposure`` (YOLO's augmentation), ``min_size``,
 ``max_size``, ``crop_size`` and, for coco, ``images`` /
 ``annotations`` (train split) and ``test_images`` / ``test_annotations`` (the ``test_split``;
@@ -29,6 +29,7 @@ from visiontasks.data.coco import COCODetection, coco_classes
 from visiontasks.data.concat import ConcatSplits
 from visiontasks.data.embedded import EMBEDDED_CLASSES, build_embedded_dataset, default_cache_dir
 from visiontasks.data.proposals import ProposalStore
+from visiontasks.data.rescale import RandomRescale
 from visiontasks.data.transforms import build_detection_transforms, build_segmentation_transforms
 from visiontasks.data.voc import VOC_CLASSES, VOCDetection, VOCSegmentation
 from visiontasks.errors import InputError
@@ -163,9 +164,18 @@ def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: st
     hflip = float(cfg_data.get("hflip_prob", 0.5))
     vflip = float(cfg_data.get("vflip_prob") or 0.0)
     photometric = bool(cfg_data.get("photometric", False))
+    scale_range = cfg_data.get("scale_range")
     if task == "detection" and vflip:
         raise InputError("data.vflip_prob", f"the vertical flip is a segmentation augmentation; detection configs "
                                             f"leave it 0, got {vflip!r}")
+    if task == "detection" and scale_range is not None:
+        raise InputError("data.scale_range", f"the random rescale is a segmentation augmentation (detection rescales "
+                                             f"with data.jitter or the model's min_size); got {scale_range!r}")
+    if scale_range is not None:
+        try:
+            RandomRescale(scale_range)
+        except ValueError as exc:
+            raise InputError("data.scale_range", str(exc).replace("ratio_range", "the range")) from None
     if task == "detection":
         transforms = build_detection_transforms(train, hflip_prob=hflip, photometric=photometric,
                                                 min_size=cfg_data.get("min_size"), max_size=cfg_data.get("max_size"),
@@ -174,7 +184,8 @@ def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: st
                                                 exposure=float(cfg_data.get("exposure", 1.0)))
     else:
         transforms = build_segmentation_transforms(train, hflip_prob=hflip, crop_size=cfg_data.get("crop_size"),
-                                                   photometric=photometric, vflip_prob=vflip)
+                                                   photometric=photometric, vflip_prob=vflip,
+                                                   scale_range=scale_range)
     directory = proposal_dir(cfg_data, split) if task == "detection" else None
 
     def store_for(root: Any) -> Any:  # the proposals of one folder (auto: its own cache)

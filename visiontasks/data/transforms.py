@@ -17,7 +17,7 @@ Shape shorthand: H, W = image height and width; N = boxes; R = proposals.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torchvision import tv_tensors
@@ -25,6 +25,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from visiontasks.data.jitter import RandomHSV, RandomJitterCrop
+from visiontasks.data.rescale import RandomRescale
 
 __all__ = [
     "RandomHorizontalFlip",
@@ -129,6 +130,7 @@ def build_segmentation_transforms(
     crop_size: int | tuple[int, int] | None = None,
     photometric: bool = False,
     vflip_prob: float = 0.0,
+    scale_range: Sequence[float] | None = None,
 ) -> v2.Compose | None:
     """Transforms for ``(image, target)`` segmentation items (target holds ``mask``).
 
@@ -140,10 +142,13 @@ def build_segmentation_transforms(
         crop_size: random crop (int: square); smaller images are padded with 0 in the image
             and 255 (ignore) in the mask.
         photometric: add SSD-style photometric distortion.
+        scale_range: ``(low, high)``: rescale by a random ratio in it, before the crop
+            (:class:`visiontasks.data.rescale.RandomRescale`); None: no rescaling.
 
     Returns:
         A ``v2.Compose``, or None when there is nothing to do.
     """
+    rescale = RandomRescale(scale_range) if scale_range is not None else None  # checks the range in any mode
     for name, p in (("hflip_prob", hflip_prob), ("vflip_prob", vflip_prob)):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"{name} must lie in [0, 1], got {p!r}")
@@ -156,6 +161,8 @@ def build_segmentation_transforms(
         steps.append(RandomHorizontalFlip(p=hflip_prob))
     if vflip_prob > 0:
         steps.append(v2.RandomVerticalFlip(p=vflip_prob))
+    if rescale is not None:
+        steps.append(rescale)
     if crop_size is not None:
         size = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
         if len(size) != 2 or any(not isinstance(s, int) or s <= 0 for s in size):
