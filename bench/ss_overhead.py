@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # the package re-exports the function under the module's name: fetch the module itself
 ss_module = importlib.import_module("visiontasks.detection.proposals.selective_search")
 from visiontasks.detection.proposals.hierarchical_grouping import (PAPER_COLOUR_SPACES, PAPER_KS,  # noqa: E402
-                                                                   PAPER_SIGMA, paper_strategies)
+                                                                   PAPER_SIGMA, _convert, paper_strategies)
 
 ROOT = Path(__file__).resolve().parents[1]
 JPEGS = ROOT.parent / "shared/data/coco128-voc/VOC2007/JPEGImages"
@@ -68,7 +68,6 @@ def working_bgr(rgb: np.ndarray, resize_width: int = 500) -> np.ndarray:
 
 def opencv_call(bgr: np.ndarray, mode: str) -> Callable[[], object]:
     """OpenCV's own selective search on ``bgr``: a preset, or ``paper``'s configuration."""
-    import cv2
     from cv2.ximgproc import segmentation as seg
 
     def preset() -> object:
@@ -79,9 +78,8 @@ def opencv_call(bgr: np.ndarray, mode: str) -> Callable[[], object]:
 
     def paper() -> object:
         ss = seg.createSelectiveSearchSegmentation()
-        codes = {"hsv": cv2.COLOR_BGR2HSV, "lab": cv2.COLOR_BGR2Lab}
         for space in PAPER_COLOUR_SPACES:
-            ss.addImage(cv2.cvtColor(bgr, codes[space]))
+            ss.addImage(_convert(bgr, space))  # the paper mode's own colour spaces (released code's HSV)
         for k in PAPER_KS:
             ss.addGraphSegmentation(seg.createGraphSegmentation(sigma=PAPER_SIGMA, k=float(k), min_size=int(k)))
         for strategy in paper_strategies():
