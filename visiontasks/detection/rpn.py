@@ -16,7 +16,8 @@ Settings: :class:`~visiontasks.detection.settings.RPNSettings` (values below are
 Proposals: top ``pre_nms_top_n`` anchors by objectness (12000 train / 6000 test), decode, clip
 to the image, drop boxes smaller than ``min_size × scale`` (py-faster-rcnn's ``RPN_MIN_SIZE``
 of 16 px in original-image pixels, converted to the resized input), NMS 0.7, keep the top
-``post_nms_top_n`` (2000 / 300). Proposals carry no gradient (approximate joint training).
+``post_nms_top_n`` (2000 / 300); the NMS stops once it has them (:func:`~visiontasks.detection.topn_nms.topn_nms`:
+the same boxes, on growing score-ordered prefixes). Proposals carry no gradient (approximate joint training).
 
 Losses (py-faster-rcnn's anchor_target_layer): 256 anchors per image, ≤ 50 % positive,
 cross-boundary anchors ignored unless ``allow_border``; ``loss_objectness`` = mean BCE over the
@@ -45,12 +46,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models.detection.image_list import ImageList
-from torchvision.ops import clip_boxes_to_image, nms, remove_small_boxes
+from torchvision.ops import clip_boxes_to_image, remove_small_boxes
 
 from visiontasks.detection.anchors import AnchorGenerator
 from visiontasks.detection.box_coder import BoxCoder
 from visiontasks.detection.sampling import BalancedSampler, Matcher, inside_image
 from visiontasks.detection.settings import LOSS_WEIGHTINGS, RPNSettings
+from visiontasks.detection.topn_nms import topn_nms
 from visiontasks.precision import LOW_PRECISION_OUTPUT
 
 __all__ = ["RPNHead", "RegionProposalNetwork", "LOSS_WEIGHTINGS"]
@@ -177,7 +179,7 @@ class RegionProposalNetwork(nn.Module):
             b_i = clip_boxes_to_image(b_i, size)
             keep = remove_small_boxes(b_i, self.min_size * float(scale))
             b_i, s_i = b_i[keep], s_i[keep]
-            keep = nms(b_i, s_i, self.nms_thresh)[: self.post_nms_top_n[mode]]
+            keep = topn_nms(b_i, s_i, self.nms_thresh, self.post_nms_top_n[mode])  # = nms(...)[:post_nms_top_n]
             out.append(b_i[keep])
         return out
 
