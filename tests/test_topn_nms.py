@@ -61,3 +61,13 @@ def test_empty_and_bad_n():
     assert topn_nms(_boxes([[0, 0, 1, 1]]), torch.ones(1), 0.7, 0).shape == (0,)
     with pytest.raises(ValueError, match="-1"):
         topn_nms(_boxes([[0, 0, 1, 1]]), torch.ones(1), 0.7, -1)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_traced_graphs_keep_the_whole_nms():
+    """A trace records one branch; traced on inputs the prefix serves, it must still answer inputs it does not."""
+    spread = _boxes([[20 * k, 0, 20 * k + 5, 5] for k in range(16)])  # disjoint: the prefix of 8 suffices
+    copies = _boxes([[0, 0, 10, 10]] * 12 + [[20 * k, 50, 20 * k + 5, 55] for k in range(1, 5)])
+    scores = torch.linspace(1.0, 0.1, 16)
+    traced = torch.jit.trace(lambda b, s: topn_nms(b, s, 0.5, 2), (spread, scores), check_trace=False)
+    assert traced(copies, scores).tolist() == [0, 12] == nms(copies, scores, 0.5)[:2].tolist()
