@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,9 @@ import torch
 from torchvision.ops import nms
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
+from conv_select import _time  # noqa: E402  (min of `runs` timed calls after one warm-up, in ms)
+
 import visiontasks  # noqa: E402
 import visiontasks.detection.rpn as rpn_module  # noqa: E402
 from visiontasks.detection.topn_nms import topn_nms  # noqa: E402
@@ -64,16 +65,6 @@ def _record(predictor, images, pre: int, post: int) -> list[tuple]:
     return calls
 
 
-def _time(fn, repeats: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=10)
@@ -97,8 +88,8 @@ def main() -> None:
                 t_top = _time(lambda: topn_nms(boxes, scores, thresh, n), args.repeats)
                 rows.append((len(boxes), len(full), t_full, t_top, same))
             med = lambda k: statistics.median(r[k] for r in rows)  # noqa: E731
-            print(f"| {label} | {setting} ({pre} → {post}) | {med(0):.0f} | {med(1):.0f} | {med(2) * 1e3:.1f} | "
-                  f"{med(3) * 1e3:.1f} | {med(3) / med(2):.2f}× | {all(r[4] for r in rows)} |")
+            print(f"| {label} | {setting} ({pre} → {post}) | {med(0):.0f} | {med(1):.0f} | {med(2):.1f} | "
+                  f"{med(3):.1f} | {med(3) / med(2):.2f}× | {all(r[4] for r in rows)} |")
 
 
 if __name__ == "__main__":

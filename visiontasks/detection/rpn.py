@@ -16,8 +16,9 @@ Settings: :class:`~visiontasks.detection.settings.RPNSettings` (values below are
 Proposals: top ``pre_nms_top_n`` anchors by objectness (12000 train / 6000 test), decode, clip
 to the image, drop boxes smaller than ``min_size × scale`` (py-faster-rcnn's ``RPN_MIN_SIZE``
 of 16 px in original-image pixels, converted to the resized input), NMS 0.7, keep the top
-``post_nms_top_n`` (2000 / 300); the NMS stops once it has them (:func:`~visiontasks.detection.topn_nms.topn_nms`:
-the same boxes, on growing score-ordered prefixes). Proposals carry no gradient (approximate joint training).
+``post_nms_top_n`` (2000 / 300); at test the NMS runs on the best ``4 × post_nms_top_n`` boxes when they
+suffice (:func:`~visiontasks.detection.topn_nms.topn_nms`: the same boxes). Proposals carry no gradient
+(approximate joint training).
 
 Losses (py-faster-rcnn's anchor_target_layer): 256 anchors per image, ≤ 50 % positive,
 cross-boundary anchors ignored unless ``allow_border``; ``loss_objectness`` = mean BCE over the
