@@ -222,6 +222,18 @@ def test_found_an_xml_declaration_with_an_unknown_encoding_is_one_error(folder):
         parse_annotations([path], [path.read_bytes()])
 
 
+def test_found_non_ascii_bytes_under_a_us_ascii_declaration_go_to_the_tree_parser(folder):
+    """The fast path read the joined document as UTF-8 and accepted ``\xc2\x80`` in a file declared US-ASCII,
+    which expat refuses (found 2026-12-06 by test_voc_xml_fast_path_long)."""
+    bad = b"<?xml version='1.1' encoding='US-ASCII' standalone='yes'?><annotation><annotation>\xc2\x80</annotation></annotation>"
+    assert parse_plain_files([b"<annotation>1</annotation>", bad])[1] is None
+    _check_fast_path_equals_tree(folder, [b"<annotation>1</annotation>", bad])
+    with pytest.raises(InputError, match=r"1\.xml: malformed XML"):
+        parse_annotations(["0.xml", "1.xml"], [b"<annotation>1</annotation>", bad])
+    ascii_only = VALID.replace(b'encoding="utf-8"', b'encoding="us-ascii"')
+    assert ascii_only != VALID and parse_plain_files([ascii_only])[0].names == ["cat", "dog"]  # still fast
+
+
 def test_the_valid_file_parses_as_written(folder):
     """The seed of the mutations, by hand: two objects, 1-based corners to 0-based, the part ignored."""
     ann = parse_voc_xml(write(folder, "ok.xml", VALID), CLASSES)

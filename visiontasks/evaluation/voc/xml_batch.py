@@ -39,6 +39,7 @@ _DECL = rb"<\?xml\s+version\s*=\s*([\"'])1\.[0-9]\1(?:\s+encoding\s*=\s*([\"'])(
         rb"(?:\s+standalone\s*=\s*([\"'])(?:yes|no)\3)?\s*\?>"
 _HEAD = re.compile(rb"(?:" + _DECL + rb")?\s*<annotation>")
 _TAIL = re.compile(rb"</annotation>\s*\Z")
+_ASCII = re.compile(rb"encoding\s*=\s*[\"']us-ascii", re.IGNORECASE)
 _MARK = b"vt.f"
 _TOKEN = re.compile(rb"<(x(?:min|max)|y(?:min|max)|name|difficult|bndbox|object|part|size|width|height|"
                     rb"/(?:object|part|bndbox|size)|vt\.f)"
@@ -60,6 +61,8 @@ def _content(data: bytes) -> bytes | None:
     tail = _TAIL.search(data)
     if head is None or tail is None or tail.start() < head.end() or b"<?" in data[head.end():]:
         return None
+    if _ASCII.search(head.group(0)) and not data.isascii():
+        return None  # the joined document is read as UTF-8; expat refuses such bytes under US-ASCII
     return data[head.end():tail.start()]
 
 
