@@ -29,7 +29,7 @@ from visiontasks.data.coco import COCODetection, coco_classes
 from visiontasks.data.concat import ConcatSplits
 from visiontasks.data.embedded import EMBEDDED_CLASSES, build_embedded_dataset, default_cache_dir
 from visiontasks.data.proposals import ProposalStore
-from visiontasks.data.rescale import RandomRescale
+from visiontasks.data.rescale import check_ratio_range
 from visiontasks.data.transforms import build_detection_transforms, build_segmentation_transforms
 from visiontasks.data.voc import VOC_CLASSES, VOCDetection, VOCSegmentation
 from visiontasks.errors import InputError
@@ -173,9 +173,9 @@ def build_dataset(cfg_data: Mapping[str, Any], split: str, train: bool, task: st
                                              f"with data.jitter or the model's min_size); got {scale_range!r}")
     if scale_range is not None:
         try:
-            RandomRescale(scale_range)
+            check_ratio_range(scale_range, "the range")
         except ValueError as exc:
-            raise InputError("data.scale_range", str(exc).replace("ratio_range", "the range")) from None
+            raise InputError("data.scale_range", str(exc)) from None
     if task == "detection":
         transforms = build_detection_transforms(train, hflip_prob=hflip, photometric=photometric,
                                                 min_size=cfg_data.get("min_size"), max_size=cfg_data.get("max_size"),

@@ -24,7 +24,22 @@ from torchvision.transforms.v2 import functional as F
 
 from visiontasks.data.jitter import _canvas
 
-__all__ = ["RandomRescale"]
+__all__ = ["RandomRescale", "check_ratio_range"]
+
+
+def check_ratio_range(ratio_range: Sequence[float], name: str = "ratio_range") -> tuple[float, float]:
+    """``(low, high)`` as floats, 0 < low <= high, both finite.
+
+    Raises:
+        ValueError: otherwise, the message starting with ``name`` and quoting the value.
+    """
+    try:
+        low, high = (float(r) for r in ratio_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be two numbers (low, high), got {ratio_range!r}") from None
+    if not (0.0 < low <= high and math.isfinite(high)):
+        raise ValueError(f"{name} must satisfy 0 < low <= high, got {ratio_range!r}")
+    return low, high
 
 
 class RandomRescale(v2.Transform):
@@ -36,13 +51,7 @@ class RandomRescale(v2.Transform):
 
     def __init__(self, ratio_range: Sequence[float]) -> None:
         super().__init__()
-        try:
-            low, high = (float(r) for r in ratio_range)
-        except (TypeError, ValueError):
-            raise ValueError(f"ratio_range must be two numbers (low, high), got {ratio_range!r}") from None
-        if not (0.0 < low <= high and math.isfinite(high)):
-            raise ValueError(f"ratio_range must satisfy 0 < low <= high, got {ratio_range!r}")
-        self.ratio_range = (low, high)
+        self.ratio_range = check_ratio_range(ratio_range)
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         h, w = _canvas(flat_inputs)
