@@ -41,6 +41,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from visiontasks import winograd_conv
+
 __all__ = ["SelectedConv2d", "select_conv_kernels", "gemm_conv2d", "inference_layout"]
 
 ONEDNN, GEMM = "onednn", "gemm"
@@ -90,7 +92,8 @@ def _seconds(fn) -> float:
 
 
 class SelectedConv2d(nn.Conv2d):
-    """An ``nn.Conv2d`` that, at CPU inference on small maps, runs the faster of oneDNN and GEMM.
+    """An ``nn.Conv2d`` that, at CPU inference on small maps, runs the faster of oneDNN and GEMM, and on
+    large fp32 3×3 maps (inference and training) NNPACK's Winograd kernel (:mod:`visiontasks.winograd_conv`).
 
     Same parameters and state dict as ``nn.Conv2d``; made by :func:`select_conv_kernels`, which
     re-classes existing layers (weights untouched). ``choices`` maps (input shape, dtype, autocast
@@ -110,6 +113,8 @@ class SelectedConv2d(nn.Conv2d):
         return 0 < n * ho * wo <= self.max_positions
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if winograd_conv.applies(self, input):  # large fp32 3×3 maps, inference and training
+            return winograd_conv.winograd_conv2d(input, weight, bias, self.padding[0])
         if not self._eligible(input):
             return super()._conv_forward(input, weight, bias)
         amp = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
@@ -159,15 +164,20 @@ def select_conv_kernels(model: nn.Module, max_positions: int = 512) -> int:
 
 def inference_layout(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
     """The memory layout ``load_model()`` runs a model in (in place): channels-last for models with
-    2-D convolutions and, on the CPU, small-map conv kernels chosen by measurement.
+    2-D convolutions and, on the CPU, small-map conv kernels chosen by measurement. An fp32 model
+    with layers for NNPACK's Winograd kernel (:func:`visiontasks.winograd_conv.layer_qualifies`, on a
+    CPU where it runs) stays NCHW: NNPACK reads and writes NCHW, and a layout copy around each such
+    layer would cost more than channels-last gains on the others.
 
     Returns:
         ``model``.
     """
     from visiontasks.precision import prefers_channels_last
 
-    if prefers_channels_last(model):
+    cpu = torch.device(device).type == "cpu"
+    winograd = cpu and winograd_conv.available() and any(map(winograd_conv.layer_qualifies, model.modules()))
+    if prefers_channels_last(model) and not winograd:
         model.to(memory_format=torch.channels_last)
-    if torch.device(device).type == "cpu":
+    if cpu:
         select_conv_kernels(model)
     return model

@@ -10,6 +10,7 @@ import torch.nn as nn
 import torchvision
 from torchvision.models import VGG16_Weights
 
+from visiontasks import winograd_conv
 from visiontasks.backbones.base import Backbone, fc_head, freeze
 from visiontasks.backbones.pretrained import load_torchvision_weights
 from visiontasks.registry import register_model
@@ -25,6 +26,7 @@ def vgg16_torchvision(pretrained: bool = False) -> torchvision.models.VGG:
     model = torchvision.models.vgg16(weights=None)
     if pretrained:
         load_torchvision_weights(model, VGG16_Weights.IMAGENET1K_V1)
+    winograd_conv.mark(model.features)  # fp32 CPU: NNPACK's Winograd kernel (measured faster whole)
     return model
 
 

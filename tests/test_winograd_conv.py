@@ -1,0 +1,186 @@
+"""NNPACK's Winograd 3×3 convolution (visiontasks/winograd_conv.py): values and gradients against a
+float64 direct convolution, the rule that decides which layers take it, and its fallbacks."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from visiontasks import winograd_conv
+from visiontasks.conv_select import SelectedConv2d, inference_layout, select_conv_kernels
+
+pytestmark = pytest.mark.skipif(not torch.backends.nnpack.is_available(),
+                                reason="NNPACK is not available on this CPU / PyTorch build")
+
+
+def _rel(got: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((got.double() - ref).norm() / ref.norm()).item()
+
+
+@pytest.fixture
+def count_nnpack(monkeypatch):
+    """Counts calls of torch._nnpack_spatial_convolution (still computing them)."""
+    calls = []
+    real = torch._nnpack_spatial_convolution
+
+    def spy(*args, **kwargs):
+        calls.append(tuple(args[0].shape))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", spy)
+    return calls
+
+
+@pytest.mark.parametrize("pad", [0, 1])
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("bias", [True, False])
+def test_values_and_gradients_match_float64_direct_convolution(pad: int, batch: int, bias: bool) -> None:
+    g = torch.Generator().manual_seed(pad * 4 + batch * 2 + bias)
+    x = torch.randn(batch, 64, 23, 31, generator=g).requires_grad_()
+    w = (torch.randn(80, 64, 3, 3, generator=g) * 0.05).requires_grad_()
+    b = torch.randn(80, generator=g).requires_grad_() if bias else None
+    y = winograd_conv.winograd_conv2d(x, w, b, pad)
+    grad = torch.randn(y.shape, generator=g)
+    y.backward(grad)
+    x64, w64 = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+    b64 = b.detach().double().requires_grad_() if bias else None
+    ref = F.conv2d(x64, w64, b64, padding=pad)
+    ref.backward(grad.double())
+    assert y.shape == ref.shape == (batch, 80, 23 + 2 * pad - 2, 31 + 2 * pad - 2)
+    # float32 rounding (oneDNN's own direct fp32 convolution is ~1e-6 from float64 on these inputs)
+    assert _rel(y, ref) < 2e-5 and _rel(x.grad, x64.grad) < 2e-5 and _rel(w.grad, w64.grad) < 2e-5
+    if bias:
+        assert _rel(b.grad, b64.grad) < 2e-5
+
+
+def test_frozen_input_gets_no_input_gradient(count_nnpack) -> None:
+    x = torch.randn(1, 64, 20, 20)  # no grad: only the weight gradient (oneDNN), no NNPACK backward
+    w = torch.randn(64, 64, 3, 3, requires_grad=True)
+    winograd_conv.winograd_conv2d(x, w, None, 1).sum().backward()
+    assert count_nnpack == [(1, 64, 20, 20)] and w.grad is not None
+
+
+def _conv(cin: int = 64, cout: int = 64, marked: bool = True, **kwargs) -> SelectedConv2d:
+    conv = nn.Conv2d(cin, cout, kwargs.pop("kernel_size", 3), padding=kwargs.pop("padding", 1), **kwargs)
+    conv.vt_winograd = marked  # what winograd_conv.mark sets on the layers it accepts
+    select_conv_kernels(conv)
+    return conv
+
+
+@pytest.mark.parametrize("conv, size, takes", [
+    (lambda: _conv(), 50, True),  # 64→64, 50×50 = MIN_POSITIONS
+    (lambda: _conv(), 49, False),  # 49×49 < 2,500 positions
+    (lambda: _conv(marked=False), 80, False),  # an architecture not opted in
+    (lambda: _conv(32, 64), 80, False),  # < MIN_CHANNELS in
+    (lambda: _conv(64, 32), 80, False),  # < MIN_CHANNELS out
+    (lambda: _conv(stride=2), 120, False),
+    (lambda: _conv(dilation=2, padding=2), 80, False),
+    (lambda: _conv(groups=2), 80, False),
+    (lambda: _conv(kernel_size=1, padding=0), 80, False),
+    (lambda: _conv(padding=0), 52, True),  # 50×50 out
+    (lambda: _conv(padding=2), 80, False),
+    (lambda: _conv(padding_mode="reflect"), 80, False),
+])
+def test_which_layers_take_it(count_nnpack, conv, size: int, takes: bool) -> None:
+    layer = conv().eval()
+    x = torch.randn(1, layer.in_channels, size, size)
+    with torch.no_grad():
+        got = layer(x)
+        ref = nn.Conv2d._conv_forward(layer, x, layer.weight, layer.bias)  # PyTorch's own
+    assert bool(count_nnpack) == takes
+    assert torch.allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_mark_takes_only_layers_the_rule_can_take() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.Conv2d(64, 64, 3, padding=1),
+                          nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.Conv2d(64, 128, 1))
+    assert winograd_conv.mark(model) == 1
+    assert [getattr(m, "vt_winograd", False) for m in model] == [False, True, False, False]
+    assert "vt_winograd" not in str(model.state_dict().keys())
+
+
+def test_not_under_autocast_tracing_channels_last_or_in_low_precision(count_nnpack) -> None:
+    layer = _conv().eval()
+    x = torch.randn(1, 64, 60, 60)
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        assert layer(x).dtype == torch.bfloat16
+    with torch.no_grad():
+        layer(x.contiguous(memory_format=torch.channels_last))
+    torch.jit.trace(layer, x, check_trace=False)  # (the check would rerun it untraced)
+    layer.to(torch.bfloat16)(x.bfloat16())
+    assert count_nnpack == []
+
+
+def test_switch_and_thread_count_change_fall_back(count_nnpack) -> None:
+    layer = _conv().eval()
+    x = torch.randn(1, 64, 60, 60)
+    with torch.no_grad():
+        ref = layer(x)
+        assert len(count_nnpack) == 1
+        winograd_conv.set_enabled(False)
+        try:
+            layer(x)
+        finally:
+            winograd_conv.set_enabled(True)
+        assert len(count_nnpack) == 1
+        threads = torch.get_num_threads()
+        torch.set_num_threads(threads + 1)  # NNPACK's pool keeps the first call's count: direct path
+        try:
+            assert not winograd_conv.available()
+            got = layer(x)
+        finally:
+            torch.set_num_threads(threads)
+        assert len(count_nnpack) == 1 and torch.allclose(got, ref, rtol=1e-4, atol=1e-4)
+        layer(x)
+        assert len(count_nnpack) == 2
+
+
+def test_a_forked_child_takes_the_direct_path(count_nnpack, monkeypatch) -> None:
+    """NNPACK's pool threads do not survive fork(): a child (another pid) must not call into it."""
+    layer = _conv().eval()
+    x = torch.randn(1, 64, 60, 60)
+    with torch.no_grad():
+        layer(x)  # the pool now belongs to this process
+        assert winograd_conv._state["pool"][0] == os.getpid() and len(count_nnpack) == 1
+        monkeypatch.setattr(winograd_conv.os, "getpid", lambda: -1)  # as seen from a forked child
+        assert not winograd_conv.available()
+        layer(x)
+    assert len(count_nnpack) == 1
+
+
+def _two_convs(marked: bool = True) -> nn.Sequential:
+    model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1)).eval()
+    if marked:
+        winograd_conv.mark(model)
+    return model
+
+
+def test_marked_fp32_models_stay_nchw_others_go_channels_last() -> None:
+    model = inference_layout(_two_convs(), "cpu")
+    assert model[2].weight.is_contiguous() and type(model[2]) is SelectedConv2d
+    low = inference_layout(_two_convs().to(torch.bfloat16), "cpu")  # bf16: oneDNN's channels-last kernels
+    assert low[2].weight.is_contiguous(memory_format=torch.channels_last)
+    unmarked = inference_layout(_two_convs(marked=False), "cpu")
+    assert unmarked[2].weight.is_contiguous(memory_format=torch.channels_last)
+    winograd_conv.set_enabled(False)
+    try:
+        off = inference_layout(_two_convs(), "cpu")
+    finally:
+        winograd_conv.set_enabled(True)
+    assert off[2].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_vgg16_body_at_faster_rcnn_scale_matches_the_direct_path(count_nnpack) -> None:
+    from visiontasks import get_model
+
+    body = get_model("vgg16").body.eval()
+    x = torch.randn(1, 3, 112, 160)
+    with torch.no_grad():
+        ref = body(x)
+        select_conv_kernels(body)
+        got = body(x)
+    # conv1_2 (112×160), conv2_x (56×80) and conv3_x (28×40 < 2,500 positions: not) at this size
+    assert count_nnpack == [(1, 64, 112, 160), (1, 64, 56, 80), (1, 128, 56, 80)]
+    assert _rel(got, ref.double()) < 1e-4
