@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from det_latency import (TVRoIPool, build_ours, build_torchvision, interleaved_times, peak_rss_mib,  # noqa: E402
                          run_in_child)
 
-from visiontasks import get_model  # noqa: E402
+from visiontasks import get_model, winograd_conv  # noqa: E402
+from visiontasks.conv_select import select_conv_kernels  # noqa: E402
 from visiontasks.precision import autocast, fp32_boundaries, prefers_channels_last  # noqa: E402
 
 
@@ -79,9 +80,22 @@ def _as_trainer_bf16(model: nn.Module) -> nn.Module:
     return model
 
 
+def _as_trainer_fp32(model: nn.Module) -> nn.Module:
+    """What ``Trainer(amp="none")`` does to the model on the CPU (engine/trainer.py): VGG16's 3×3
+    convolutions by NNPACK's Winograd kernel (``visiontasks/winograd_conv.py``); NCHW."""
+    if any(map(winograd_conv.layer_qualifies, model.modules())):
+        select_conv_kernels(model)
+    return model
+
+
+def _as_direct_fp32(model: nn.Module) -> nn.Module:
+    """Ours in fp32 with PyTorch's own convolutions (as before ``winograd_conv``; ``--ours-direct``)."""
+    return model
+
+
 #: name -> (builder, autocast dtype, preparation)
 MODELS: dict[str, tuple[Callable[..., nn.Module], torch.dtype | None, Callable[[nn.Module], nn.Module]]] = {
-    "ours_fp32": (build_ours, None, lambda m: m),
+    "ours_fp32": (build_ours, None, _as_trainer_fp32),
     "tv_fp32": (build_torchvision_mlp, None, lambda m: m),
     "ours_bf16": (build_ours, torch.bfloat16, _as_trainer_bf16),
     "tv_bf16": (build_torchvision_mlp, torch.bfloat16, lambda m: m),
@@ -89,8 +103,10 @@ MODELS: dict[str, tuple[Callable[..., nn.Module], torch.dtype | None, Callable[[
 TV_CL = ("tv_bf16_cl", (build_torchvision_mlp, torch.bfloat16, lambda m: m.to(memory_format=torch.channels_last)))
 #: ``--ours-fp32-channels-last``: ours in fp32 but channels-last (the Trainer moves to channels-last only with amp).
 OURS_FP32_CL = ("ours_fp32_cl", (build_ours, None, lambda m: m.to(memory_format=torch.channels_last)))
+#: ``--ours-direct``: ours in fp32 without the Winograd kernel (PyTorch's convolutions, as torchvision's).
+OURS_DIRECT = ("ours_fp32_direct", (build_ours, None, _as_direct_fp32))
 #: (ours, theirs) compared in each precision.
-PAIRS = (("ours_fp32", "tv_fp32"), ("ours_fp32_cl", "tv_fp32"), ("ours_bf16", "tv_bf16"), ("ours_bf16", "tv_bf16_cl"))
+PAIRS = (("ours_fp32", "tv_fp32"), ("ours_fp32_direct", "tv_fp32"), ("ours_fp32_cl", "tv_fp32"), ("ours_bf16", "tv_bf16"), ("ours_bf16", "tv_bf16_cl"))
 
 
 def make_batch(seed: int = 0, n: int = 2, height: int = 375, width: int = 500, boxes_per_image: int = 3,
@@ -123,7 +139,7 @@ def _training_step(model: nn.Module, images: list[torch.Tensor], targets: list[d
 
 
 def _models(args: argparse.Namespace) -> dict:
-    return {**MODELS, **(dict([TV_CL]) if args.tv_channels_last else {}),
+    return {**MODELS, **(dict([TV_CL]) if args.tv_channels_last else {}), **(dict([OURS_DIRECT]) if args.ours_direct else {}),
             **(dict([OURS_FP32_CL]) if args.ours_fp32_channels_last else {})}
 
 
@@ -158,6 +174,8 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS child processes")
     parser.add_argument("--tv-channels-last", action="store_true", help="also torchvision bf16 in channels-last")
     parser.add_argument("--ours-fp32-channels-last", action="store_true", help="also ours in fp32, channels-last")
+    parser.add_argument("--ours-direct", action="store_true",
+                        help="also ours in fp32 with PyTorch's own convolutions (no Winograd kernel)")
     parser.add_argument("--only", nargs="+", help="time only these models (names above)")
     parser.add_argument("--profile", nargs="*", default=[], help="print torch.profiler's table of one step of these")
     args = parser.parse_args()

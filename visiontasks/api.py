@@ -154,7 +154,9 @@ class Predictor:
             threshold, applied once, as chainercv's ``use_preset``.
         precision: "fp32" or "bf16" (see :func:`load_model`; in bf16 the conv/linear weights are
             stored in bf16 and ``self.model`` runs itself under autocast). Models with 2-D
-            convolutions run channels-last, and ``predict`` runs under ``torch.inference_mode``.
+            convolutions run channels-last — fp32 VGG16 models NCHW, their 3×3 convolutions by
+            NNPACK's Winograd kernel (``visiontasks/winograd_conv.py``) — and ``predict`` runs
+            under ``torch.inference_mode``.
 
     Threads: ``predict`` may be called from several threads on one Predictor at once (a web
     server's pool); each call gets what a sequential call gets (tests/test_api_threads.py,
@@ -177,7 +179,7 @@ class Predictor:
             fp32_boundaries(self.model)  # decoding, NMS and the outputs stay float32
             cast_dense_weights(self.model, self._dtype)  # not cast again on every call
             autocast_forward(self.model, self.device, self._dtype)  # every caller of self.model gets bf16
-        inference_layout(self.model, self.device)  # channels-last; small CPU maps: oneDNN or one GEMM
+        inference_layout(self.model, self.device)  # channels-last or, fp32 VGG16, NCHW + Winograd
 
     def use_preset(self, preset: str) -> None:
         """Selects the score threshold: "visualize" (0.7) or "evaluate" (0.05)."""

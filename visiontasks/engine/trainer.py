@@ -31,6 +31,8 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
+from visiontasks import winograd_conv
+from visiontasks.conv_select import select_conv_kernels
 from visiontasks.engine import distributed as D
 from visiontasks.engine import preempt
 from visiontasks.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
@@ -160,6 +162,8 @@ class Trainer:
             fp32_boundaries(self.model)
             if prefers_channels_last(self.model):  # oneDNN's low-precision convs are channels-last natively
                 self.model.to(memory_format=torch.channels_last)
+        elif self.device.type == "cpu" and any(map(winograd_conv.layer_qualifies, self.model.modules())):
+            select_conv_kernels(self.model)  # fp32: VGG16's 3×3 convs by NNPACK's Winograd kernel
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
         self._params = [p for p in self.model.parameters() if p.requires_grad]
         self.train_model: nn.Module = self.model
