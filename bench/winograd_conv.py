@@ -74,14 +74,13 @@ def main() -> None:
             ref = F.conv2d(x.double(), weight.double(), bias.double(), padding=1)
             err = {k: ((fns[k]().double() - ref).norm() / ref.norm()).item() for k in ("onednn_nchw", "nnpack")}
             layers = names.count(",") + 1 + 2 * names.count("…")
-            takes = min(cin, cout) >= winograd_conv.MIN_CHANNELS  # conv1_1 (3 in) stays on oneDNN NCHW
             for k in total:
-                total[k] += layers * best["onednn_nchw" if k == "nnpack" and not takes else k]
+                total[k] += layers * best[k]
             print(f"| {names} | {cin}→{cout} on {h}×{w} | {1e3 * best['onednn_nchw']:.0f} | "
                   f"{1e3 * best['onednn_cl']:.0f} | {1e3 * best['nnpack']:.0f} | "
                   f"{best['nnpack'] / min(best['onednn_nchw'], best['onednn_cl']):.2f} | "
                   f"{err['onednn_nchw']:.1e} / {err['nnpack']:.1e} |")
-        print(f"| all 13 layers (NNPACK column: conv1_1 on oneDNN NCHW, as the model runs it) | | {1e3 * total['onednn_nchw']:.0f} | {1e3 * total['onednn_cl']:.0f} | "
+        print(f"| all 13 layers | | {1e3 * total['onednn_nchw']:.0f} | {1e3 * total['onednn_cl']:.0f} | "
               f"{1e3 * total['nnpack']:.0f} | | |")
         if args.grid:
             print("\nNNPACK speed-up over the faster oneDNN layout, C→C on S×S:")

@@ -73,7 +73,7 @@ def _conv(cin: int = 64, cout: int = 64, marked: bool = True, **kwargs) -> Selec
     (lambda: _conv(), 50, True),  # 64→64, 50×50 = MIN_POSITIONS
     (lambda: _conv(), 49, False),  # 49×49 < 2,500 positions
     (lambda: _conv(marked=False), 80, False),  # an architecture not opted in
-    (lambda: _conv(32, 64), 80, False),  # < MIN_CHANNELS in
+    (lambda: _conv(3, 64), 80, True),  # VGG16's conv1_1: few channels in is fine
     (lambda: _conv(64, 32), 80, False),  # < MIN_CHANNELS out
     (lambda: _conv(stride=2), 120, False),
     (lambda: _conv(dilation=2, padding=2), 80, False),
@@ -95,9 +95,9 @@ def test_which_layers_take_it(count_nnpack, conv, size: int, takes: bool) -> Non
 
 def test_mark_takes_only_layers_the_rule_can_take() -> None:
     model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.Conv2d(64, 64, 3, padding=1),
-                          nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.Conv2d(64, 128, 1))
-    assert winograd_conv.mark(model) == 1
-    assert [getattr(m, "vt_winograd", False) for m in model] == [False, True, False, False]
+                          nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.Conv2d(64, 128, 1), nn.Conv2d(64, 32, 3))
+    assert winograd_conv.mark(model) == 2
+    assert [getattr(m, "vt_winograd", False) for m in model] == [True, True, False, False, False]
     assert "vt_winograd" not in str(model.state_dict().keys())
 
 
@@ -181,6 +181,79 @@ def test_vgg16_body_at_faster_rcnn_scale_matches_the_direct_path(count_nnpack) -
         ref = body(x)
         select_conv_kernels(body)
         got = body(x)
-    # conv1_2 (112×160), conv2_x (56×80) and conv3_x (28×40 < 2,500 positions: not) at this size
-    assert count_nnpack == [(1, 64, 112, 160), (1, 64, 56, 80), (1, 128, 56, 80)]
+    # conv1_x (112×160), conv2_x (56×80), not conv3_x (28×40 < 2,500 positions) at this size
+    assert count_nnpack == [(1, 3, 112, 160), (1, 64, 112, 160), (1, 64, 56, 80), (1, 128, 56, 80)]
     assert _rel(got, ref.double()) < 1e-4
+
+
+class _Maps(torch.utils.data.Dataset):
+    """64×64 three-channel images whose target is their mean (large enough maps for the rule)."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int):
+        x = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(i))
+        return x, {"y": x.mean().reshape(1)}
+
+
+class _MarkedRegressor(nn.Module):
+    def __init__(self, marked: bool = True) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(64, 1)
+        if marked:
+            winograd_conv.mark(self.body)
+
+    def forward(self, images, targets=None):
+        pred = self.head(self.body(torch.stack(images)))
+        return {"loss_mse": F.mse_loss(pred, torch.stack([t["y"] for t in targets]))}
+
+
+def _trainer(tmp_path, model: nn.Module, amp: str):
+    from visiontasks.engine.trainer import Trainer
+
+    return Trainer(model, _Maps(), lambda b: ([x for x, _ in b], [t for _, t in b]), tmp_path / amp, max_iters=1,
+                   batch_size=2, lr=0.01, log_every=1, num_workers=0, device="cpu", amp=amp)
+
+
+def test_fp32_training_of_a_marked_model_takes_it(tmp_path, count_nnpack) -> None:
+    torch.manual_seed(0)
+    trainer = _trainer(tmp_path, _MarkedRegressor(), "none")
+    assert [type(m) for m in trainer.model.body[::2][:2]] == [SelectedConv2d, SelectedConv2d]
+    before = trainer.model.body[2].weight.detach().clone()
+    trainer.train()
+    # forward: both layers, one image per call (2 + 2); backward: layer 2's input gradient (2), not
+    # layer 1's (its input is the data, no gradient needed)
+    assert sorted(count_nnpack) == sorted([(1, 3, 64, 64)] * 2 + [(1, 64, 64, 64)] * 4)
+    assert not torch.equal(before, trainer.model.body[2].weight)
+
+
+def test_unmarked_or_low_precision_training_keeps_pytorchs_convolutions(tmp_path, count_nnpack) -> None:
+    assert type(_trainer(tmp_path, _MarkedRegressor(marked=False), "none").model.body[0]) is nn.Conv2d
+    from visiontasks.precision import cpu_bf16_supported
+
+    if cpu_bf16_supported():  # elsewhere amp=bf16 falls back to fp32, where the rule would apply
+        trainer = _trainer(tmp_path, _MarkedRegressor(), "bf16")
+        assert type(trainer.model.body[0]) is nn.Conv2d
+        trainer.train()
+    assert count_nnpack == []
+
+
+def test_calls_from_several_threads_equal_sequential_ones(count_nnpack) -> None:
+    """PyTorch keeps NNPACK's workspace per thread; its pool serialises concurrent calls."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    layer = _conv().eval()
+    inputs = [torch.randn(1, 64, 60 + 4 * i, 60, generator=torch.Generator().manual_seed(i)) for i in range(6)]
+    with torch.no_grad():
+        sequential = [layer(x) for x in inputs]
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return layer(x)
+        with ThreadPoolExecutor(4) as pool:
+            threaded = list(pool.map(run, inputs * 3))
+    assert len(count_nnpack) == 24
+    assert all(torch.equal(got, sequential[i % 6]) for i, got in enumerate(threaded))
