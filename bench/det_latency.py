@@ -17,8 +17,8 @@ there (``tv_native_1024``: torchvision ignores ``representation_size`` and build
 fc6/fc7) and once with a 4096-wide ``TwoMLPHead`` (``tv_native_4096``). Each model's RoI count
 entering the box head and fc7 width are printed.
 
-Ours also runs on the paths ``load_model`` takes: ``ours_fp32_fast`` (fp32, channels-last,
-inference mode: the exact path) and ``ours_bf16`` (bf16 autocast, channels-last, float32 at the
+Ours also runs on the paths ``load_model`` takes: ``ours_fp32_fast`` (fp32, inference mode,
+channels-last; VGG16 NCHW with NNPACK's Winograd 3×3 kernel, ``visiontasks/winograd_conv.py``) and ``ours_bf16`` (bf16 autocast, channels-last, float32 at the
 parts' boundaries so decoding and NMS run in fp32).
 
 Eval mode, random weights, the same thread count. Latency: both models in one process, their
@@ -54,6 +54,7 @@ from torchvision.ops import MultiScaleRoIAlign, roi_pool
 
 from visiontasks import get_model
 from visiontasks.config import upgrade_renamed
+from visiontasks.conv_select import inference_layout
 from visiontasks.precision import autocast, cast_dense_weights, fp32_boundaries
 
 COMMON = dict(min_size=600, max_size=1000, rpn_pre_nms_top_n_test=6000, rpn_post_nms_top_n_test=300,
@@ -127,16 +128,17 @@ def build_torchvision_native_4096(backbone: str = "vgg16", num_classes: int = 21
 
 
 def build_ours_fast(backbone: str = "vgg16", num_classes: int = 21, **overrides) -> nn.Module:
-    """Ours on the exact fast path of ``load_model``: fp32, channels-last (plus inference mode)."""
-    return build_ours(backbone, num_classes, **overrides).to(memory_format=torch.channels_last)
+    """Ours on the fp32 path of ``load_model`` (``conv_select.inference_layout``, plus inference
+    mode): channels-last, or for VGG16 NCHW with NNPACK's Winograd 3×3 kernel."""
+    return inference_layout(build_ours(backbone, num_classes, **overrides).eval())
 
 
 def build_ours_bf16(backbone: str = "vgg16", num_classes: int = 21, **overrides) -> nn.Module:
     """Ours as ``load_model(..., precision="bf16")`` runs it: channels-last, fp32 boundaries, conv and
     linear weights stored in bf16, run under bf16 autocast (see :data:`AUTOCAST`)."""
-    model = build_ours_fast(backbone, num_classes, **overrides)
+    model = build_ours(backbone, num_classes, **overrides).eval()
     fp32_boundaries(model)
-    return cast_dense_weights(model, torch.bfloat16)
+    return inference_layout(cast_dense_weights(model, torch.bfloat16))
 
 
 BUILDERS = {"ours": build_ours, "torchvision": build_torchvision, "ours_fp32_fast": build_ours_fast,

@@ -8,7 +8,9 @@ fc6/fc7 4,096 wide, 25,088 → 4,096 → 4,096; ours has the paper's dropout aft
 none). One SGD step (lr 1e-3, momentum 0.9) per iteration on a fixed batch of two random 375×500
 images (resized to 600×800) with three random boxes each. Four models, each precision on both sides:
 
-- ``ours_fp32`` / ``tv_fp32``: plain fp32 (as ``train.amp: none`` runs ours).
+- ``ours_fp32`` / ``tv_fp32``: plain fp32 (as ``train.amp: none`` runs ours: VGG16's 3×3
+  convolutions by NNPACK's Winograd kernel, ``visiontasks/winograd_conv.py``; ``--ours-direct`` adds
+  ``ours_fp32_direct``, ours with PyTorch's own convolutions like torchvision's).
 - ``ours_bf16``: as the Trainer runs ``train.amp: bf16``: fp32 weights, bf16 autocast around the
   forward, the parts' outputs cast back to fp32 (``fp32_boundaries``), channels-last; backward and
   the SGD step outside autocast.
@@ -106,7 +108,8 @@ OURS_FP32_CL = ("ours_fp32_cl", (build_ours, None, lambda m: m.to(memory_format=
 #: ``--ours-direct``: ours in fp32 without the Winograd kernel (PyTorch's convolutions, as torchvision's).
 OURS_DIRECT = ("ours_fp32_direct", (build_ours, None, _as_direct_fp32))
 #: (ours, theirs) compared in each precision.
-PAIRS = (("ours_fp32", "tv_fp32"), ("ours_fp32_direct", "tv_fp32"), ("ours_fp32_cl", "tv_fp32"), ("ours_bf16", "tv_bf16"), ("ours_bf16", "tv_bf16_cl"))
+PAIRS = (("ours_fp32", "tv_fp32"), ("ours_fp32_direct", "tv_fp32"), ("ours_fp32_cl", "tv_fp32"),
+         ("ours_bf16", "tv_bf16"), ("ours_bf16", "tv_bf16_cl"))
 
 
 def make_batch(seed: int = 0, n: int = 2, height: int = 375, width: int = 500, boxes_per_image: int = 3,
@@ -139,7 +142,8 @@ def _training_step(model: nn.Module, images: list[torch.Tensor], targets: list[d
 
 
 def _models(args: argparse.Namespace) -> dict:
-    return {**MODELS, **(dict([TV_CL]) if args.tv_channels_last else {}), **(dict([OURS_DIRECT]) if args.ours_direct else {}),
+    return {**MODELS, **(dict([TV_CL]) if args.tv_channels_last else {}),
+            **(dict([OURS_DIRECT]) if args.ours_direct else {}),
             **(dict([OURS_FP32_CL]) if args.ours_fp32_channels_last else {})}
 
 

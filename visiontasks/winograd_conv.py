@@ -29,9 +29,10 @@ channels-last (``conv_select.inference_layout``); that costs the other layers, s
 architectures measured faster as a whole are marked: VGG16 (``backbones.vgg16_torchvision`` marks
 conv1_1 … conv5_3; conv1_1, 3→64, NNPACK 71 ms against 122 for oneDNN NCHW). Measured whole,
 ``load_model(...).predict`` fp32, min of 3–20 calls, NCHW + NNPACK against channels-last oneDNN
-(2026-12-06): Faster R-CNN VGG16 0.62–0.69× torchvision's time against 0.84–0.93×, FCN-8s 0.74×
+(2026-12-06): Faster R-CNN VGG16 0.64–0.73× torchvision's time against 0.84–0.93×, FCN-8s 0.74×
 its former time — but the default detector 1.08×, YOLOv1 1.05×, Fast YOLO 1.18× and the default
-segmenter 1.29×, which stay unmarked and channels-last.
+segmenter 1.29×, which stay unmarked and channels-last (docs/BENCHMARKS.md, "Winograd convolutions
+for fp32 VGG16").
 
 Training: :func:`winograd_conv2d` is an autograd function. The input gradient of a stride-1
 convolution is itself a convolution of the output gradient with the kernel flipped and its in/out
