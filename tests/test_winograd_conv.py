@@ -16,6 +16,17 @@ pytestmark = pytest.mark.skipif(not torch.backends.nnpack.is_available(),
                                 reason="NNPACK is not available on this CPU / PyTorch build")
 
 
+@pytest.fixture(autouse=True)
+def _pool_at_this_thread_count():
+    """The guard compares the thread count with the one NNPACK's pool was made with; a test elsewhere
+    may have made the pool at another count, which would send these tests down the direct path."""
+    saved = winograd_conv._state["pool"]
+    if saved is not None:
+        winograd_conv._state["pool"] = (os.getpid(), torch.get_num_threads())
+    yield
+    winograd_conv._state["pool"] = saved
+
+
 def _rel(got: torch.Tensor, ref: torch.Tensor) -> float:
     return ((got.double() - ref).norm() / ref.norm()).item()
 
