@@ -51,6 +51,9 @@ Caveats, each handled by falling back to PyTorch's own convolution:
 - ``VISIONTASKS_WINOGRAD=0`` in the environment, or :func:`set_enabled(False) <set_enabled>`,
   turns it off (exactly oneDNN's numbers, as before this module).
 
+Memory: PyTorch keeps NNPACK's workspace per calling thread, grown to the largest layer and never
+freed: +437 MiB peak RSS for VGG16 Faster R-CNN predicting at 600×800 (2,015 → 2,452 MiB).
+
 Shape shorthand: N batch, C in channels, O out channels, H×W the map.
 """
 from __future__ import annotations
