@@ -18,8 +18,9 @@ fc6/fc7) and once with a 4096-wide ``TwoMLPHead`` (``tv_native_4096``). Each mod
 entering the box head and fc7 width are printed.
 
 Ours also runs on the paths ``load_model`` takes: ``ours_fp32_fast`` (fp32, inference mode,
-channels-last; VGG16 NCHW with NNPACK's Winograd 3×3 kernel, ``visiontasks/winograd_conv.py``) and ``ours_bf16`` (bf16 autocast, channels-last, float32 at the
-parts' boundaries so decoding and NMS run in fp32).
+channels-last; VGG16 NCHW with NNPACK's Winograd 3×3 kernel, ``visiontasks/winograd_conv.py``) and
+``ours_bf16`` (bf16 autocast, channels-last, float32 at the parts' boundaries so decoding and NMS run
+in fp32).
 
 Eval mode, random weights, the same thread count. Latency: both models in one process, their
 runs interleaved (ours, torchvision, ours, …) so that the load of other processes on a shared

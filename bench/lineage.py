@@ -6,7 +6,7 @@ runs it: the model is wrapped in ``visiontasks.api.Predictor`` (``load_model``'s
 is that path exactly (conv/linear weights stored in bf16, the network under autocast, the parts'
 outputs back in float32) and both run channels-last with small-map conv kernels chosen by
 measurement (``visiontasks/conv_select.py``) — except fp32 VGG16 models, NCHW with NNPACK's Winograd
-3×3 kernel (``visiontasks/winograd_conv.py``; ``--plain``: fp32, NCHW, oneDNN everywhere), with the same thread
+3×3 kernel (``visiontasks/winograd_conv.py``); ``--plain``: fp32, NCHW, oneDNN everywhere; with the same thread
 count, on the same coco128-voc test photographs, random weights (latency does not depend on them), eval mode, score threshold 0.05. Proposals (selective search, fast mode,
 R-CNN's 500 px resize) are computed once per image beforehand and timed separately: the model
 rows exclude them, and the "selective search" row is their own cost — add it to every
