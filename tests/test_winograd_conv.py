@@ -268,3 +268,21 @@ def test_calls_from_several_threads_equal_sequential_ones(count_nnpack) -> None:
             threaded = list(pool.map(run, inputs * 3))
     assert len(count_nnpack) == 24
     assert all(torch.equal(got, sequential[i % 6]) for i, got in enumerate(threaded))
+
+
+def test_a_failing_nnpack_call_falls_back_once_with_a_warning(monkeypatch, caplog) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("NNPACK SpatialConvolution_updateOutput failed")
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", broken)
+    monkeypatch.setitem(winograd_conv._state, "enabled", True)  # restored after the test
+    layer = _conv().eval()
+    x = torch.randn(2, 64, 60, 60, requires_grad=True)
+    with caplog.at_level("WARNING", logger="visiontasks"):
+        y = layer(x)
+        y.sum().backward()  # the input gradient falls back too
+        layer(x)
+    ref = nn.Conv2d._conv_forward(layer, x, layer.weight, layer.bias)
+    torch.testing.assert_close(y, ref)
+    assert x.grad is not None and not winograd_conv.available()
+    assert [r.getMessage().split(";")[0] for r in caplog.records] == [
+        "visiontasks: NNPACK's convolution failed (NNPACK SpatialConvolution_updateOutput failed)"]

@@ -43,6 +43,8 @@ against float64; ``tests/test_winograd_conv.py``).
 
 Caveats, each handled by falling back to PyTorch's own convolution:
 
+- A call that NNPACK fails (its workspace not allocated, a status it refuses) returns PyTorch's
+  convolution instead and turns the path off for the process, with one warning line.
 - NNPACK needs AVX2 + FMA3 (x86-64) or NEON; elsewhere ``torch.backends.nnpack.is_available()``
   is False.
 - NNPACK's thread pool is created once, with ``torch.get_num_threads()`` at its first call; a later
@@ -58,6 +60,7 @@ Shape shorthand: N batch, C in channels, O out channels, H×W the map.
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 
@@ -74,6 +77,7 @@ MIN_POSITIONS = 2500
 
 _state = {"enabled": os.environ.get("VISIONTASKS_WINOGRAD", "1") != "0", "pool": None}
 _lock = threading.Lock()
+_log = logging.getLogger("visiontasks")
 
 
 def set_enabled(enabled: bool) -> None:
@@ -151,12 +155,26 @@ def _nnpack(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pa
     return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
+def _nnpack_or_direct(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pad: int) -> torch.Tensor:
+    """:func:`_nnpack`, or PyTorch's convolution where NNPACK fails (a failed allocation of its
+    workspace, a status it refuses, a changed private API): then the path is turned off for this
+    process with one warning line, and the call still returns the convolution."""
+    if _state["enabled"]:  # (a backward pass after a failure goes straight to PyTorch's)
+        try:
+            return _nnpack(x, weight, bias, pad)
+        except (RuntimeError, TypeError) as exc:
+            _state["enabled"] = False
+            _log.warning("visiontasks: NNPACK's convolution failed (%s); fp32 3x3 convolutions use PyTorch's "
+                         "own from now on", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return torch.nn.functional.conv2d(x, weight, bias, padding=pad)
+
+
 class _WinogradConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pad: int) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.pad, ctx.has_bias = pad, bias is not None
-        return _nnpack(x, weight, bias, pad)
+        return _nnpack_or_direct(x, weight, bias, pad)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -166,7 +184,7 @@ class _WinogradConv(torch.autograd.Function):
         grad_x = grad_w = grad_b = None
         if need_x:  # the transposed convolution: kernel flipped, in/out swapped, padding 2 - p
             flipped = weight.flip(2, 3).transpose(0, 1)
-            grad_x = _nnpack(grad, flipped, None, 2 - ctx.pad)
+            grad_x = _nnpack_or_direct(grad, flipped, None, 2 - ctx.pad)
         if need_w or need_b:
             _, grad_w, grad_b = torch.ops.aten.convolution_backward(
                 grad, x, weight, [weight.shape[0]] if ctx.has_bias else None, [1, 1], [ctx.pad, ctx.pad], [1, 1],
