@@ -85,13 +85,8 @@ def _as_trainer_bf16(model: nn.Module) -> nn.Module:
 def _as_trainer_fp32(model: nn.Module) -> nn.Module:
     """What ``Trainer(amp="none")`` does to the model on the CPU (engine/trainer.py): VGG16's 3×3
     convolutions by NNPACK's Winograd kernel (``visiontasks/winograd_conv.py``); NCHW."""
-    if any(map(winograd_conv.layer_qualifies, model.modules())):
+    if winograd_conv.model_qualifies(model):
         select_conv_kernels(model)
-    return model
-
-
-def _as_direct_fp32(model: nn.Module) -> nn.Module:
-    """Ours in fp32 with PyTorch's own convolutions (as before ``winograd_conv``; ``--ours-direct``)."""
     return model
 
 
@@ -106,7 +101,7 @@ TV_CL = ("tv_bf16_cl", (build_torchvision_mlp, torch.bfloat16, lambda m: m.to(me
 #: ``--ours-fp32-channels-last``: ours in fp32 but channels-last (the Trainer moves to channels-last only with amp).
 OURS_FP32_CL = ("ours_fp32_cl", (build_ours, None, lambda m: m.to(memory_format=torch.channels_last)))
 #: ``--ours-direct``: ours in fp32 without the Winograd kernel (PyTorch's convolutions, as torchvision's).
-OURS_DIRECT = ("ours_fp32_direct", (build_ours, None, _as_direct_fp32))
+OURS_DIRECT = ("ours_fp32_direct", (build_ours, None, lambda m: m))
 #: (ours, theirs) compared in each precision.
 PAIRS = (("ours_fp32", "tv_fp32"), ("ours_fp32_direct", "tv_fp32"), ("ours_fp32_cl", "tv_fp32"),
          ("ours_bf16", "tv_bf16"), ("ours_bf16", "tv_bf16_cl"))

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+from det_latency import interleaved_times  # noqa: E402
+
 from visiontasks import winograd_conv  # noqa: E402
 
 #: (in, out, H, W) of VGG16's 3×3 layers at 600×800, each shape once, with its layers' names.
@@ -31,15 +32,8 @@ VGG16_600x800 = (((3, 64, 600, 800), "conv1_1"), ((64, 64, 600, 800), "conv1_2")
 
 
 def _min_times(fns: dict, repeats: int) -> dict[str, float]:
-    for fn in fns.values():
-        fn()
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+    """Minimum seconds per call of each, interleaved after one warm-up round."""
+    return {name: min(t) for name, t in interleaved_times(fns, repeats, warmup=1).items()}
 
 
 def _calls(cin: int, cout: int, h: int, w: int) -> tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor]:

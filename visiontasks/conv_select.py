@@ -80,11 +80,6 @@ def gemm_conv2d(x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor, bias: to
     return out
 
 
-def _exporting() -> bool:
-    return torch.jit.is_scripting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() \
-        or torch.compiler.is_compiling()
-
-
 def _seconds(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -105,7 +100,8 @@ class SelectedConv2d(nn.Conv2d):
     def _eligible(self, x: torch.Tensor) -> bool:
         if self.training or torch.is_grad_enabled() or x.device.type != "cpu" or x.dim() != 4:
             return False
-        if self.groups != 1 or self.padding_mode != "zeros" or isinstance(self.padding, str) or _exporting():
+        if self.groups != 1 or self.padding_mode != "zeros" or isinstance(self.padding, str) \
+                or winograd_conv.exporting():
             return False
         n, _, h, w = x.shape
         ho = _output_size(h, self.kernel_size[0], self.stride[0], self.padding[0], self.dilation[0])
@@ -175,7 +171,7 @@ def inference_layout(model: nn.Module, device: str | torch.device = "cpu") -> nn
     from visiontasks.precision import prefers_channels_last
 
     cpu = torch.device(device).type == "cpu"
-    winograd = cpu and winograd_conv.available() and any(map(winograd_conv.layer_qualifies, model.modules()))
+    winograd = cpu and winograd_conv.available() and winograd_conv.model_qualifies(model)
     if prefers_channels_last(model) and not winograd:
         model.to(memory_format=torch.channels_last)
     if cpu:

@@ -67,8 +67,8 @@ import threading
 import torch
 import torch.nn as nn
 
-__all__ = ["MIN_CHANNELS", "MIN_POSITIONS", "applies", "available", "layer_qualifies", "mark", "set_enabled",
-           "winograd_conv2d"]
+__all__ = ["MIN_CHANNELS", "MIN_POSITIONS", "applies", "available", "exporting", "layer_qualifies", "mark",
+           "model_qualifies", "set_enabled", "winograd_conv2d"]
 
 #: Fewest output channels (32→32 on 80×80: oneDNN 0.64 ms, NNPACK 1.24; 64→64 breaks even at ~40×40).
 MIN_CHANNELS = 64
@@ -94,7 +94,8 @@ def available() -> bool:
     return pool is None or pool == (os.getpid(), torch.get_num_threads())
 
 
-def _exporting() -> bool:
+def exporting() -> bool:
+    """Whether the call is scripted, traced, exported to ONNX or compiled (PyTorch's own kernels then)."""
     return torch.jit.is_scripting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() \
         or torch.compiler.is_compiling()
 
@@ -128,13 +129,20 @@ def layer_qualifies(conv: nn.Module) -> bool:
     return conv.weight.dtype is torch.float32 and _shape_qualifies(conv)
 
 
+def model_qualifies(model: nn.Module) -> bool:
+    """Whether any layer of ``model`` can take the path (:func:`layer_qualifies`): such a model runs NCHW
+    in fp32 inference (``conv_select.inference_layout``) and gets ``SelectedConv2d`` layers in fp32
+    training (``engine.trainer``)."""
+    return any(map(layer_qualifies, model.modules()))
+
+
 def applies(conv: nn.Conv2d, x: torch.Tensor) -> bool:
     """Whether ``conv`` on ``x`` takes the Winograd path (the rule in the module docstring)."""
     if not layer_qualifies(conv) or x.dim() != 4 or x.device.type != "cpu" or x.dtype is not torch.float32:
         return False
     if not x.is_contiguous():  # a channels-last model keeps oneDNN's kernels (no layout copies)
         return False
-    if torch.is_autocast_enabled("cpu") or _exporting():
+    if torch.is_autocast_enabled("cpu") or exporting():
         return False
     pad = conv.padding[0]
     return (x.shape[2] + 2 * pad - 2) * (x.shape[3] + 2 * pad - 2) >= MIN_POSITIONS and available()

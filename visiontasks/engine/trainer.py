@@ -162,7 +162,7 @@ class Trainer:
             fp32_boundaries(self.model)
             if prefers_channels_last(self.model):  # oneDNN's low-precision convs are channels-last natively
                 self.model.to(memory_format=torch.channels_last)
-        elif self.device.type == "cpu" and any(map(winograd_conv.layer_qualifies, self.model.modules())):
+        elif self.device.type == "cpu" and winograd_conv.model_qualifies(self.model):
             select_conv_kernels(self.model)  # fp32: VGG16's 3×3 convs by NNPACK's Winograd kernel
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
         self._params = [p for p in self.model.parameters() if p.requires_grad]
