@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from visiontasks import winograd_conv
 from visiontasks.conv_select import select_conv_kernels
+from visiontasks.max_pool import select_pool_kernels
 from visiontasks.engine import distributed as D
 from visiontasks.engine import preempt
 from visiontasks.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
@@ -164,6 +165,8 @@ class Trainer:
                 self.model.to(memory_format=torch.channels_last)
         elif self.device.type == "cpu" and winograd_conv.model_qualifies(self.model):
             select_conv_kernels(self.model)  # fp32: VGG16's 3×3 convs by NNPACK's Winograd kernel
+        if self.device.type == "cpu":
+            select_pool_kernels(self.model)  # 2×2 max pools of frozen layers and evaluation without indices
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
         self._params = [p for p in self.model.parameters() if p.requires_grad]
         self.train_model: nn.Module = self.model
