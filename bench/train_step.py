@@ -5,8 +5,13 @@ The two models are those of ``bench/det_latency.py`` (same backbone body, 9 anch
 256 anchors / 128 RoIs per image, 12000 / 2000 training proposals, 600/1000 resizing), except that
 torchvision's box head is passed explicitly as its own ``TwoMLPHead`` of our head's width (VGG16:
 fc6/fc7 4,096 wide, 25,088 → 4,096 → 4,096; ours has the paper's dropout after each, torchvision's
-none). One SGD step (lr 1e-3, momentum 0.9) per iteration on a fixed batch of two random 375×500
-images (resized to 600×800) with three random boxes each. Four models, each precision on both sides:
+none). One SGD step per iteration on a fixed batch of two random 375×500 images (resized to 600×800)
+with three random boxes each, each side with its own training recipe's optimizer: ours the Trainer's
+(``engine.optim.build_optimizer`` at its defaults: momentum 0.9, weight decay 5e-4, the Caffe bias
+groups, PyTorch's fused update on the CPU), torchvision's as its ``references/detection/train.py``
+builds it (``torch.optim.SGD`` over the trainable parameters, momentum 0.9, weight decay 1e-4: the
+per-parameter loop on the CPU); lr 1e-3 for both. ``--same-optimizer`` gives ours torchvision's
+optimizer too (the networks alone). Four models, each precision on both sides:
 
 - ``ours_fp32`` / ``tv_fp32``: plain fp32 (as ``train.amp: none`` runs ours: VGG16's 3×3
   convolutions by NNPACK's Winograd kernel, ``visiontasks/winograd_conv.py``; ``--ours-direct`` adds
@@ -45,6 +50,8 @@ from det_latency import (TVRoIPool, build_ours, build_torchvision, interleaved_t
 
 from visiontasks import get_model, winograd_conv  # noqa: E402
 from visiontasks.conv_select import select_conv_kernels  # noqa: E402
+from visiontasks.engine.optim import build_optimizer  # noqa: E402
+from visiontasks.max_pool import select_pool_kernels  # noqa: E402
 from visiontasks.precision import autocast, fp32_boundaries, prefers_channels_last  # noqa: E402
 
 
@@ -79,14 +86,17 @@ def _as_trainer_bf16(model: nn.Module) -> nn.Module:
     fp32_boundaries(model)
     if prefers_channels_last(model):
         model.to(memory_format=torch.channels_last)
+    select_pool_kernels(model)
     return model
 
 
 def _as_trainer_fp32(model: nn.Module) -> nn.Module:
     """What ``Trainer(amp="none")`` does to the model on the CPU (engine/trainer.py): VGG16's 3×3
-    convolutions by NNPACK's Winograd kernel (``visiontasks/winograd_conv.py``); NCHW."""
+    convolutions by NNPACK's Winograd kernel (``visiontasks/winograd_conv.py``); NCHW; 2×2 max pools
+    of the frozen layers without indices (``visiontasks/max_pool.py``)."""
     if winograd_conv.model_qualifies(model):
         select_conv_kernels(model)
+    select_pool_kernels(model)
     return model
 
 
@@ -122,9 +132,22 @@ def make_batch(seed: int = 0, n: int = 2, height: int = 375, width: int = 500, b
     return images, targets
 
 
+def reference_sgd(model: nn.Module) -> torch.optim.Optimizer:
+    """torchvision's detection recipe (references/detection/train.py): SGD over the trainable
+    parameters, momentum 0.9, weight decay 1e-4 (its defaults), lr 1e-3 here."""
+    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9,
+                           weight_decay=1e-4)
+
+
+def trainer_sgd(model: nn.Module) -> torch.optim.Optimizer:
+    """Ours as the Trainer builds it (``train.optimizer: sgd`` at its defaults), lr 1e-3."""
+    return build_optimizer(model, lr=1e-3)
+
+
 def _training_step(model: nn.Module, images: list[torch.Tensor], targets: list[dict],
-                   dtype: torch.dtype | None = None) -> Callable[[], float]:
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
+                   dtype: torch.dtype | None = None,
+                   optimizer: Callable[[nn.Module], torch.optim.Optimizer] = reference_sgd) -> Callable[[], float]:
+    opt = optimizer(model)
 
     def step() -> float:
         with autocast("cpu", dtype):
@@ -145,7 +168,9 @@ def _models(args: argparse.Namespace) -> dict:
 def _build_step(name: str, args: argparse.Namespace) -> Callable[[], float]:
     build, dtype, prepare = _models(args)[name]
     torch.manual_seed(0)
-    return _training_step(prepare(build(args.backbone).train()), *make_batch(), dtype=dtype)
+    ours = name.startswith("ours") and not args.same_optimizer
+    return _training_step(prepare(build(args.backbone).train()), *make_batch(), dtype=dtype,
+                          optimizer=trainer_sgd if ours else reference_sgd)
 
 
 def _measure_memory(name: str, args: argparse.Namespace) -> dict:
@@ -175,6 +200,8 @@ def main() -> None:
     parser.add_argument("--ours-fp32-channels-last", action="store_true", help="also ours in fp32, channels-last")
     parser.add_argument("--ours-direct", action="store_true",
                         help="also ours in fp32 with PyTorch's own convolutions (no Winograd kernel)")
+    parser.add_argument("--same-optimizer", action="store_true",
+                        help="ours with torchvision's optimizer too (torch.optim.SGD loop) instead of the Trainer's")
     parser.add_argument("--only", nargs="+", help="time only these models (names above)")
     parser.add_argument("--profile", nargs="*", default=[], help="print torch.profiler's table of one step of these")
     args = parser.parse_args()

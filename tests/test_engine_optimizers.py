@@ -134,3 +134,37 @@ def test_config_key_reaches_the_trainer(tmp_path) -> None:
     assert isinstance(trainer.optimizer, torch.optim.RMSprop)
     assert [g["lr"] for g in trainer.optimizer.param_groups] == [0.01, pytest.approx(0.02)]
     assert trainer.optimizer.param_groups[0]["alpha"] == 0.99
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_fused_update_on_the_cpu_equals_the_loop(name: str) -> None:
+    """Every rule PyTorch has a fused kernel for runs fused on CPU parameters (rmsprop: none), and five
+    steps of it equal PyTorch's per-parameter loop within float rounding."""
+    def run(fused: bool) -> tuple[torch.optim.Optimizer, list[torch.Tensor]]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+        opt = build_optimizer(model, lr=0.01, momentum=0.9, weight_decay=5e-4, optimizer=name)
+        if not fused:
+            for group in opt.param_groups:
+                group["fused"] = None
+        g = torch.Generator().manual_seed(1)
+        for _ in range(5):
+            for p in model.parameters():
+                p.grad = torch.randn(p.shape, generator=g)
+            opt.step()
+        return opt, [p.detach().clone() for p in model.parameters()]
+
+    opt, fused = run(True)
+    assert bool(opt.defaults.get("fused")) is (name != "rmsprop")
+    _, loop = run(False)
+    for a, b in zip(fused, loop):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_fusable_needs_one_supported_device_and_floats() -> None:
+    from visiontasks.engine.optim import fusable
+
+    assert fusable([torch.zeros(2), torch.zeros(3, dtype=torch.bfloat16)])
+    assert not fusable([])
+    assert not fusable([torch.zeros(2, device="meta")])
+    assert not fusable([torch.zeros(2, dtype=torch.int64)])

@@ -26,6 +26,13 @@ get ``lr * bias_lr_factor`` and ``weight_decay * bias_weight_decay`` whichever r
 ``adamw`` the decay is decoupled, and with the default factor 0 the biases still get none).
 ``momentum`` is read only by ``sgd`` and ``nesterov``.
 
+The update runs as PyTorch's fused kernel (``fused=True``: one pass over each parameter, its
+gradient and its state) wherever the parameters allow it (:func:`fusable`: CPU or CUDA floats):
+PyTorch's default on the CPU is a Python loop of separate element-wise ops per parameter, several
+passes over memory. Measured on this machine (2 threads, VGG16 Faster R-CNN's 35 trainable tensors,
+137M values, SGD momentum 0.9, weight decay 5e-4): 250 ms per step as a loop, 54 ms fused (issue 24).
+The same update within float rounding (1 ulp, ``tests/test_engine_optimizers.py``).
+
 :func:`build_scheduler` returns a :class:`torch.optim.lr_scheduler.LambdaLR` stepped once per
 iteration: during iteration ``it`` (0-based) every group's LR is ``base_lr * factor(it)`` with
 
@@ -48,39 +55,56 @@ import torch.nn as nn
 
 from visiontasks.errors import InputError
 
-__all__ = ["build_optimizer", "build_scheduler", "lr_factor", "SCHEDULES", "OPTIMIZERS"]
+__all__ = ["build_optimizer", "build_scheduler", "lr_factor", "fusable", "SCHEDULES", "OPTIMIZERS"]
 
 SCHEDULES = ("step", "cosine", "constant")
 
 
-def _sgd(groups: list[dict], lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
-    return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+def _sgd(groups: list[dict], lr: float, momentum: float, weight_decay: float,
+         fused: bool = False) -> torch.optim.Optimizer:
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=fused or None)
 
 
-def _nesterov(groups: list[dict], lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+def _nesterov(groups: list[dict], lr: float, momentum: float, weight_decay: float,
+              fused: bool = False) -> torch.optim.Optimizer:
     if momentum <= 0:
         raise ValueError(f"train.optimizer nesterov needs momentum > 0, got {momentum!r}")
-    return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True,
+                           fused=fused or None)
 
 
-def _adagrad(groups: list[dict], lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
-    return torch.optim.Adagrad(groups, lr=lr, weight_decay=weight_decay, eps=1e-10)
+def _adagrad(groups: list[dict], lr: float, momentum: float, weight_decay: float,
+             fused: bool = False) -> torch.optim.Optimizer:
+    return torch.optim.Adagrad(groups, lr=lr, weight_decay=weight_decay, eps=1e-10, fused=fused or None)
 
 
-def _rmsprop(groups: list[dict], lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+def _rmsprop(groups: list[dict], lr: float, momentum: float, weight_decay: float,
+             fused: bool = False) -> torch.optim.Optimizer:  # PyTorch has no fused RMSprop
     return torch.optim.RMSprop(groups, lr=lr, alpha=0.99, eps=1e-8, weight_decay=weight_decay)
 
 
-def _adam(groups: list[dict], lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
-    return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
+def _adam(groups: list[dict], lr: float, momentum: float, weight_decay: float,
+          fused: bool = False) -> torch.optim.Optimizer:
+    return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay,
+                            fused=fused or None)
 
 
-def _adamw(groups: list[dict], lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
+def _adamw(groups: list[dict], lr: float, momentum: float, weight_decay: float,
+           fused: bool = False) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay,
+                             fused=fused or None)
 
 
-#: ``train.optimizer`` value -> ``fn(param_groups, lr, momentum, weight_decay)`` (see the module docstring)
-OPTIMIZERS: dict[str, Callable[[list[dict], float, float, float], torch.optim.Optimizer]] = {
+def fusable(params: list[torch.Tensor]) -> bool:
+    """Whether PyTorch's fused (one kernel per step) update can run on ``params``: all floating-point,
+    all on the CPU or all on CUDA (the devices its fused SGD / Adam / AdamW / Adagrad support)."""
+    devices = {p.device.type for p in params}
+    return bool(params) and len(devices) == 1 and devices <= {"cpu", "cuda"} \
+        and all(p.is_floating_point() for p in params)
+
+
+#: ``train.optimizer`` value -> ``fn(param_groups, lr, momentum, weight_decay, fused=False)`` (see the module docstring)
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "sgd": _sgd, "nesterov": _nesterov, "adagrad": _adagrad, "rmsprop": _rmsprop, "adam": _adam, "adamw": _adamw,
 }
 
@@ -110,7 +134,8 @@ def build_optimizer(
         **_: other keys (e.g. the rest of a ``train:`` config) are ignored.
 
     Returns:
-        The optimizer, with up to two parameter groups: weights first, then biases.
+        The optimizer, with up to two parameter groups: weights first, then biases; PyTorch's fused
+        update where :func:`fusable` (all but ``rmsprop``, which has none).
 
     Raises:
         InputError: ``optimizer`` is not a key of :data:`OPTIMIZERS` (one line naming the choices).
@@ -139,7 +164,7 @@ def build_optimizer(
         groups.append({"params": weights, "lr": lr, "weight_decay": weight_decay})
     if biases:
         groups.append({"params": biases, "lr": lr * bias_lr_factor, "weight_decay": bias_decay})
-    return OPTIMIZERS[optimizer](groups, lr, momentum, weight_decay)
+    return OPTIMIZERS[optimizer](groups, lr, momentum, weight_decay, fused=fusable(weights + biases))
 
 
 def lr_factor(
