@@ -39,6 +39,9 @@ def test_ties_nan_and_infinities_as_pytorch() -> None:
     expected = torch.tensor([[[[1.0, float("nan")], [-float("inf"), float("nan")]]]])
     torch.testing.assert_close(got, expected, rtol=0, atol=0, equal_nan=True)
     torch.testing.assert_close(got, F.max_pool2d(x, 2, 2), rtol=0, atol=0, equal_nan=True)
+    for signs in range(16):  # windows of +0 / -0: the same zero's sign as PyTorch's kernel keeps
+        zeros = torch.tensor([-0.0 if signs >> k & 1 else 0.0 for k in range(4)]).view(1, 1, 2, 2)
+        assert torch.signbit(max_pool_2x2(zeros)) == torch.signbit(F.max_pool2d(zeros, 2, 2))
 
 
 @pytest.mark.parametrize("pool, ok", [

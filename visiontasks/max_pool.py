@@ -17,9 +17,9 @@ bf16, channels-last, batch 1 / 2  5.5 / 58              4.9 / 10
 fp32, channels-last, batch 1 / 2  8.0 / 79              9.1 / 79 (not taken)
 ================================  ====================  ==================
 
-Inside ``predict()`` of Faster R-CNN VGG16 (``torch.profiler``, bf16, channels-last) the four
-pools took 43 ms with PyTorch's kernel and 10 ms as maxima; the fp32 model runs NCHW (NNPACK's
-layout, :mod:`visiontasks.winograd_conv`), where PyTorch's kernel is slowest.
+Whole ``load_model(...).predict`` calls of Faster R-CNN VGG16 (the same model, its four pools switched
+call by call; ``bench/max_pool.py --models``): fp32 1,504 → 1,447 ms (it runs NCHW, NNPACK's layout
+in :mod:`visiontasks.winograd_conv`, where PyTorch's kernel is slowest), bf16 944 → 928 ms.
 
 So :func:`applies` takes the maxima for a :class:`PairwiseMaxPool2d` (kernel 2, stride 2, no
 padding, dilation 1, no indices returned; ``ceil_mode`` only on even sizes, where it changes
