@@ -74,14 +74,15 @@ def test_where_it_applies() -> None:
 
 def test_module_gradient_is_pytorchs_where_one_is_needed() -> None:
     x = _input((2, 3, 8, 10)).round()  # many ties: maxima would split their gradient
-    ours, ref = select_pool_kernels(nn.Sequential(nn.MaxPool2d(2, 2))), nn.MaxPool2d(2, 2)
-    assert ours == 1
+    ours, ref = nn.Sequential(nn.MaxPool2d(2, 2)), nn.MaxPool2d(2, 2)
+    assert select_pool_kernels(ours) == 1 and type(ours[0]) is PairwiseMaxPool2d
     a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     grad = _input((2, 3, 4, 5), seed=1)
-    pool = PairwiseMaxPool2d(2, 2)
-    pool(a).backward(grad)
+    ours(a).backward(grad)
     ref(b).backward(grad)
     assert torch.equal(a.grad, b.grad)
+    with torch.no_grad():  # and where none is, the maxima: the same forward values
+        assert torch.equal(ours(a), ref(b))
 
 
 def test_too_small_map_raises_pytorchs_error() -> None:
