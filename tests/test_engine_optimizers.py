@@ -134,6 +134,11 @@ def test_config_key_reaches_the_trainer(tmp_path) -> None:
     assert isinstance(trainer.optimizer, torch.optim.RMSprop)
     assert [g["lr"] for g in trainer.optimizer.param_groups] == [0.01, pytest.approx(0.02)]
     assert trainer.optimizer.param_groups[0]["alpha"] == 0.99
+    sgd = Trainer(Tiny(), data, lambda b: ([x for x, _ in b], [t for _, t in b]), tmp_path / "run_sgd",
+                  max_iters=2, batch_size=2, lr=0.01, num_workers=0, device="cpu", checkpoint_every=0, log_every=1)
+    assert isinstance(sgd.optimizer, torch.optim.SGD) and sgd.optimizer.defaults["fused"] is True
+    sgd.train()  # the fused update runs in the Trainer's loop
+    assert all(torch.isfinite(p).all() for p in sgd.model.parameters())
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
