@@ -24,7 +24,7 @@ import torch.nn.functional as F
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from det_latency import interleaved_times  # noqa: E402
 
-from visiontasks.max_pool import PairwiseMaxPool2d, max_pool_2x2  # noqa: E402
+from visiontasks.max_pool import PairwiseMaxPool2d, max_pool_2x2, select_pool_kernels  # noqa: E402
 
 #: (N, C, H, W) inputs of VGG16's pool1 … pool4 at 608×800, and pool1 at batch 2.
 SHAPES = (((1, 64, 608, 800), "pool1"), ((1, 128, 304, 400), "pool2"), ((1, 256, 152, 200), "pool3"),
@@ -32,10 +32,13 @@ SHAPES = (((1, 64, 608, 800), "pool1"), ((1, 128, 304, 400), "pool2"), ((1, 256,
 
 
 def _set_pools(model: torch.nn.Module, ours: bool) -> None:
+    """The model's qualifying pools as maxima (``select_pool_kernels``) or back to plain ``nn.MaxPool2d``."""
+    if ours:
+        select_pool_kernels(model)
+        return
     for module in model.modules():
-        if isinstance(module, torch.nn.MaxPool2d) and type(module) in (torch.nn.MaxPool2d, PairwiseMaxPool2d):
-            if ours or type(module) is PairwiseMaxPool2d:
-                module.__class__ = PairwiseMaxPool2d if ours else torch.nn.MaxPool2d
+        if type(module) is PairwiseMaxPool2d:
+            module.__class__ = torch.nn.MaxPool2d
 
 
 def models_table(configs: list[str], repeats: int) -> None:
@@ -59,7 +62,6 @@ def models_table(configs: list[str], repeats: int) -> None:
             steps = {"torch": lambda: call(False), "ours": lambda: call(True)}
             times = interleaved_times(steps, repeats, warmup=1,
                                       on_step=lambda i, name, took, result: results.__setitem__(name, result))
-            _set_pools(predictor.model, True)
             same = torch.equal(torch.as_tensor(results["torch"].boxes), torch.as_tensor(results["ours"].boxes))
             t_ms, o_ms = min(times["torch"]) * 1e3, min(times["ours"]) * 1e3
             print(f"| {Path(config).name} | {precision} | {pools} | {t_ms:.0f} | {o_ms:.0f} | {o_ms / t_ms:.3f} | {same} |",
