@@ -19,6 +19,10 @@ optimizer too (the networks alone). Four models, each precision on both sides:
 - ``ours_bf16``: as the Trainer runs ``train.amp: bf16``: fp32 weights, bf16 autocast around the
   forward, the parts' outputs cast back to fp32 (``fp32_boundaries``), channels-last; backward and
   the SGD step outside autocast.
+- Both of ours as the Trainer prepares them on the CPU: the 2×2 max pools of the frozen layers
+  without indices (``visiontasks/max_pool.py``), fc6/fc7 with kept cast and gradient buffers
+  (``visiontasks/buffered_linear.py``; ``--plain-linear`` adds ``ours_fp32_plain_linear`` and
+  ``ours_bf16_plain_linear``, ours with them as plain ``nn.Linear``).
 - ``tv_bf16``: torchvision's model under the same ``torch.autocast("cpu", torch.bfloat16)`` around
   its forward (fp32 weights, its own memory format). ``--tv-channels-last`` adds ``tv_bf16_cl``,
   torchvision's model moved to channels-last as well.
@@ -51,6 +55,7 @@ from det_latency import (TVRoIPool, build_ours, build_torchvision, interleaved_t
 from visiontasks import get_model, winograd_conv  # noqa: E402
 from visiontasks.conv_select import select_conv_kernels  # noqa: E402
 from visiontasks.engine.optim import build_optimizer  # noqa: E402
+from visiontasks.buffered_linear import BufferedLinear, select_linear_kernels  # noqa: E402
 from visiontasks.max_pool import select_pool_kernels  # noqa: E402
 from visiontasks.precision import autocast, fp32_boundaries, prefers_channels_last  # noqa: E402
 
@@ -87,16 +92,27 @@ def _as_trainer_bf16(model: nn.Module) -> nn.Module:
     if prefers_channels_last(model):
         model.to(memory_format=torch.channels_last)
     select_pool_kernels(model)
+    select_linear_kernels(model)
+    return model
+
+
+def _plain_linear(model: nn.Module) -> nn.Module:
+    """Ours with fc6/fc7 back as plain ``nn.Linear`` (``--plain-linear``)."""
+    for module in model.modules():
+        if type(module) is BufferedLinear:
+            module.__class__ = nn.Linear
     return model
 
 
 def _as_trainer_fp32(model: nn.Module) -> nn.Module:
     """What ``Trainer(amp="none")`` does to the model on the CPU (engine/trainer.py): VGG16's 3×3
     convolutions by NNPACK's Winograd kernel (``visiontasks/winograd_conv.py``); NCHW; 2×2 max pools
-    of the frozen layers without indices (``visiontasks/max_pool.py``)."""
+    of the frozen layers without indices (``visiontasks/max_pool.py``); fc6/fc7 with kept buffers
+    (``visiontasks/buffered_linear.py``)."""
     if winograd_conv.model_qualifies(model):
         select_conv_kernels(model)
     select_pool_kernels(model)
+    select_linear_kernels(model)
     return model
 
 
@@ -110,11 +126,15 @@ MODELS: dict[str, tuple[Callable[..., nn.Module], torch.dtype | None, Callable[[
 TV_CL = ("tv_bf16_cl", (build_torchvision_mlp, torch.bfloat16, lambda m: m.to(memory_format=torch.channels_last)))
 #: ``--ours-fp32-channels-last``: ours in fp32 but channels-last (the Trainer moves to channels-last only with amp).
 OURS_FP32_CL = ("ours_fp32_cl", (build_ours, None, lambda m: m.to(memory_format=torch.channels_last)))
+#: ``--plain-linear``: ours without ``BufferedLinear`` (fc6/fc7 as plain ``nn.Linear``), each precision.
+PLAIN_LINEAR = {"ours_fp32_plain_linear": (build_ours, None, lambda m: _plain_linear(_as_trainer_fp32(m))),
+                "ours_bf16_plain_linear": (build_ours, torch.bfloat16, lambda m: _plain_linear(_as_trainer_bf16(m)))}
 #: ``--ours-direct``: ours in fp32 without the Winograd kernel (PyTorch's convolutions, as torchvision's).
 OURS_DIRECT = ("ours_fp32_direct", (build_ours, None, lambda m: m))
 #: (ours, theirs) compared in each precision.
 PAIRS = (("ours_fp32", "tv_fp32"), ("ours_fp32_direct", "tv_fp32"), ("ours_fp32_cl", "tv_fp32"),
-         ("ours_bf16", "tv_bf16"), ("ours_bf16", "tv_bf16_cl"))
+         ("ours_fp32_plain_linear", "tv_fp32"), ("ours_bf16", "tv_bf16"), ("ours_bf16", "tv_bf16_cl"),
+         ("ours_bf16_plain_linear", "tv_bf16"))
 
 
 def make_batch(seed: int = 0, n: int = 2, height: int = 375, width: int = 500, boxes_per_image: int = 3,
@@ -162,7 +182,8 @@ def _training_step(model: nn.Module, images: list[torch.Tensor], targets: list[d
 def _models(args: argparse.Namespace) -> dict:
     return {**MODELS, **(dict([TV_CL]) if args.tv_channels_last else {}),
             **(dict([OURS_DIRECT]) if args.ours_direct else {}),
-            **(dict([OURS_FP32_CL]) if args.ours_fp32_channels_last else {})}
+            **(dict([OURS_FP32_CL]) if args.ours_fp32_channels_last else {}),
+            **(PLAIN_LINEAR if args.plain_linear else {})}
 
 
 def _build_step(name: str, args: argparse.Namespace) -> Callable[[], float]:
@@ -200,6 +221,8 @@ def main() -> None:
     parser.add_argument("--ours-fp32-channels-last", action="store_true", help="also ours in fp32, channels-last")
     parser.add_argument("--ours-direct", action="store_true",
                         help="also ours in fp32 with PyTorch's own convolutions (no Winograd kernel)")
+    parser.add_argument("--plain-linear", action="store_true",
+                        help="also ours with fc6/fc7 as plain nn.Linear (without BufferedLinear's kept buffers)")
     parser.add_argument("--same-optimizer", action="store_true",
                         help="ours with torchvision's optimizer too (torch.optim.SGD loop) instead of the Trainer's")
     parser.add_argument("--only", nargs="+", help="time only these models (names above)")

@@ -7,11 +7,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn as nn
 from torch.utils.data import Dataset
 
+from visiontasks.buffered_linear import BufferedLinear
 from visiontasks.engine.optim import build_optimizer, build_scheduler
 from visiontasks.engine.sampler import ResumableBatchSampler, SeededDataset
 
@@ -39,7 +41,7 @@ def loss_of(model: nn.Module, images, targets) -> dict[str, torch.Tensor]:
     return {"loss_mse": nn.functional.mse_loss(pred, torch.stack([t["y"] for t in targets]))}
 
 
-def _worker(rank: int, out: str, rendezvous: str) -> None:
+def _worker(rank: int, out: str, rendezvous: str, buffered: bool = False) -> None:
     os.environ.pop("MASTER_PORT", None)  # no port anywhere: init_distributed must use the file store
     os.environ.update(VISIONTASKS_DIST_INIT_METHOD=rendezvous, RANK=str(rank), WORLD_SIZE=str(WORLD),
                       LOCAL_RANK=str(rank))
@@ -57,11 +59,19 @@ def _worker(rank: int, out: str, rendezvous: str) -> None:
     def eval_fn(model: nn.Module) -> dict:
         return {"evaluated_on_rank": float(rank), "training": float(model.training)}
 
-    trainer = Trainer(nn.Linear(3, 1), Augmented(), collate, out, **TRAIN, eval_fn=eval_fn, forward_fn=forward_fn)
+    layer = BufferedLinear(3, 1) if buffered else nn.Linear(3, 1)  # same initial weights
+    trainer = Trainer(layer, Augmented(), collate, out, **TRAIN, eval_fn=eval_fn, forward_fn=forward_fn)
     assert isinstance(trainer.train_model, nn.parallel.DistributedDataParallel)
+    in_buffer: list[bool] = []  # per step: the weight's gradient is BufferedLinear's kept buffer
+
+    def accumulated(weight: torch.Tensor) -> None:
+        kept = layer.__dict__.get("_kept_buffers")
+        in_buffer.append(kept is not None and weight.grad.data_ptr() == kept.slots["grad32"][0].data_ptr())
+
+    layer.weight.register_post_accumulate_grad_hook(accumulated)
     metrics = trainer.train()
     torch.save({"params": [p.detach().clone() for p in trainer.model.parameters()], "metrics": metrics,
-                "seen": seen}, Path(out) / f"rank{rank}.pt")
+                "seen": seen, "grad_in_buffer": in_buffer}, Path(out) / f"rank{rank}.pt")
     cleanup()
 
 
@@ -82,10 +92,13 @@ def _reference() -> list[torch.Tensor]:
     return [p.detach() for p in model.parameters()]
 
 
-def test_two_process_ddp_matches_the_averaged_single_process_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("buffered", [False, True], ids=["nn_linear", "buffered_linear"])
+def test_two_process_ddp_matches_the_averaged_single_process_run(tmp_path: Path, buffered: bool) -> None:
+    """Also with the gradient in BufferedLinear's kept buffer, which DDP's hooks average in place."""
     rendezvous = (tmp_path / "rendezvous").as_uri()  # file:///...: a FileStore, created by the first rank
-    mp.spawn(_worker, args=(str(tmp_path), rendezvous), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(str(tmp_path), rendezvous, buffered), nprocs=WORLD, join=True)
     results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    assert [r["grad_in_buffer"] for r in results] == [[buffered] * ITERS] * WORLD
     for p, q, ref in zip(results[0]["params"], results[1]["params"], _reference()):
         assert torch.equal(p, q)  # the replicas stay in sync
         torch.testing.assert_close(p, ref, rtol=1e-5, atol=1e-6)

@@ -6,7 +6,11 @@ One iteration: load a batch (see :mod:`visiontasks.engine.sampler`), move it to 
 k micro-batches whose losses are weighted by their share of the batch and whose gradients add up
 before the step, Caffe's ``iter_size``), optional gradient clipping, SGD step,
 per-iteration LR schedule step. Around it: logging (:mod:`visiontasks.engine.logger`), atomic
-checkpoints (:mod:`visiontasks.engine.checkpoint`), periodic and final evaluation, DDP.
+checkpoints (:mod:`visiontasks.engine.checkpoint`), periodic and final evaluation, DDP. On the
+CPU some layers are re-classed for speed: 2×2 max pools that need no gradient
+(:mod:`visiontasks.max_pool`) and fully connected layers of 2^23 weights or more, with kept cast
+and gradient buffers (:mod:`visiontasks.buffered_linear`), both giving PyTorch's numbers bit for
+bit; in fp32, VGG16's 3×3 convolutions by a Winograd kernel (:mod:`visiontasks.winograd_conv`).
 
 A run is exactly resumable: the checkpoint holds model, optimizer, scheduler, scaler, the
 iteration, every rank's RNG states and the log window; data order and augmentation depend only on
@@ -32,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from visiontasks import winograd_conv
+from visiontasks.buffered_linear import select_linear_kernels
 from visiontasks.conv_select import select_conv_kernels
 from visiontasks.max_pool import select_pool_kernels
 from visiontasks.engine import distributed as D
@@ -167,6 +172,7 @@ class Trainer:
             select_conv_kernels(self.model)  # fp32: VGG16's 3×3 convs by NNPACK's Winograd kernel
         if self.device.type == "cpu":
             select_pool_kernels(self.model)  # 2×2 max pools of frozen layers and evaluation without indices
+            select_linear_kernels(self.model)  # fc6/fc7: casts and weight gradients in kept buffers
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
         self._params = [p for p in self.model.parameters() if p.requires_grad]
         self.train_model: nn.Module = self.model
