@@ -55,6 +55,7 @@ from det_latency import (TVRoIPool, build_ours, build_torchvision, interleaved_t
 from visiontasks import get_model, winograd_conv  # noqa: E402
 from visiontasks.conv_select import select_conv_kernels  # noqa: E402
 from visiontasks.engine.optim import build_optimizer  # noqa: E402
+from visiontasks.banded_stem import select_banded_stems  # noqa: E402
 from visiontasks.buffered_linear import BufferedLinear, select_linear_kernels  # noqa: E402
 from visiontasks.max_pool import select_pool_kernels  # noqa: E402
 from visiontasks.precision import autocast, fp32_boundaries, prefers_channels_last  # noqa: E402
@@ -93,6 +94,7 @@ def _as_trainer_bf16(model: nn.Module) -> nn.Module:
         model.to(memory_format=torch.channels_last)
     select_pool_kernels(model)
     select_linear_kernels(model)
+    select_banded_stems(model)
     return model
 
 
