@@ -22,7 +22,8 @@ optimizer too (the networks alone). Four models, each precision on both sides:
 - Both of ours as the Trainer prepares them on the CPU: the 2×2 max pools of the frozen layers
   without indices (``visiontasks/max_pool.py``), fc6/fc7 with kept cast and gradient buffers
   (``visiontasks/buffered_linear.py``; ``--plain-linear`` adds ``ours_fp32_plain_linear`` and
-  ``ours_bf16_plain_linear``, ours with them as plain ``nn.Linear``).
+  ``ours_bf16_plain_linear``, ours with them as plain ``nn.Linear``), and in bf16 the frozen conv1
+  block in horizontal bands (``visiontasks/banded_stem.py``).
 - ``tv_bf16``: torchvision's model under the same ``torch.autocast("cpu", torch.bfloat16)`` around
   its forward (fp32 weights, its own memory format). ``--tv-channels-last`` adds ``tv_bf16_cl``,
   torchvision's model moved to channels-last as well.
@@ -88,7 +89,7 @@ def build_torchvision_mlp(backbone: str = "vgg16", num_classes: int = 21) -> nn.
 
 
 def _as_trainer_bf16(model: nn.Module) -> nn.Module:
-    """What ``Trainer(amp="bf16")`` does to the model before training (engine/trainer.py)."""
+    """What ``Trainer(amp="bf16")`` does to the model before training on the CPU (engine/trainer.py)."""
     fp32_boundaries(model)
     if prefers_channels_last(model):
         model.to(memory_format=torch.channels_last)
