@@ -1,7 +1,8 @@
-"""VGG16's conv1 block whole against in horizontal bands (``visiontasks/banded_stem.py``), the same process.
+"""VGG16's conv1 block whole against split (``visiontasks/banded_stem.py``), the same process.
 
-The block (conv1_1, ReLU, conv1_2, ReLU, pool1) of a bf16 VGG16 at 608×800, channels-last, batch 1
-(``predict()``) and 2 (a training batch), under ``torch.inference_mode``: per case the two are
+The block (conv1_1, ReLU, conv1_2, ReLU, pool1) of a bf16 VGG16, channels-last, at 608×800 batch 1
+(``predict()``) and 2 (a training batch), and at 224×224 batch 128 (R-CNN's warped regions), under
+``torch.inference_mode``, split as ``plan`` says (chunks of samples, bands of rows): per case the two are
 interleaved after a warm-up call each, the minimum of ``--repeats`` is printed with the minor page
 faults of the last call (``getrusage``) and a check that both give the same tensor. ``--models``
 times whole ``load_model(config, "bf16").predict(photo)`` calls instead, the loaded model's body
@@ -24,7 +25,7 @@ import torch.nn as nn
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from visiontasks import get_model  # noqa: E402
-from visiontasks.banded_stem import BandedSequential, banded_forward, bands_for, stem_length  # noqa: E402
+from visiontasks.banded_stem import BandedSequential, plan, stem_forward, stem_length  # noqa: E402
 
 
 def _timed(fn, repeats: int) -> tuple[float, int, object]:
@@ -44,19 +45,19 @@ def block_table(repeats: int) -> None:
     body = get_model("vgg16").body.eval().to(torch.bfloat16)
     layers = list(body)[:stem_length(body)]
     whole = nn.Sequential(*layers)
-    print("| input | bands | whole ms | faults | banded ms | faults | same |")
+    print("| input | samples a chunk, bands | whole ms | faults | split ms | faults | same |")
     print("|---|---|---|---|---|---|---|")
-    for n in (1, 2):
-        x = torch.randn(n, 3, 608, 800).bfloat16().contiguous(memory_format=torch.channels_last)
-        bands = bands_for(layers, x)
+    for n, h, w in ((1, 608, 800), (2, 608, 800), (128, 224, 224)):  # predict(), a training batch, R-CNN regions
+        x = torch.randn(n, 3, h, w).bfloat16().contiguous(memory_format=torch.channels_last)
+        samples, bands = plan(layers, x)
         with torch.inference_mode():
             runs = {}
-            for _ in range(2):  # interleaved: whole, banded, whole, banded
+            for _ in range(2):  # interleaved: whole, split, whole, split
                 runs["whole"] = _timed(lambda: whole(x), repeats)
-                runs["banded"] = _timed(lambda: banded_forward(layers, x, bands), repeats)
-        same = torch.equal(runs["whole"][2], runs["banded"][2])
-        print(f"| {n}×3×608×800 bf16 channels-last | {bands} | {runs['whole'][0] * 1e3:.1f} | {runs['whole'][1]:,} "
-              f"| {runs['banded'][0] * 1e3:.1f} | {runs['banded'][1]:,} | {same} |", flush=True)
+                runs["split"] = _timed(lambda: stem_forward(layers, x, samples, bands), repeats)
+        same = torch.equal(runs["whole"][2], runs["split"][2])
+        print(f"| {n}×3×{h}×{w} bf16 channels-last | {samples}, {bands} | {runs['whole'][0] * 1e3:.1f} "
+              f"| {runs['whole'][1]:,} | {runs['split'][0] * 1e3:.1f} | {runs['split'][1]:,} | {same} |", flush=True)
 
 
 def models_table(configs: list[str], repeats: int) -> None:

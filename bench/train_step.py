@@ -23,7 +23,7 @@ optimizer too (the networks alone). Four models, each precision on both sides:
   without indices (``visiontasks/max_pool.py``), fc6/fc7 with kept cast and gradient buffers
   (``visiontasks/buffered_linear.py``; ``--plain-linear`` adds ``ours_fp32_plain_linear`` and
   ``ours_bf16_plain_linear``, ours with them as plain ``nn.Linear``), and in bf16 the frozen conv1
-  block in horizontal bands (``visiontasks/banded_stem.py``).
+  block in pieces (``visiontasks/banded_stem.py``).
 - ``tv_bf16``: torchvision's model under the same ``torch.autocast("cpu", torch.bfloat16)`` around
   its forward (fp32 weights, its own memory format). ``--tv-channels-last`` adds ``tv_bf16_cl``,
   torchvision's model moved to channels-last as well.

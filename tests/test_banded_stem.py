@@ -1,9 +1,9 @@
-"""banded_stem (visiontasks/banded_stem.py): VGG16's conv1 block in horizontal bands, bit for bit.
+"""banded_stem (visiontasks/banded_stem.py): VGG16's conv1 block in chunks and bands, bit for bit.
 
-Every band result is checked with ``torch.equal`` against the whole block (``nn.Sequential``) on the
-same bf16 input: band counts from 1 to one per two output rows, odd sizes, NCHW and channels-last,
-batches of one and two; then which layers form a block, how many bands a size gets, and where the
-bands apply.
+Every split result is checked with ``torch.equal`` against the whole block (``nn.Sequential``) on
+the same bf16 input: band counts from 1 to one per two output rows, chunks of samples, odd sizes,
+NCHW and channels-last, batches of one to seven; then which layers form a block, how a size is
+split, and where the splitting applies.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 
 from visiontasks import get_model
-from visiontasks.banded_stem import (BAND_BYTES, BandedSequential, applies, banded_forward, bands_for,
-                                     select_banded_stems, stem_length)
+from visiontasks.banded_stem import (BAND_BYTES, BandedSequential, applies, banded_forward, plan,
+                                     select_banded_stems, stem_forward, stem_length)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_the_body_at_600x800_runs_in_bands_and_equals_the_sequential(vgg_body: n
     assert select_banded_stems(banded) == 1 and type(banded) is BandedSequential
     x = _input((1, 3, 608, 800), channels_last=True)
     layers = list(banded)[:5]
-    assert bands_for(layers, x) == 4  # 64 × 608 × 800 × 2 bytes = 62 MB → 16 MB bands
+    assert plan(layers, x) == (1, 4)  # 64 × 608 × 800 × 2 bytes = 62 MB → 16 MB bands
     calls = []
     banded[0].register_forward_hook(lambda m, i, o: calls.append(tuple(i[0].shape)))
     with torch.inference_mode():
@@ -78,14 +78,36 @@ def test_stem_length_finds_only_the_bandable_block() -> None:
     assert select_banded_stems(get_model("deconvnet")) == 0
 
 
-def test_bands_for_sizes(vgg_body: nn.Sequential) -> None:
+def test_plan_chunks_samples_first_and_bands_a_sample_too_large_alone(vgg_body: nn.Sequential) -> None:
     layers = list(vgg_body)[:5]
     shape = lambda n, h, w: torch.empty(n, 3, h, w)  # noqa: E731
-    assert bands_for(layers, shape(1, 400, 400)) == 1  # 20 MB: under glibc's mmap threshold, whole
-    assert bands_for(layers, shape(1, 608, 800)) == 4
-    assert bands_for(layers, shape(2, 608, 800)) == 8  # a training batch of two: 123 MB
-    assert bands_for(layers, shape(1, 2000, 2000)) == -(-64 * 2000 * 2000 * 2 // BAND_BYTES)
-    assert bands_for(layers, shape(64, 64, 4000)) == 64 // 2 // 8  # at least 8 output rows a band
+    assert plan(layers, shape(1, 400, 400)) == (1, 1)  # 20 MB: under glibc's mmap threshold, whole
+    assert plan(layers, shape(1, 608, 800)) == (1, 4)
+    assert plan(layers, shape(2, 608, 800)) == (1, 4)  # a training batch of two: each image in 4 bands
+    assert plan(layers, shape(1, 2000, 2000)) == (1, -(-64 * 2000 * 2000 * 2 // BAND_BYTES))
+    assert plan(layers, shape(1, 64, 40000)) == (1, 64 // 2 // 8)  # at least 8 output rows a band
+    assert plan(layers, shape(128, 224, 224)) == (2, 1)  # R-CNN's warped regions: 6.4 MB each, 2 a chunk
+    assert plan(layers, shape(4, 224, 224)) == (4, 1)  # 26 MB in all: whole
+
+
+def test_chunks_of_samples_equal_the_whole_block(vgg_body: nn.Sequential) -> None:
+    """R-CNN's batches of warped regions: the block per chunk of samples (no halo), bit for bit."""
+    layers = list(vgg_body)[:5]
+    x = _input((7, 3, 40, 36), channels_last=True)
+    with torch.inference_mode():
+        whole = nn.Sequential(*layers)(x)
+        for samples, bands in ((1, 1), (2, 1), (3, 2), (7, 1), (4, 3)):
+            out = stem_forward(layers, x, samples, bands)
+            assert torch.equal(out, whole), (samples, bands)
+            assert out.is_contiguous(memory_format=torch.channels_last)
+    banded = copy.deepcopy(vgg_body)
+    select_banded_stems(banded)
+    calls = []
+    banded[0].register_forward_hook(lambda m, i, o: calls.append(tuple(i[0].shape)))
+    x = _input((6, 3, 224, 224), channels_last=True)  # 6 × 6.4 MB: chunks of 2
+    with torch.inference_mode():
+        assert torch.equal(banded(x), vgg_body(x))
+    assert calls == [(2, 3, 224, 224)] * 3
 
 
 def test_applies_only_without_gradients_in_bf16_on_the_cpu(vgg_body: nn.Sequential) -> None:

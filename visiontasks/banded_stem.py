@@ -1,32 +1,36 @@
-"""The first block of a VGG-style network run in horizontal bands, so that its largest maps stay small.
+"""The first block of a VGG-style network run in pieces, so that its largest maps stay small.
 
 VGG16's conv1 block (conv1_1, ReLU, conv1_2, ReLU, pool1) writes two 64-channel maps at the full
-input size: at 600×800 (padded to 608×800) 62 MB each in bf16, 123 MB at a training batch of two.
-glibc serves blocks over 32 MB with ``mmap`` and returns them with ``munmap``, so every call faults
-them in again page by page (30,402 minor faults in a bf16 ``predict()`` call). Run over horizontal
-bands of the image instead — each band's rows plus the rows its 3×3 convolutions need above and
-below (one per convolution, two per pooled row), the rows a band computed from missing neighbours
-cut off after each convolution — the block's maps are a quarter or an eighth of that size, which
-glibc keeps in its heap and hands out again. Measured with ``bench/banded_stem.py`` (2 threads,
-bf16 channels-last, min of 7, 2026-12-07): the block at 1×3×608×800 157 ms and 45,603 faults whole,
-102 ms and 25 in 4 bands; at 2×3×608×800 318 ms and 91,203 faults, 225 ms and none in 8 bands; a
-whole bf16 ``predict()`` of Faster R-CNN VGG16, body switched call by call, 952 → 923 ms (median
-974 → 936), same detections. Extending the bands through conv2 (254 → 229 ms) or conv3 (480 →
-550 ms, a ``/tmp`` A/B) gained less or lost: deeper maps are small, and the halo rows cost more there.
+input size: at 600×800 (padded to 608×800) 62 MB each in bf16, 123 MB at a training batch of two,
+822 MB for a chunk of 128 of R-CNN's 224² warped regions. glibc serves blocks over 32 MB with
+``mmap`` and returns them with ``munmap``, so every call faults them in again page by page (30,402
+minor faults in a bf16 ``predict()`` call). Run in pieces whose maps are at most 16 MB — which
+glibc keeps in its heap and hands out again — the block stays in memory it already has: chunks of
+whole samples where a sample's maps fit (R-CNN's regions: 2 at a time), else one sample at a time
+in horizontal bands, each band's rows plus the rows its 3×3 convolutions need above and below (one
+per convolution, two per pooled row), the rows a band computed from missing neighbours cut off after
+each convolution. Measured with ``bench/banded_stem.py`` (2 threads, bf16 channels-last, min of 7,
+2026-12-07, ms and minor faults of a call, whole → split): 1×3×608×800 (4 bands) 154 / 45,603 →
+101 / 0; 2×3×608×800 (each image in 4 bands) 310 / 91,203 → 200 / 0; 128×3×224×224 (chunks of
+2) 2,124 / 652,292 → 1,515 / 72,881; a whole bf16 ``predict()`` of Faster R-CNN VGG16, body
+switched call by call, 952 → 923 ms (median 974 → 936), same detections. Banding R-CNN's regions
+by rows instead (14 bands) took 3,164 ms against 2,104 whole (a ``/tmp`` A/B), so samples are split first. Extending the bands through
+conv2 (254 → 229 ms) or conv3 (480 → 550 ms, a ``/tmp`` A/B) gained less or lost: deeper maps are
+small, and the halo rows cost more there.
 
-A band's rows are computed by the same convolution on the same input values, so the output is the
+A piece's rows are computed by the same convolution on the same input values, so the output is the
 whole block's bit for bit wherever the convolution's value at a pixel does not depend on where the
-map starts: oneDNN's direct convolution, which bf16 takes (tested with ``torch.equal``). NNPACK's
-Winograd kernel (fp32 VGG16, :mod:`visiontasks.winograd_conv`) computes in tiles fixed to the map's
-origin, so fp32 runs whole.
+map starts or on the other samples: oneDNN's direct convolution, which bf16 takes (tested with
+``torch.equal``). NNPACK's Winograd kernel (fp32 VGG16, :mod:`visiontasks.winograd_conv`) computes in
+tiles fixed to the map's origin, so fp32 runs whole.
 
 :func:`stem_length` finds the block: the leading 3×3 stride-1 padding-1 convolutions (at least one)
 and ReLUs of an ``nn.Sequential`` up to its first 2×2 stride-2 max pool (floor mode). VGG16's body
-has one; FCN's conv1_1 pads by 100 and DeconvNet's has batch norm, so neither is banded.
-:func:`applies` bands only without autograd (inference, and the frozen conv1 of VGG16 detectors in
-training), on the CPU, with the convolutions in bf16 (a bf16 input, or CPU bf16 autocast), outside
-tracing, export and compilation, and when the block's largest map would be at least 32 MB; the
-band count keeps each band's maps at or under 16 MB.
+has one; FCN's conv1_1 pads by 100 and DeconvNet's has batch norm, so neither is split.
+:func:`applies` splits only without autograd (inference, R-CNN's feature cache, and the frozen
+conv1 of VGG16 detectors in training), on the CPU, with the convolutions in bf16 (a bf16 input, or
+CPU bf16 autocast), outside tracing, export and compilation; :func:`plan` runs whole what is under
+32 MB in all.
 
 Shape shorthand: N batch, C channels, H × W the input; rows [a, b) are output rows of the block.
 """
@@ -40,8 +44,8 @@ import torch.nn as nn
 from visiontasks.max_pool import qualifies as pool_qualifies
 from visiontasks.winograd_conv import exporting
 
-__all__ = ["BandedSequential", "stem_length", "applies", "banded_forward", "select_banded_stems",
-           "WHOLE_BYTES", "BAND_BYTES"]
+__all__ = ["BandedSequential", "stem_length", "applies", "plan", "banded_forward", "stem_forward",
+           "select_banded_stems", "WHOLE_BYTES", "BAND_BYTES"]
 
 #: The block's largest map must be at least this large to be banded (glibc's largest mmap threshold).
 WHOLE_BYTES = 32 << 20
@@ -126,31 +130,58 @@ def _low_precision(x: torch.Tensor) -> bool:
     return x.dtype == torch.bfloat16
 
 
-def bands_for(layers: list[nn.Module], x: torch.Tensor) -> int:
-    """How many bands :class:`BandedSequential` uses for ``x`` (1 = run whole): the block's largest map
-    in bytes (bf16) over :data:`BAND_BYTES`, rounded up, if it reaches :data:`WHOLE_BYTES`."""
+def plan(layers: list[nn.Module], x: torch.Tensor) -> tuple[int, int]:
+    """How :class:`BandedSequential` splits ``x``: ``(samples per chunk, bands per chunk)``.
+
+    Whole (``(N, 1)``) when the block's largest map (bf16) is under :data:`WHOLE_BYTES`; else chunks
+    of as many samples as fit in :data:`BAND_BYTES`, and where one sample's map alone exceeds it,
+    one sample at a time in that many bands, rounded up (at least 8 output rows a band).
+    """
     channels = max(layer.out_channels for layer in layers if isinstance(layer, nn.Conv2d))
     n, _, h, w = x.shape
-    largest = n * channels * h * w * 2
-    if largest < WHOLE_BYTES:
-        return 1
-    return min(math.ceil(largest / BAND_BYTES), max(h // 2 // 8, 1))  # at least 8 output rows a band
+    per_sample = channels * h * w * 2
+    if n * per_sample < WHOLE_BYTES:
+        return n, 1
+    if per_sample <= BAND_BYTES:
+        return max(BAND_BYTES // per_sample, 1), 1
+    return 1, min(math.ceil(per_sample / BAND_BYTES), max(h // 2 // 8, 1))
+
+
+def stem_forward(layers: list[nn.Module], x: torch.Tensor, samples: int, bands: int) -> torch.Tensor:
+    """The block ``layers`` applied to ``x`` in chunks of ``samples`` samples, each in ``bands`` bands.
+
+    Returns:
+        (N, C', H // 2, W // 2) as ``nn.Sequential(*layers)(x)``, in its memory format.
+    """
+    parts = []
+    for i in range(0, x.shape[0], samples):
+        chunk = x[i:i + samples]
+        if bands > 1:
+            parts.append(banded_forward(layers, chunk, bands))
+        else:
+            for layer in layers:
+                chunk = layer(chunk)
+            parts.append(chunk)
+    out = torch.cat(parts, dim=0)
+    if parts[0].is_contiguous(memory_format=torch.channels_last) and not parts[0].is_contiguous():
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
 
 
 def applies(seq: nn.Sequential, x: torch.Tensor) -> bool:
-    """Whether :class:`BandedSequential` may band ``x`` (the module docstring's rule; the size is
-    :func:`bands_for`'s)."""
+    """Whether :class:`BandedSequential` may split ``x`` (the module docstring's rule; how is
+    :func:`plan`'s)."""
     if exporting() or x.device.type != "cpu" or x.dim() != 4 or not _low_precision(x):
         return False
     k = stem_length(seq)
     if not k:
         return False
     return not (torch.is_grad_enabled()
-                and (x.requires_grad or any(p.requires_grad for layer in seq[:k] for p in layer.parameters())))
+                and (x.requires_grad or any(p.requires_grad for layer in list(seq)[:k] for p in layer.parameters())))
 
 
 class BandedSequential(nn.Sequential):
-    """An ``nn.Sequential`` whose leading conv block runs in bands where :func:`applies` says so.
+    """An ``nn.Sequential`` whose leading conv block runs in chunks or bands where :func:`applies` says so.
 
     Same children and state dict as the ``nn.Sequential``; made by :func:`select_banded_stems`.
     """
@@ -160,9 +191,11 @@ class BandedSequential(nn.Sequential):
             return super().forward(input)
         layers = list(self)
         k = stem_length(self)
-        bands = bands_for(layers[:k], input)
-        x = banded_forward(layers[:k], input, bands) if bands > 1 else input
-        for layer in layers[k if bands > 1 else 0:]:
+        samples, bands = plan(layers[:k], input)
+        if samples >= input.shape[0] and bands == 1:
+            return super().forward(input)
+        x = stem_forward(layers[:k], input, samples, bands)
+        for layer in layers[k:]:
             x = layer(x)
         return x
 

@@ -163,8 +163,8 @@ def select_conv_kernels(model: nn.Module, max_positions: int = 512) -> int:
 def inference_layout(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
     """The memory layout ``load_model()`` runs a model in (in place): channels-last for models with
     2-D convolutions and, on the CPU, small-map conv kernels chosen by measurement, 2×2 max pools
-    without indices (:mod:`visiontasks.max_pool`) and, in bf16, VGG16's conv1 block in horizontal
-    bands (:mod:`visiontasks.banded_stem`). An fp32 model
+    without indices (:mod:`visiontasks.max_pool`) and, in bf16, VGG16's conv1 block in pieces
+    (:mod:`visiontasks.banded_stem`). An fp32 model
     with layers for NNPACK's Winograd kernel (:func:`visiontasks.winograd_conv.layer_qualifies`, on a
     CPU where it runs) stays NCHW: NNPACK reads and writes NCHW, and a layout copy around each such
     layer would cost more than channels-last gains on the others.
@@ -181,5 +181,5 @@ def inference_layout(model: nn.Module, device: str | torch.device = "cpu") -> nn
     if cpu:
         select_conv_kernels(model)
         select_pool_kernels(model)  # 2×2 max pools without PyTorch's indices (visiontasks/max_pool.py)
-        select_banded_stems(model)  # bf16: VGG16's conv1 block in bands (visiontasks/banded_stem.py)
+        select_banded_stems(model)  # bf16: VGG16's conv1 block in chunks or bands (visiontasks/banded_stem.py)
     return model

@@ -10,7 +10,7 @@ checkpoints (:mod:`visiontasks.engine.checkpoint`), periodic and final evaluatio
 CPU some layers are re-classed for speed: 2×2 max pools that need no gradient
 (:mod:`visiontasks.max_pool`), fully connected layers of 2^23 weights or more with kept cast and
 gradient buffers (:mod:`visiontasks.buffered_linear`) and, in bf16, VGG16's frozen conv1 block in
-horizontal bands (:mod:`visiontasks.banded_stem`), all three giving PyTorch's numbers bit for bit;
+pieces (:mod:`visiontasks.banded_stem`), all three giving PyTorch's numbers bit for bit;
 in fp32, VGG16's 3×3 convolutions by a Winograd kernel (:mod:`visiontasks.winograd_conv`).
 
 A run is exactly resumable: the checkpoint holds model, optimizer, scheduler, scaler, the
@@ -175,7 +175,7 @@ class Trainer:
         if self.device.type == "cpu":
             select_pool_kernels(self.model)  # 2×2 max pools of frozen layers and evaluation without indices
             select_linear_kernels(self.model)  # fc6/fc7: casts and weight gradients in kept buffers
-            select_banded_stems(self.model)  # bf16: VGG16's frozen conv1 block in horizontal bands
+            select_banded_stems(self.model)  # bf16: VGG16's frozen conv1 block in pieces (chunks or bands)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
         self._params = [p for p in self.model.parameters() if p.requires_grad]
         self.train_model: nn.Module = self.model
