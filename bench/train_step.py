@@ -54,10 +54,10 @@ from det_latency import (TVRoIPool, build_ours, build_torchvision, interleaved_t
                          run_in_child)
 
 from visiontasks import get_model, winograd_conv  # noqa: E402
-from visiontasks.conv_select import select_conv_kernels  # noqa: E402
-from visiontasks.engine.optim import build_optimizer  # noqa: E402
 from visiontasks.banded_stem import select_banded_stems  # noqa: E402
 from visiontasks.buffered_linear import BufferedLinear, select_linear_kernels  # noqa: E402
+from visiontasks.conv_select import select_conv_kernels  # noqa: E402
+from visiontasks.engine.optim import build_optimizer  # noqa: E402
 from visiontasks.max_pool import select_pool_kernels  # noqa: E402
 from visiontasks.precision import autocast, fp32_boundaries, prefers_channels_last  # noqa: E402
 

@@ -109,20 +109,30 @@ def test_gradients_accumulate_over_backward_passes_as_nn_linear(amp: torch.dtype
 
 @pytest.mark.parametrize("amp", AMPS)
 def test_two_graphs_alive_at_once_each_use_their_own_weights(amp: torch.dtype | None) -> None:
-    """Two forwards before their backwards, the weight changed in between: the first graph's bf16
-    weight is still referred to when the second forward runs, so that one gets a new buffer."""
+    """Two forwards before their backwards, the weight changed in between. In bf16 the inputs need
+    gradients, so the first graph holds the bf16 weight buffer when the second forward runs: that one
+    gets a new buffer (in fp32 the graphs would hold the weight itself, which PyTorch refuses to see
+    changed, so there the inputs need none)."""
     ref, ours = _pair()
-    x1, x2, g = torch.randn(6, 96), torch.randn(6, 96), torch.randn(6, 40)
+    grads = amp is not None
+    xs = {name: (torch.randn(6, 96, generator=torch.Generator().manual_seed(1)).requires_grad_(grads),
+                 torch.randn(6, 96, generator=torch.Generator().manual_seed(2)).requires_grad_(grads))
+          for name in ("ref", "ours")}
+    g = torch.randn(6, 40)
     outputs = {}
     for name, m in (("ref", ref), ("ours", ours)):
+        x1, x2 = xs[name]
         with torch.autocast("cpu", amp or torch.bfloat16, enabled=amp is not None):
             y1 = m(x1)
+        held = dict(m.__dict__["_kept_buffers"].slots) if name == "ours" else {}
         with torch.no_grad():
             m.weight.mul_(-0.5)
         with torch.autocast("cpu", amp or torch.bfloat16, enabled=amp is not None):
             y2 = m(x2)
+        if grads and name == "ours":  # the second forward left the first graph's bf16 weight alone
+            assert m.__dict__["_kept_buffers"].slots["weight"][0] is not held["weight"][0]
         ((y1.float() * g).sum() + (y2.float() * g).sum() * 3).backward()
-        outputs[name] = (y1, y2, m.weight.grad.clone(), m.bias.grad.clone())
+        outputs[name] = (y1, y2, m.weight.grad.clone(), m.bias.grad.clone()) + ((x1.grad, x2.grad) if grads else ())
     for a, b in zip(outputs["ref"], outputs["ours"]):
         assert torch.equal(a, b)
 

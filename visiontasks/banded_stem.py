@@ -14,9 +14,9 @@ each convolution. Measured with ``bench/banded_stem.py`` (2 threads, bf16 channe
 101 / 0; 2×3×608×800 (each image in 4 bands) 310 / 91,203 → 200 / 0; 128×3×224×224 (chunks of
 2) 2,124 / 652,292 → 1,515 / 72,881; a whole bf16 ``predict()`` of Faster R-CNN VGG16, body
 switched call by call, 952 → 923 ms (median 974 → 936), same detections. Banding R-CNN's regions
-by rows instead (14 bands) took 3,164 ms against 2,104 whole (a ``/tmp`` A/B), so samples are split first. Extending the bands through
-conv2 (254 → 229 ms) or conv3 (480 → 550 ms, a ``/tmp`` A/B) gained less or lost: deeper maps are
-small, and the halo rows cost more there.
+by rows instead (14 bands) took 3,164 ms against 2,104 whole (a ``/tmp`` A/B), so samples are
+split first. Extending the bands through conv2 (254 → 229 ms) or conv3 (480 → 550 ms, a ``/tmp``
+A/B) gained less or lost: deeper maps are small, and the halo rows cost more there.
 
 A piece's rows are computed by the same convolution on the same input values, so the output is the
 whole block's bit for bit wherever the convolution's value at a pixel does not depend on where the
@@ -47,9 +47,9 @@ from visiontasks.winograd_conv import exporting
 __all__ = ["BandedSequential", "stem_length", "applies", "plan", "banded_forward", "stem_forward",
            "select_banded_stems", "WHOLE_BYTES", "BAND_BYTES"]
 
-#: The block's largest map must be at least this large to be banded (glibc's largest mmap threshold).
+#: The block's largest map (all samples) must be at least this large to be split (glibc's largest mmap threshold).
 WHOLE_BYTES = 32 << 20
-#: Each band's largest map is kept at or under this.
+#: Each piece's largest map is kept at or under this.
 BAND_BYTES = 16 << 20
 
 
