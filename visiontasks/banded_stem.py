@@ -117,8 +117,12 @@ def banded_forward(layers: list[nn.Module], x: torch.Tensor, bands: int) -> torc
     if not 1 <= bands <= max(out_rows, 1):
         raise ValueError(f"bands must be in [1, {max(out_rows, 1)}] for {x.shape[-2]} input rows, got {bands!r}")
     edges = [out_rows * i // bands for i in range(bands + 1)]
-    parts = [_band(layers, x, a, b) for a, b in zip(edges[:-1], edges[1:])]
-    out = torch.cat(parts, dim=-2)
+    return _cat([_band(layers, x, a, b) for a, b in zip(edges[:-1], edges[1:])], dim=-2)
+
+
+def _cat(parts: list[torch.Tensor], dim: int) -> torch.Tensor:
+    """``torch.cat`` of the pieces, in their memory format (channels-last stays channels-last)."""
+    out = torch.cat(parts, dim=dim)
     if parts[0].is_contiguous(memory_format=torch.channels_last) and not parts[0].is_contiguous():
         out = out.contiguous(memory_format=torch.channels_last)
     return out
@@ -162,22 +166,24 @@ def stem_forward(layers: list[nn.Module], x: torch.Tensor, samples: int, bands: 
             for layer in layers:
                 chunk = layer(chunk)
             parts.append(chunk)
-    out = torch.cat(parts, dim=0)
-    if parts[0].is_contiguous(memory_format=torch.channels_last) and not parts[0].is_contiguous():
-        out = out.contiguous(memory_format=torch.channels_last)
-    return out
+    return _cat(parts, dim=0)
+
+
+def _applicable_stem(seq: nn.Sequential, x: torch.Tensor) -> int:
+    """:func:`stem_length` of ``seq`` where :func:`applies`, else 0."""
+    if exporting() or x.device.type != "cpu" or x.dim() != 4 or not _low_precision(x):
+        return 0
+    k = stem_length(seq)
+    if k and torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for layer in list(seq)[:k] for p in layer.parameters())):
+        return 0
+    return k
 
 
 def applies(seq: nn.Sequential, x: torch.Tensor) -> bool:
     """Whether :class:`BandedSequential` may split ``x`` (the module docstring's rule; how is
     :func:`plan`'s)."""
-    if exporting() or x.device.type != "cpu" or x.dim() != 4 or not _low_precision(x):
-        return False
-    k = stem_length(seq)
-    if not k:
-        return False
-    return not (torch.is_grad_enabled()
-                and (x.requires_grad or any(p.requires_grad for layer in list(seq)[:k] for p in layer.parameters())))
+    return _applicable_stem(seq, x) > 0
 
 
 class BandedSequential(nn.Sequential):
@@ -187,10 +193,10 @@ class BandedSequential(nn.Sequential):
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 (nn.Sequential's name)
-        if not applies(self, input):
+        k = _applicable_stem(self, input)
+        if not k:
             return super().forward(input)
         layers = list(self)
-        k = stem_length(self)
         samples, bands = plan(layers[:k], input)
         if samples >= input.shape[0] and bands == 1:
             return super().forward(input)
